@@ -1,0 +1,75 @@
+/** The config file's JSON schema: the only source of the Config type (json-schema-to-ts). */
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
+const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9_.:@-]+$' } as const
+
+export const configSchema = {
+  $id: 'https://wgpmp.invalid/config.schema.json',
+  title: 'wgpmp configuration',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    port_forward_enabled: {
+      type: 'boolean',
+      default: false,
+      description: 'Master switch. false: the daemon says so and exits 0 without touching nftables.',
+    },
+    port_forward_min_port: { ...port, default: 1024, description: 'Lowest external port that may be granted.' },
+    port_forward_max_port: { ...port, default: 65535, description: 'Highest external port that may be granted.' },
+    wg_interface: { ...ifname, default: 'wg0', description: 'The WireGuard interface NAT-PMP is answered on.' },
+    wg_address_v4: {
+      type: 'string',
+      format: 'cidr4',
+      default: '10.8.0.1/24',
+      description: 'The server\'s WireGuard address with prefix, e.g. "10.8.0.1/24": NAT-PMP listens on it; only clients inside the prefix are served.',
+    },
+    public_interface: { ...ifname, default: 'eth0', description: 'Where forwarded traffic arrives.' },
+    public_address_v4: {
+      type: 'string',
+      format: 'ipv4',
+      description: 'The address NAT-PMP reports and forwards are for. Default: the first IPv4 address of public_interface.',
+    },
+    port_forward_driver: { enum: ['nft', 'iptables'], default: 'nft', description: 'How forwards reach the kernel.' },
+    nft_mode: {
+      enum: ['session', 'spawn'],
+      default: 'session',
+      description: 'session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f -` per batch.',
+    },
+    lifetime_min_seconds: {
+      type: 'integer',
+      minimum: 1,
+      default: 120,
+      description: 'Shortest lifetime granted: requests below are raised to it (a 60 s ProtonVPN-style loop gets 120).',
+    },
+    lifetime_max_seconds: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 31536000,
+      default: 7200,
+      description: 'Longest lifetime granted (RFC 6886 recommends 7200): a client asking 3,600,000 s gets this.',
+    },
+    max_forwards_per_client: {
+      type: 'integer',
+      minimum: 1,
+      default: 128,
+      description: 'NAT-PMP mappings one client may hold; beyond it the answer is result 4 (out of resources).',
+    },
+    reserved_ports: {
+      type: 'array',
+      items: port,
+      uniqueItems: true,
+      default: [],
+      description: 'External ports never granted, in addition to the WireGuard listen port.',
+    },
+    teardown_on_exit: {
+      type: 'boolean',
+      default: true,
+      description: 'On SIGTERM/SIGINT remove every forward and the table.',
+    },
+    log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+  },
+} as const satisfies JSONSchema
+
+export type Config = FromSchema<typeof configSchema>
+export type ConfigInput = FromSchema<typeof configSchema, { keepDefaultedPropertiesOptional: true }>

@@ -1,0 +1,92 @@
+/**
+ * NftSession: one long-lived `nft -j -i` process fed one JSON batch per line, so the request path
+ * pays the kernel round trip (microseconds) instead of a process spawn (milliseconds).
+ *
+ * nft writes nothing on success and an error on failure, so after each batch we send a marker
+ * (`list tables`, which always succeeds and prints one JSON line). stderr is merged into stdout
+ * (`2>&1` in a tiny sh wrapper) so that the error text of a batch always precedes its marker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { WgpmpError } from '../errors.js'
+
+const MARKER = JSON.stringify({ nftables: [{ list: { tables: null } }] })
+
+interface Pending {
+  resolve: (errorText: string) => void
+  reject: (e: Error) => void
+}
+
+export class NftSession {
+  private child: ChildProcess | null = null
+  private buf = ''
+  private errText = ''
+  private pending: Pending[] = []
+  private dead: Error | null = null
+
+  /** argv runs nft, e.g. ['nft'] or ['ip', 'netns', 'exec', 'ns1', 'nft']. */
+  constructor(private readonly argv: readonly string[] = ['nft']) {}
+
+  private start(): ChildProcess {
+    const cmd = [...this.argv, '-j', '-i'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+    const child = spawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, LC_ALL: 'C' },
+    })
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => this.onData(chunk))
+    const fail = (e: Error): void => {
+      if (this.child === child) this.child = null
+      this.dead = e
+      for (const p of this.pending.splice(0)) p.reject(e)
+    }
+    child.on('error', (e) => fail(new WgpmpError('WGPMP_NFT_FAILED', `nft session: ${e.message}`, { cause: e })))
+    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_NFT_FAILED', `nft session exited (${signal ?? code})`)))
+    child.stdin?.on('error', () => {}) // EPIPE surfaces through 'exit'
+    this.child = child
+    this.dead = null
+    this.buf = ''
+    this.errText = ''
+    return child
+  }
+
+  private onData(chunk: string): void {
+    this.buf += chunk
+    for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
+      const line = this.buf.slice(0, nl)
+      this.buf = this.buf.slice(nl + 1)
+      if (line.startsWith('{"nftables"')) {
+        const text = this.errText
+        this.errText = ''
+        this.pending.shift()?.resolve(text)
+      } else if (line.trim() !== '') {
+        this.errText += line + '\n'
+      }
+    }
+  }
+
+  /**
+   * Runs one JSON batch (one transaction). Resolves with nft's error text ('' on success).
+   * Rejects only if the process cannot run; the next call starts a new one.
+   */
+  run(batchJson: string): Promise<string> {
+    if (batchJson.includes('\n')) throw new Error('nft session: batch must be one line')
+    const child = this.child ?? this.start()
+    return new Promise<string>((resolve, reject) => {
+      this.pending.push({ resolve, reject })
+      child.stdin?.write(batchJson + '\n' + MARKER + '\n')
+    })
+  }
+
+  get lastError(): Error | null {
+    return this.dead
+  }
+
+  close(): void {
+    const c = this.child
+    this.child = null
+    if (c) {
+      c.stdin?.end()
+      c.kill()
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/** NftDriver: forwards as elements of the `inet wgpmp` maps, changed only in atomic `nft -j` batches. */
+import { readFile } from 'node:fs/promises'
+import { WgpmpError, type ErrorCode } from '../errors.js'
+import type { Exec } from '../exec.js'
+import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
+import { buildBaseScript, buildBatch, MAP_FORWARDS_V4, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import { NftSession } from './nft-session.js'
+
+/** nft/wgpmp.nft, found relative to this file both in src/ (tests) and dist/src/ (built). */
+export async function readBaseRuleset(): Promise<string> {
+  const candidates = ['../../nft/wgpmp.nft', '../../../nft/wgpmp.nft']
+  for (const rel of candidates) {
+    try {
+      return await readFile(new URL(rel, import.meta.url), 'utf8')
+    } catch {
+      // try the next location
+    }
+  }
+  throw new WgpmpError('WGPMP_NFT_FAILED', 'nft/wgpmp.nft not found next to the program')
+}
+
+/** Maps nft's stderr to a stable code (knftables' wrapError). */
+export function nftErrorCode(stderr: string): ErrorCode {
+  if (/File exists/i.test(stderr)) return 'WGPMP_NFT_EXISTS'
+  if (/No such file or directory/i.test(stderr)) return 'WGPMP_NFT_NOT_FOUND'
+  return 'WGPMP_NFT_FAILED'
+}
+
+export interface NftDriverOptions {
+  exec: Exec
+  /** Table name inside family inet (default "wgpmp"; tests may use another). */
+  table?: string
+  /**
+   * 'session' (default): batches go to one long-lived `nft -j -i`; 'spawn': one `nft -j -f -`
+   * per batch (the fallback, and what runs if the session cannot start).
+   */
+  mode?: 'session' | 'spawn'
+  /** argv that runs nft for the session, e.g. ['ip','netns','exec','x','nft'] (default ['nft']). */
+  nftArgv?: readonly string[]
+  /** The base ruleset text (default: nft/wgpmp.nft). */
+  baseRuleset?: string
+}
+
+export class NftDriver implements ForwardDriver {
+  readonly name = 'nft' as const
+  private readonly exec: Exec
+  private readonly table: string
+  private readonly nftArgv: readonly string[]
+  private session: NftSession | null
+  private readonly baseRuleset: string | undefined
+
+  constructor(opts: NftDriverOptions) {
+    this.exec = opts.exec
+    this.table = opts.table ?? TABLE_NAME
+    this.nftArgv = opts.nftArgv ?? ['nft']
+    this.session = (opts.mode ?? 'session') === 'session' ? new NftSession(this.nftArgv) : null
+    this.baseRuleset = opts.baseRuleset
+  }
+
+  /** Which path carries batches now: 'session' or 'spawn'. */
+  get mode(): 'session' | 'spawn' {
+    return this.session ? 'session' : 'spawn'
+  }
+
+  private async nft(args: readonly string[], input?: string): Promise<string> {
+    const [file, ...pre] = this.nftArgv
+    const r = await this.exec(file ?? 'nft', [...pre, ...args], input === undefined ? {} : { input })
+    if (r.exitCode !== 0) {
+      throw new WgpmpError(nftErrorCode(r.stderr), `nft ${args.join(' ')}: ${firstLine(r.stderr)}`, { cause: r.stderr })
+    }
+    return r.stdout
+  }
+
+  async ensureBase(params: BaseParams): Promise<void> {
+    const base = this.baseRuleset ?? (await readBaseRuleset())
+    await this.nft(['-f', '-'], buildBaseScript(base, params, this.table))
+  }
+
+  async apply(changes: readonly ForwardChange[]): Promise<void> {
+    if (changes.length === 0) return
+    const json = JSON.stringify(buildBatch(changes, this.table))
+    if (this.session) {
+      let errText: string
+      try {
+        errText = await this.session.run(json)
+      } catch {
+        // The session could not run (nft missing from PATH for -i, killed...): fall back for good.
+        this.session.close()
+        this.session = null
+        return this.apply(changes)
+      }
+      if (errText !== '') throw new WgpmpError(nftErrorCode(errText), `nft batch of ${changes.length}: ${firstLine(errText)}`, { cause: errText })
+      return
+    }
+    await this.nft(['-j', '-f', '-'], json)
+  }
+
+  async list(): Promise<readonly Forward[]> {
+    let out: string
+    try {
+      out = await this.nft(['-j', 'list', 'map', TABLE_FAMILY, this.table, MAP_FORWARDS_V4])
+    } catch (e) {
+      if (e instanceof WgpmpError && e.code === 'WGPMP_NFT_NOT_FOUND') return [] // no table: no forwards
+      throw e
+    }
+    return parseForwardsMap(out).sort(compareForwards)
+  }
+
+  async teardown(): Promise<void> {
+    // Create-then-delete in one transaction: succeeds whether or not the table exists.
+    await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`)
+  }
+
+  /** Ends the nft session process. The driver still works afterwards (it starts a new one). */
+  close(): void {
+    this.session?.close()
+  }
+}
+
+const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'failed'

@@ -1,0 +1,43 @@
+/** IPv4 parsing and prefix checks, without dependencies. Parsers return null on bad input. */
+
+/** "10.8.0.2" -> 0x0a080002 (unsigned). Strict dotted quad: no leading zeros, each part 0..255. */
+export function parseIPv4(s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
+  if (!m) return null
+  let n = 0
+  for (let i = 1; i <= 4; i++) {
+    const part = m[i]!
+    if (part.length > 1 && part.startsWith('0')) return null
+    const v = Number(part)
+    if (v > 255) return null
+    n = n * 256 + v
+  }
+  return n
+}
+
+export const formatIPv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
+
+export interface Cidr4 {
+  readonly address: string
+  readonly addr: number
+  readonly prefix: number
+  readonly network: number
+  readonly mask: number
+}
+
+/** "10.8.0.1/24" -> address 10.8.0.1, network 10.8.0.0, prefix 24. A bare address is a /32. */
+export function parseCidr4(s: string): Cidr4 | null {
+  const [a, p, ...rest] = s.split('/')
+  if (a === undefined || rest.length > 0) return null
+  const addr = parseIPv4(a)
+  if (addr === null) return null
+  const prefix = p === undefined ? 32 : /^\d{1,2}$/.test(p) ? Number(p) : NaN
+  if (!(prefix >= 0 && prefix <= 32)) return null
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+  return { address: a, addr, prefix, network: (addr & mask) >>> 0, mask }
+}
+
+export const inCidr4 = (c: Cidr4, ip: number): boolean => ((ip & c.mask) >>> 0) === c.network
+
+/** Strips the IPv4-mapped IPv6 prefix that dual-stack sockets report ("::ffff:10.8.0.2"). */
+export const unmapV4 = (s: string): string => (s.startsWith('::ffff:') ? s.slice(7) : s)

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+/** The process edge: argv, env, signals and exit codes live here and nowhere else. */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config/load.js'
+import { startDaemon } from './daemon.js'
+import { isWgpmpError } from './errors.js'
+import { createLogger } from './log.js'
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
+const HELP = `Usage: wgpmp --config FILE     run the daemon in the foreground
+       wgpmp --check --config FILE  validate the config and exit
+       wgpmp --help | --version
+
+NAT-PMP (RFC 6886) port forwarding for WireGuard servers. Forwards are elements of the
+nftables table "inet wgpmp": inspect them with  nft list table inet wgpmp
+Config keys and defaults: see README.md (default config path /etc/wgpmp/config.json).
+`
+
+async function main(): Promise<number> {
+  let args
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c', default: '/etc/wgpmp/config.json' },
+        check: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'v', default: false },
+      },
+      strict: true,
+    }).values
+  } catch (e) {
+    process.stderr.write(`wgpmp: ${(e as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  if (args.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  if (args.version) {
+    process.stdout.write(`wgpmp ${pkg.version}\n`)
+    return 0
+  }
+  let config
+  try {
+    config = await loadConfig(args.config)
+  } catch (e) {
+    process.stderr.write(`wgpmp: invalid configuration: ${(e as Error).message}\n`)
+    return 2
+  }
+  if (args.check) {
+    process.stdout.write(`${args.config}: ok\n`)
+    return 0
+  }
+  const log = createLogger(process.env.WGPMP_LOG_LEVEL ?? config.log_level)
+  let daemon
+  try {
+    daemon = await startDaemon(config, { log })
+  } catch (err) {
+    log.fatal({ err, code: isWgpmpError(err) ? err.code : undefined }, 'cannot start')
+    process.stderr.write(`wgpmp: cannot start: ${(err as Error).message}\n`)
+    return 1
+  }
+  if (!daemon.udpAddress) return 0
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'stopping')
+      daemon.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'teardown failed')
+          resolve(1)
+        },
+      )
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`wgpmp: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,104 @@
+/**
+ * NatPmpService: one request in, one reply out. Decodes, checks the sender, changes the lease
+ * table, commits the implied forwards to the kernel, and only then encodes the answer.
+ */
+import { Opcode, ResultCode, type ResultCode as Result } from '../protocol/constants.js'
+import { decodeRequest, encodeErrorReply, encodeMapResponse, encodePublicAddressResponse, type MapOpcode } from '../protocol/natpmp.js'
+import type { Protocol } from '../drivers/driver.js'
+import type { Logger } from '../log.js'
+import type { MappingTable, Removal } from '../mappings/table.js'
+
+export interface ServiceDeps {
+  table: MappingTable
+  /** Commits changes to the kernel (group commit); rejects if refused. */
+  commit: (changes: Removal['changes']) => Promise<void>
+  /** Seconds since the mapping table started (RFC 6886 §3.6). */
+  epochSeconds: () => number
+  /** The public IPv4 to report, or null if unknown (result 3). */
+  publicAddress: () => string | null
+  /** May this source address use NAT-PMP? (inside the WireGuard prefix, a known peer...) */
+  isClient: (address: string) => boolean
+  /** Called after the table changed (arms the expiry timer). */
+  changed: () => void
+  log: Logger
+  /** Counts each answered request by opcode and result. */
+  count?: (op: number, result: number) => void
+}
+
+const protocolOf = (op: MapOpcode): Protocol => (op === Opcode.MapUdp ? 'udp' : 'tcp')
+
+export class NatPmpService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  /** The reply bytes, or null to send nothing. Never throws. */
+  async handle(buf: Uint8Array, source: string): Promise<Uint8Array | null> {
+    const epoch = this.d.epochSeconds()
+    const decoded = decodeRequest(buf)
+    if (!decoded.ok) {
+      if (decoded.reply) this.d.count?.(decoded.reply.op, decoded.reply.result)
+      this.d.log.debug({ source, len: buf.byteLength, result: decoded.reply?.result ?? 'dropped' }, 'natpmp: not served')
+      return decoded.reply ? encodeErrorReply(decoded.reply, epoch) : null
+    }
+    const req = decoded.value
+    if (req.op === Opcode.PublicAddress) {
+      const pub = this.d.publicAddress()
+      const result = !this.d.isClient(source) ? ResultCode.NotAuthorized : pub ? ResultCode.Success : ResultCode.NetworkFailure
+      this.d.count?.(req.op, result)
+      return encodePublicAddressResponse(result, epoch, pub)
+    }
+    const reply = (result: Result, externalPort = 0, lifetimeSeconds = 0): Uint8Array => {
+      this.d.count?.(req.op, result)
+      return encodeMapResponse({ op: req.op, result, internalPort: req.internalPort, externalPort, lifetimeSeconds }, this.d.epochSeconds())
+    }
+    if (!this.d.isClient(source)) {
+      this.d.log.info({ source, op: req.op }, 'natpmp: refused, not a client')
+      return reply(ResultCode.NotAuthorized)
+    }
+    const protocol = protocolOf(req.op)
+    try {
+      if (req.lifetimeSeconds === 0) {
+        // RFC 6886 §3.4: the suggested external port is ignored; internal 0 deletes all of this protocol.
+        const r = this.d.table.remove(source, protocol, req.internalPort)
+        try {
+          await this.d.commit(r.changes)
+        } catch (err) {
+          r.undo()
+          this.d.log.error({ err, source, protocol, internalPort: req.internalPort }, 'natpmp: delete refused by the kernel')
+          return reply(ResultCode.NetworkFailure)
+        }
+        if (r.removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: r.removed.map((l) => l.externalPort) }, 'lease deleted')
+        this.d.changed()
+        return reply(ResultCode.Success)
+      }
+      const out = this.d.table.map({
+        client: source,
+        protocol,
+        internalPort: req.internalPort,
+        suggestedExternalPort: req.suggestedExternalPort,
+        lifetimeSeconds: req.lifetimeSeconds,
+      })
+      if (!out.ok) {
+        this.d.log.info({ client: source, protocol, internalPort: req.internalPort, result: out.result }, 'natpmp: map refused')
+        return reply(out.result)
+      }
+      try {
+        await this.d.commit(out.changes)
+      } catch (err) {
+        out.undo()
+        this.d.log.error({ err, client: source, protocol, externalPort: out.lease.externalPort }, 'natpmp: forward refused by the kernel')
+        return reply(ResultCode.NetworkFailure)
+      }
+      const l = out.lease
+      this.d.log.info(
+        { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0 },
+        out.changes.length === 0 ? 'lease renewed' : 'lease created',
+      )
+      this.d.changed()
+      return reply(ResultCode.Success, l.externalPort, l.lifetimeSeconds)
+    } catch (err) {
+      // A bug, not bad input: answer 3 rather than leave the client retrying for two minutes.
+      this.d.log.error({ err, source }, 'natpmp: internal error')
+      return reply(ResultCode.NetworkFailure)
+    }
+  }
+}
