@@ -1,0 +1,229 @@
+/** driverConformance: the one vitest suite every ForwardDriver (memory, nft, iptables) passes. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from '../../src/drivers/driver.js'
+import { isWgpmpError, type ErrorCode } from '../../src/errors.js'
+
+export interface ConformanceSkip {
+  readonly reason: string
+  /** Test titles exactly as written below; an unknown title fails the suite (no silent typos). */
+  readonly tests: readonly string[]
+}
+
+export type MakeDriver = () => Promise<{ driver: ForwardDriver; cleanup: () => Promise<void> }>
+
+/** TEST-NET-3 public address, a WireGuard-style interface: no real traffic needed. */
+export const CONFORMANCE_BASE: BaseParams = { publicV4: ['203.0.113.7'], wgInterfaces: ['wg0'] }
+
+export const fwd = (protocol: 'tcp' | 'udp', externalPort: number, internalAddress = '10.8.0.2', internalPort = externalPort): Forward => ({
+  protocol,
+  externalPort,
+  internalAddress,
+  internalPort,
+})
+const add = (forward: Forward): ForwardChange => ({ op: 'add', forward })
+const del = (forward: Forward): ForwardChange => ({ op: 'delete', forward })
+
+/**
+ * Codes a driver may use for "exists" / "not found". The lead's drivers use the WGPMP_NFT_* codes
+ * for all backends today; the suite insists on exactly these so all drivers stay interchangeable.
+ */
+const EXISTS: ErrorCode = 'WGPMP_NFT_EXISTS'
+const NOT_FOUND: ErrorCode = 'WGPMP_NFT_NOT_FOUND'
+
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  const e: unknown = await p.then(
+    () => new Error('resolved, expected a rejection'),
+    (err: unknown) => err,
+  )
+  expect(isWgpmpError(e) ? e.code : e).toBe(code)
+}
+
+const TITLES = [
+  'ensureBase then list is empty',
+  'adds TCP and UDP forwards and lists them back sorted',
+  'the same external port for tcp and udp coexists',
+  'deletes a forward by key and keeps the others',
+  'replaces a forward with delete + add of the same key in one batch',
+  'applies 1,000 adds in one batch',
+  'rejects a batch with an add of an existing key and changes nothing',
+  'rejects a batch with a duplicate add inside it and changes nothing',
+  'rejects a batch with a delete of a missing key and changes nothing',
+  'an empty apply is a no-op',
+  'ensureBase twice is idempotent and drops old forwards',
+  'teardown then teardown again both succeed, and list is empty after',
+  'teardown before ensureBase succeeds',
+  'apply after teardown rejects with not-found',
+] as const
+export type ConformanceTest = (typeof TITLES)[number]
+
+/**
+ * Registers the suite. make() is called before every test and cleanup() after it, so each test
+ * gets a fresh backend (for kernel drivers: a fresh network namespace).
+ *
+ * Decisions the suite pins down (proposed for the ForwardDriver doc comment):
+ * - list() before ensureBase and after teardown resolves [] (nothing installed = no forwards).
+ * - apply() without a base rejects WGPMP_NFT_NOT_FOUND.
+ * - A delete matches by (protocol, externalPort); an add/delete pair for one key in one batch
+ *   is a replace.
+ */
+export function driverConformance(
+  name: string,
+  make: MakeDriver,
+  opts: { skip?: readonly ConformanceSkip[] } = {},
+): void {
+  const skipped = new Map<string, string>()
+  for (const s of opts.skip ?? []) {
+    for (const t of s.tests) {
+      if (!(TITLES as readonly string[]).includes(t)) throw new Error(`driverConformance(${name}): unknown test "${t}" in skip`)
+      skipped.set(t, s.reason)
+    }
+  }
+
+  describe(`ForwardDriver conformance: ${name}`, () => {
+    let driver: ForwardDriver
+    let cleanup: (() => Promise<void>) | undefined
+
+    beforeEach(async () => {
+      const made = await make()
+      driver = made.driver
+      cleanup = made.cleanup
+    })
+    afterEach(async () => {
+      const c = cleanup
+      cleanup = undefined
+      await c?.()
+    })
+
+    const test = (title: ConformanceTest, fn: () => Promise<void>): void => {
+      const reason = skipped.get(title)
+      if (reason !== undefined) it.skip(`${title} (skipped: ${reason})`, fn)
+      else it(title, fn)
+    }
+
+    test('ensureBase then list is empty', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      expect(await driver.list()).toEqual([])
+    })
+
+    test('adds TCP and UDP forwards and lists them back sorted', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const a = fwd('udp', 40001, '10.8.0.3', 51820)
+      const b = fwd('tcp', 40002, '10.8.0.2', 80)
+      const c = fwd('tcp', 8080, '10.8.0.4', 8443)
+      await driver.apply([add(a), add(b)])
+      await driver.apply([add(c)])
+      expect(await driver.list()).toEqual([c, b, a]) // tcp before udp, then by external port
+    })
+
+    test('the same external port for tcp and udp coexists', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const t = fwd('tcp', 40000, '10.8.0.2', 1000)
+      const u = fwd('udp', 40000, '10.8.0.3', 2000)
+      await driver.apply([add(u), add(t)])
+      expect(await driver.list()).toEqual([t, u])
+    })
+
+    test('deletes a forward by key and keeps the others', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const t = fwd('tcp', 40000)
+      const u = fwd('udp', 40000)
+      const v = fwd('udp', 40001)
+      await driver.apply([add(t), add(u), add(v)])
+      await driver.apply([del(u)])
+      expect(await driver.list()).toEqual([t, v])
+      await driver.apply([del(t), del(v)])
+      expect(await driver.list()).toEqual([])
+      await driver.apply([add(u)]) // the key is free again
+      expect(await driver.list()).toEqual([u])
+    })
+
+    test('replaces a forward with delete + add of the same key in one batch', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const old = fwd('udp', 40000, '10.8.0.2', 51820)
+      const neu = fwd('udp', 40000, '10.8.0.9', 51821)
+      await driver.apply([add(old)])
+      await driver.apply([del(old), add(neu)])
+      expect(await driver.list()).toEqual([neu])
+    })
+
+    test('applies 1,000 adds in one batch', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const many = Array.from({ length: 1000 }, (_, i) =>
+        fwd(i % 2 === 0 ? 'udp' : 'tcp', 20000 + i, `10.8.${(i >> 8) & 255}.${(i & 255) || 1}`, 1 + i),
+      )
+      await driver.apply(many.map(add))
+      const listed = await driver.list()
+      expect(listed).toHaveLength(1000)
+      expect(listed).toEqual([...many].sort(compareForwards))
+    })
+
+    test('rejects a batch with an add of an existing key and changes nothing', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const a = fwd('tcp', 40000)
+      await driver.apply([add(a)])
+      const before = await driver.list()
+      // Valid changes before and after the bad one must not be applied either.
+      await expectCode(driver.apply([add(fwd('udp', 40010)), add(fwd('tcp', 40000, '10.8.0.3', 9)), add(fwd('udp', 40011))]), EXISTS)
+      expect(await driver.list()).toEqual(before)
+    })
+
+    test('rejects a batch with a duplicate add inside it and changes nothing', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      await driver.apply([add(fwd('udp', 1))])
+      const before = await driver.list()
+      await expectCode(driver.apply([add(fwd('tcp', 40000)), add(fwd('tcp', 40000, '10.8.0.5', 7))]), EXISTS)
+      expect(await driver.list()).toEqual(before)
+    })
+
+    test('rejects a batch with a delete of a missing key and changes nothing', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const a = fwd('udp', 40000)
+      await driver.apply([add(a)])
+      const before = await driver.list()
+      // tcp/40000 does not exist (only udp/40000 does); the delete of `a` before it must roll back.
+      await expectCode(driver.apply([del(a), add(fwd('udp', 40020)), del(fwd('tcp', 40000))]), NOT_FOUND)
+      expect(await driver.list()).toEqual(before)
+    })
+
+    test('an empty apply is a no-op', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const a = fwd('tcp', 443, '10.8.0.2', 8443)
+      await driver.apply([add(a)])
+      await driver.apply([])
+      expect(await driver.list()).toEqual([a])
+    })
+
+    test('ensureBase twice is idempotent and drops old forwards', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      await driver.apply([add(fwd('tcp', 40000)), add(fwd('udp', 40000))])
+      await driver.ensureBase(CONFORMANCE_BASE)
+      expect(await driver.list()).toEqual([])
+      await driver.ensureBase(CONFORMANCE_BASE)
+      expect(await driver.list()).toEqual([])
+      // Still fully usable, and the old keys are free.
+      const a = fwd('tcp', 40000, '10.8.0.7', 22)
+      await driver.apply([add(a)])
+      expect(await driver.list()).toEqual([a])
+    })
+
+    test('teardown then teardown again both succeed, and list is empty after', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      await driver.apply([add(fwd('tcp', 40000))])
+      await driver.teardown()
+      await driver.teardown()
+      expect(await driver.list()).toEqual([])
+    })
+
+    test('teardown before ensureBase succeeds', async () => {
+      await driver.teardown()
+      expect(await driver.list()).toEqual([])
+    })
+
+    test('apply after teardown rejects with not-found', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      await driver.teardown()
+      await expectCode(driver.apply([add(fwd('tcp', 40000))]), NOT_FOUND)
+      expect(await driver.list()).toEqual([])
+    })
+  })
+}
