@@ -9,7 +9,6 @@ const ajv = (): Ajv => {
   const a = new Ajv({ allErrors: true, useDefaults: true, strict: true })
   a.addFormat('ipv4', { type: 'string', validate: (s: string) => parseIPv4(s) !== null })
   a.addFormat('cidr4', { type: 'string', validate: (s: string) => s.includes('/') && parseCidr4(s) !== null })
-  a.addKeyword('description')
   return a
 }
 

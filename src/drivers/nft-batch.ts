@@ -1,5 +1,5 @@
 /** Pure builders for wgpmp's nftables input: the base-ruleset script and `nft -j` element batches. */
-import type { BaseParams, Forward, ForwardChange, Protocol } from './driver.js'
+import type { BaseParams, Forward, ForwardChange } from './driver.js'
 
 export const TABLE_FAMILY = 'inet'
 export const TABLE_NAME = 'wgpmp'
@@ -71,7 +71,7 @@ export function parseForwardsMap(json: string): Forward[] {
       const [protocol, externalPort] = k
       const [internalAddress, internalPort] = v
       if ((protocol === 'tcp' || protocol === 'udp') && typeof externalPort === 'number' && typeof internalAddress === 'string' && typeof internalPort === 'number') {
-        out.push({ protocol: protocol as Protocol, externalPort, internalAddress, internalPort })
+        out.push({ protocol: protocol, externalPort, internalAddress, internalPort })
       }
     }
   }

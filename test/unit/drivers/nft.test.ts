@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest'
+import { NftDriver, nftErrorCode } from '../../../src/drivers/nft.js'
+import { buildBatch } from '../../../src/drivers/nft-batch.js'
+import type { Exec, ExecResult } from '../../../src/exec.js'
+import { WgpmpError } from '../../../src/errors.js'
+
+/** knftables-style scripted exec: each call must match the next expectation, else the test fails. */
+function scripted(expected: { argv: string[]; input?: string; result?: Partial<ExecResult> }[]): Exec & { done(): void } {
+  const queue = [...expected]
+  const exec = (file: string, args: readonly string[], opts?: { input?: string }): Promise<ExecResult> => {
+    const next = queue.shift()
+    if (!next) throw new Error(`unexpected call: ${file} ${args.join(' ')}`)
+    expect([file, ...args]).toEqual(next.argv)
+    if (next.input !== undefined) expect(opts?.input).toBe(next.input)
+    return Promise.resolve({ stdout: '', stderr: '', exitCode: 0, ...next.result })
+  }
+  return Object.assign(exec, { done: () => expect(queue).toEqual([]) })
+}
+
+const fwd = { protocol: 'tcp' as const, externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }
+
+describe('NftDriver (spawn mode, scripted exec)', () => {
+  it('loads the base ruleset in one nft -f transaction', async () => {
+    const exec = scripted([{ argv: ['nft', '-f', '-'], input: 'table inet wgpmp {}\ndelete table inet wgpmp\ntable inet wgpmp { }\nadd element inet wgpmp public_v4 { 198.51.100.1 }\nadd element inet wgpmp wg_ifnames { "wg0" }\n' }])
+    const d = new NftDriver({ exec, mode: 'spawn', baseRuleset: 'table inet wgpmp { }' })
+    await d.ensureBase({ publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })
+    exec.done()
+  })
+  it('sends one nft -j -f - batch per apply and nothing for an empty one', async () => {
+    const batch = JSON.stringify(buildBatch([{ op: 'add', forward: fwd }]))
+    const exec = scripted([{ argv: ['nft', '-j', '-f', '-'], input: batch }])
+    const d = new NftDriver({ exec, mode: 'spawn' })
+    await d.apply([])
+    await d.apply([{ op: 'add', forward: fwd }])
+    exec.done()
+  })
+  it('maps nft errors to codes and keeps stderr as the cause', async () => {
+    const stderr = 'internal:0:0-0: Error: Could not process rule: File exists'
+    const exec = scripted([{ argv: ['nft', '-j', '-f', '-'], result: { exitCode: 1, stderr } }])
+    const d = new NftDriver({ exec, mode: 'spawn' })
+    const err = await d.apply([{ op: 'add', forward: fwd }]).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(WgpmpError)
+    expect((err as WgpmpError).code).toBe('WGPMP_NFT_EXISTS')
+    expect((err as WgpmpError).cause).toBe(stderr)
+  })
+  it('list() of a missing table is empty; other failures reject', async () => {
+    const exec = scripted([
+      { argv: ['nft', '-j', 'list', 'map', 'inet', 'wgpmp', 'forwards_v4'], result: { exitCode: 1, stderr: 'Error: No such file or directory' } },
+      { argv: ['nft', '-j', 'list', 'map', 'inet', 'wgpmp', 'forwards_v4'], result: { exitCode: 1, stderr: 'Error: Operation not permitted' } },
+    ])
+    const d = new NftDriver({ exec, mode: 'spawn' })
+    expect(await d.list()).toEqual([])
+    await expect(d.list()).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED' })
+  })
+  it('runs nft through the given argv (e.g. inside a namespace)', async () => {
+    const exec = scripted([{ argv: ['ip', 'netns', 'exec', 'x', 'nft', '-f', '-'] }])
+    await new NftDriver({ exec, mode: 'spawn', nftArgv: ['ip', 'netns', 'exec', 'x', 'nft'] }).teardown()
+    exec.done()
+  })
+  it('classifies stderr', () => {
+    expect(nftErrorCode('Error: Could not process rule: No such file or directory')).toBe('WGPMP_NFT_NOT_FOUND')
+    expect(nftErrorCode('Error: syntax error')).toBe('WGPMP_NFT_FAILED')
+  })
+})

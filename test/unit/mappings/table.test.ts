@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest'
+import { FakeClock } from '../../../src/mappings/clock.js'
+import { MappingTable, type MapRequest } from '../../../src/mappings/table.js'
+import { ResultCode } from '../../../src/protocol/constants.js'
+
+const A = '10.8.0.2'
+const B = '10.8.0.3'
+
+function make(over: Partial<ConstructorParameters<typeof MappingTable>[0]> = {}) {
+  const clock = new FakeClock(1_000)
+  let seed = 7
+  const random = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+  const table = new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, random, ...over })
+  return { clock, table }
+}
+const req = (over: Partial<MapRequest> = {}): MapRequest => ({
+  client: A, protocol: 'tcp', internalPort: 8080, suggestedExternalPort: 0, lifetimeSeconds: 3600, ...over,
+})
+function mapOk(t: MappingTable, r: MapRequest) {
+  const o = t.map(r)
+  if (!o.ok) throw new Error(`map refused: ${o.result}`)
+  return o
+}
+
+describe('MappingTable', () => {
+  it('uses the suggested port when free, and emits one add', () => {
+    const { table } = make()
+    const o = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    expect(o.lease.externalPort).toBe(40000)
+    expect(o.changes).toEqual([{ op: 'add', forward: { protocol: 'tcp', externalPort: 40000, internalAddress: A, internalPort: 8080 } }])
+  })
+  it('renewal returns the same external port, extends the lease and changes nothing in the kernel', () => {
+    const { table, clock } = make()
+    const first = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    clock.advance(3000_000)
+    const again = mapOk(table, req({ suggestedExternalPort: 50000 }))
+    expect(again.lease.externalPort).toBe(40000)
+    expect(again.changes).toEqual([])
+    expect(again.lease.expiresAt).toBe(clock.now() + 3600_000)
+    expect(first.lease).toBe(again.lease)
+  })
+  it('treats an unusable hint as a hint: out of range, reserved, or taken by another client', () => {
+    const { table } = make({ isReserved: (p) => p === 51820 })
+    expect(mapOk(table, req({ suggestedExternalPort: 1 })).lease.externalPort).toBeGreaterThanOrEqual(1024)
+    const reserved = mapOk(table, req({ internalPort: 51820, suggestedExternalPort: 51820 })).lease.externalPort
+    expect(reserved).not.toBe(51820)
+    mapOk(table, req({ internalPort: 7000, suggestedExternalPort: 45000 }))
+    const b = mapOk(table, req({ client: B, internalPort: 7000, suggestedExternalPort: 45000 }))
+    expect(b.lease.externalPort).not.toBe(45000)
+  })
+  it('with no hint tries the internal port first, then picks a free port in range', () => {
+    const { table } = make({ minPort: 2000, maxPort: 3000 })
+    expect(mapOk(table, req({ internalPort: 2500 })).lease.externalPort).toBe(2500)
+    const p = mapOk(table, req({ internalPort: 80 })).lease.externalPort
+    expect(p).toBeGreaterThanOrEqual(2000)
+    expect(p).toBeLessThanOrEqual(3000)
+  })
+  it('symmetric mapping: internal 0 points the forward at the external port', () => {
+    const { table } = make()
+    const o = mapOk(table, req({ protocol: 'udp', internalPort: 0, suggestedExternalPort: 1, lifetimeSeconds: 60 }))
+    expect(o.lease.internalPort).toBe(0)
+    expect(o.lease.targetPort).toBe(o.lease.externalPort)
+    expect(o.changes[0]?.forward.internalPort).toBe(o.lease.externalPort)
+  })
+  it('gives UDP and TCP of the same internal port the same external number (gluetun checks this)', () => {
+    const { table } = make()
+    const u = mapOk(table, req({ protocol: 'udp', internalPort: 0, suggestedExternalPort: 1, lifetimeSeconds: 60 }))
+    const t = mapOk(table, req({ protocol: 'tcp', internalPort: 0, suggestedExternalPort: 1, lifetimeSeconds: 60 }))
+    expect(t.lease.externalPort).toBe(u.lease.externalPort)
+  })
+  it('never gives another client the companion port of a held port (RFC 6886 §3.3)', () => {
+    const { table } = make()
+    mapOk(table, req({ protocol: 'udp', suggestedExternalPort: 40000 }))
+    const b = mapOk(table, req({ client: B, protocol: 'tcp', suggestedExternalPort: 40000 }))
+    expect(b.lease.externalPort).not.toBe(40000)
+  })
+  it('clamps lifetimes to the configured range', () => {
+    const { table } = make()
+    expect(mapOk(table, req({ lifetimeSeconds: 60 })).lease.lifetimeSeconds).toBe(120)
+    expect(mapOk(table, req({ internalPort: 1, lifetimeSeconds: 3_600_000 })).lease.lifetimeSeconds).toBe(7200)
+    expect(mapOk(table, req({ internalPort: 2, lifetimeSeconds: 0xffffffff })).lease.lifetimeSeconds).toBe(7200)
+    expect(mapOk(table, req({ internalPort: 3, lifetimeSeconds: 3600 })).lease.lifetimeSeconds).toBe(3600)
+  })
+  it('deletes one mapping; the external port hint is irrelevant', () => {
+    const { table } = make()
+    const o = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    const r = table.remove(A, 'tcp', 8080)
+    expect(r.removed).toEqual([o.lease])
+    expect(r.changes).toEqual([{ op: 'delete', forward: o.changes[0]!.forward }])
+    expect(table.size).toBe(0)
+    expect(table.remove(A, 'tcp', 8080).changes).toEqual([]) // deleting what is not there succeeds, changes nothing
+  })
+  it('internal port 0 with lifetime 0 deletes all of the client\'s mappings of that protocol only', () => {
+    const { table } = make()
+    mapOk(table, req({ internalPort: 1 }))
+    mapOk(table, req({ internalPort: 2 }))
+    mapOk(table, req({ internalPort: 3, protocol: 'udp' }))
+    mapOk(table, req({ client: B, internalPort: 1 }))
+    expect(table.remove(A, 'tcp', 0).removed.map((l) => l.internalPort).sort()).toEqual([1, 2])
+    expect(table.leases().map((l) => `${l.client}/${l.protocol}/${l.internalPort}`).sort()).toEqual([`${A}/udp/3`, `${B}/tcp/1`])
+  })
+  it('isolates clients: B cannot delete or renew A\'s mapping', () => {
+    const { table } = make()
+    const a = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    expect(table.remove(B, 'tcp', 8080).removed).toEqual([])
+    const b = mapOk(table, req({ client: B, suggestedExternalPort: 40000 }))
+    expect(b.lease.externalPort).not.toBe(40000)
+    expect(table.get(A, 'tcp', 8080)).toBe(a.lease)
+  })
+  it('expires exactly at its lifetime, all due leases in one removal', () => {
+    const { table, clock } = make()
+    mapOk(table, req({ internalPort: 1, lifetimeSeconds: 120 }))
+    mapOk(table, req({ internalPort: 2, lifetimeSeconds: 120 }))
+    mapOk(table, req({ internalPort: 3, lifetimeSeconds: 300 }))
+    expect(table.nextDeadline()).toBe(1_000 + 120_000)
+    clock.advance(119_999)
+    expect(table.takeExpired().removed).toEqual([])
+    clock.advance(1)
+    const r = table.takeExpired()
+    expect(r.removed.map((l) => l.internalPort).sort()).toEqual([1, 2])
+    expect(r.changes).toHaveLength(2)
+    expect(table.nextDeadline()).toBe(1_000 + 300_000)
+  })
+  it('a renewed lease does not expire at its old deadline', () => {
+    const { table, clock } = make()
+    mapOk(table, req({ lifetimeSeconds: 120 }))
+    clock.advance(100_000)
+    mapOk(table, req({ lifetimeSeconds: 120 }))
+    clock.advance(30_000)
+    expect(table.takeExpired().removed).toEqual([])
+    expect(table.nextDeadline()).toBe(1_000 + 220_000)
+  })
+  it('answers 4 when the range is exhausted, and a freed port can be reused', () => {
+    const { table } = make({ minPort: 5000, maxPort: 5002 })
+    for (const p of [1, 2, 3]) mapOk(table, req({ internalPort: p }))
+    const o = table.map(req({ internalPort: 4 }))
+    expect(o).toEqual({ ok: false, result: ResultCode.OutOfResources })
+    table.remove(A, 'tcp', 2)
+    expect(mapOk(table, req({ internalPort: 4 })).lease.externalPort).toBeGreaterThanOrEqual(5000)
+  })
+  it('answers 4 beyond the per-client limit; other clients are unaffected', () => {
+    const { table } = make({ maxPerClient: 2 })
+    mapOk(table, req({ internalPort: 1 }))
+    mapOk(table, req({ internalPort: 2 }))
+    expect(table.map(req({ internalPort: 3 }))).toEqual({ ok: false, result: ResultCode.OutOfResources })
+    expect(table.map(req({ client: B, internalPort: 3 })).ok).toBe(true)
+  })
+  it('undo of a new mapping frees its port; undo of a removal restores it', () => {
+    const { table } = make()
+    const o = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    o.undo()
+    expect(table.size).toBe(0)
+    const again = mapOk(table, req({ client: B, suggestedExternalPort: 40000 }))
+    expect(again.lease.externalPort).toBe(40000)
+    const r = table.remove(B, 'tcp', 8080)
+    r.undo()
+    expect(table.get(B, 'tcp', 8080)?.externalPort).toBe(40000)
+  })
+  it('refuses an unparseable client address', () => {
+    const { table } = make()
+    expect(table.map(req({ client: 'nonsense' }))).toEqual({ ok: false, result: ResultCode.NotAuthorized })
+  })
+  it('scales: 20,000 leases, then every port of a small range full', () => {
+    const { table } = make()
+    for (let i = 0; i < 20_000; i++) mapOk(table, req({ client: `10.8.${(i >> 8) & 255}.${(i & 255) + 1 > 254 ? 1 : (i & 255) + 1}`, internalPort: 1 + (i % 60000) }))
+    expect(new Set(table.leases().map((l) => `${l.protocol}/${l.externalPort}`)).size).toBe(table.size)
+  })
+})
