@@ -1,5 +1,7 @@
 /** NftDriver: forwards as elements of the `inet wgpmp` maps, changed only in atomic `nft -j` batches. */
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WgpmpError, type ErrorCode } from '../errors.js'
 import type { Exec } from '../exec.js'
 import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
@@ -92,7 +94,16 @@ export class NftDriver implements ForwardDriver {
       if (errText !== '') throw new WgpmpError(nftErrorCode(errText), `nft batch of ${changes.length}: ${firstLine(errText)}`, { cause: errText })
       return
     }
-    await this.nft(['-j', '-f', '-'], json)
+    // nft 1.0.x opens /dev/stdin by path for JSON input, which fails when stdin is a socket (as
+    // a child's stdin is under Node); a private temp file works everywhere.
+    const dir = await mkdtemp(join(tmpdir(), 'wgpmp-nft-'))
+    try {
+      const file = join(dir, 'batch.json')
+      await writeFile(file, json, { mode: 0o600 })
+      await this.nft(['-j', '-f', file])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   }
 
   async list(): Promise<readonly Forward[]> {

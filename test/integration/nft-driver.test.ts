@@ -20,31 +20,7 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
   afterAll(removeAllNetns)
 
   driverConformance('nft (session)', makeIn('session'))
-  // Known bug, not a test problem: nft 1.0.6 opens "/dev/stdin" by path for `-j -f -`, and Node's
-  // child stdin is a socketpair, so the open fails with ENXIO ("Could not open file "/dev/stdin":
-  // No such device or address"). Text `nft -f -` is read from the fd and works. Remove this skip
-  // once spawn mode passes its JSON another way (temp file, or a real pipe).
-  driverConformance('nft (spawn)', makeIn('spawn'), {
-    skip: [
-      {
-        reason: 'nft 1.0.6 `-j -f -` cannot read a socket stdin (ENXIO)',
-        tests: [
-          'adds TCP and UDP forwards and lists them back sorted',
-          'the same external port for tcp and udp coexists',
-          'deletes a forward by key and keeps the others',
-          'replaces a forward with delete + add of the same key in one batch',
-          'applies 1,000 adds in one batch',
-          'rejects a batch with an add of an existing key and changes nothing',
-          'rejects a batch with a duplicate add inside it and changes nothing',
-          'rejects a batch with a delete of a missing key and changes nothing',
-          'an empty apply is a no-op',
-          'ensureBase twice is idempotent and drops old forwards',
-          'teardown then teardown again both succeed, and list is empty after',
-          'apply after teardown rejects with not-found',
-        ],
-      },
-    ],
-  })
+  driverConformance('nft (spawn)', makeIn('spawn'))
 
   describe('nft specifics', () => {
     let ns: Netns | undefined

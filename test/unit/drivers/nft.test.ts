@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { describe, expect, it } from 'vitest'
 import { NftDriver, nftErrorCode } from '../../../src/drivers/nft.js'
 import { buildBatch } from '../../../src/drivers/nft-batch.js'
@@ -26,17 +27,22 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
     await d.ensureBase({ publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })
     exec.done()
   })
-  it('sends one nft -j -f - batch per apply and nothing for an empty one', async () => {
+  it('sends one nft -j -f <file> batch per apply and nothing for an empty one', async () => {
     const batch = JSON.stringify(buildBatch([{ op: 'add', forward: fwd }]))
-    const exec = scripted([{ argv: ['nft', '-j', '-f', '-'], input: batch }])
+    let seen = ''
+    const exec: Exec = async (file, args) => {
+      expect([file, ...args.slice(0, 2)]).toEqual(['nft', '-j', '-f'])
+      seen = await readFile(args[2]!, 'utf8')
+      return { stdout: '', stderr: '', exitCode: 0 }
+    }
     const d = new NftDriver({ exec, mode: 'spawn' })
     await d.apply([])
     await d.apply([{ op: 'add', forward: fwd }])
-    exec.done()
+    expect(seen).toBe(batch)
   })
   it('maps nft errors to codes and keeps stderr as the cause', async () => {
     const stderr = 'internal:0:0-0: Error: Could not process rule: File exists'
-    const exec = scripted([{ argv: ['nft', '-j', '-f', '-'], result: { exitCode: 1, stderr } }])
+    const exec: Exec = () => Promise.resolve({ stdout: '', stderr, exitCode: 1 })
     const d = new NftDriver({ exec, mode: 'spawn' })
     const err = await d.apply([{ op: 'add', forward: fwd }]).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(WgpmpError)
