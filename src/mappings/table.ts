@@ -9,7 +9,8 @@ import { formatIPv4, parseIPv4 } from '../ip.js'
 import type { Clock } from './clock.js'
 import { DeadlineHeap } from './heap.js'
 
-export type Origin = 'nat-pmp' | 'static'
+/** nat-pmp and pcp leases are dynamic (they expire); static forwards never expire. */
+export type Origin = 'nat-pmp' | 'pcp' | 'static'
 
 export interface Lease {
   readonly id: number
@@ -20,12 +21,14 @@ export interface Lease {
   readonly externalPort: number
   /** Where the forward points: internalPort, or externalPort for a symmetric mapping. */
   readonly targetPort: number
-  readonly origin: Origin
-  /** Granted lifetime in seconds (after clamping). */
+  origin: Origin
+  /** PCP mapping nonce (hex), once a PCP client has used this mapping (RFC 6887 §11.3). */
+  nonce?: string
+  /** Granted lifetime in seconds (after clamping); 0 for a static forward. */
   lifetimeSeconds: number
   /** Clock ms. */
   readonly createdAt: number
-  /** Clock ms. */
+  /** Clock ms; Infinity for a static forward. */
   expiresAt: number
 }
 
@@ -50,11 +53,28 @@ export interface MapRequest {
   readonly suggestedExternalPort: number
   /** Must be > 0 (0 is a delete: use remove()). */
   readonly lifetimeSeconds: number
+  /** 'pcp' for PCP MAP (default 'nat-pmp'). A PCP and a NAT-PMP request for the same key are one mapping. */
+  readonly origin?: 'nat-pmp' | 'pcp'
+  /** PCP nonce (hex): a renewal with another nonce is refused (RFC 6887 §11.3). */
+  readonly nonce?: string
+  /** PCP PREFER_FAILURE: only the suggested port will do (RFC 6887 §13.2). */
+  readonly exactPort?: boolean
 }
+
+/**
+ * Why a request was refused: no-ports (range exhausted), client-limit (per-client cap),
+ * port-unavailable (exactPort and the suggestion is not free), bad-client (address does not
+ * parse), nonce-mismatch (PCP), not-dynamic (the key is a static forward).
+ */
+export type RefusalReason = 'no-ports' | 'client-limit' | 'port-unavailable' | 'bad-client' | 'nonce-mismatch'
 
 export type Outcome =
   | { readonly ok: true; readonly lease: Lease; readonly changes: readonly ForwardChange[]; undo(): void }
-  | { readonly ok: false; readonly result: ResultCode }
+  | { readonly ok: false; readonly reason: RefusalReason }
+
+/** NAT-PMP's answer for a refusal (RFC 6886 §3.5). */
+export const natpmpResultFor = (reason: RefusalReason): ResultCode =>
+  reason === 'bad-client' || reason === 'nonce-mismatch' ? ResultCode.NotAuthorized : ResultCode.OutOfResources
 
 export interface Removal {
   readonly removed: readonly Lease[]
@@ -79,6 +99,8 @@ export class MappingTable {
   private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient'>> & { maxPerClient: number }
   /** (client, protocol, internal port) -> lease. */
   private readonly byKey = new Map<number, Lease>()
+  /** Static forwards: (protocol, external port) -> lease. */
+  private readonly statics = new Map<number, Lease>()
   /** client -> its lease keys. */
   private readonly byClient = new Map<number, Set<number>>()
   /** External port -> owning client (0 = free). A port belongs to one client for both protocols (RFC 6886 §3.3). */
@@ -102,8 +124,14 @@ export class MappingTable {
     }
   }
 
+  /** Dynamic leases (NAT-PMP and PCP). */
   get size(): number {
     return this.byKey.size
+  }
+
+  /** Static forwards (one per protocol and external port). */
+  get staticCount(): number {
+    return this.statics.size
   }
 
   /** Clamps a requested lifetime (> 0) into the configured range. */
@@ -116,14 +144,31 @@ export class MappingTable {
     return c === null ? undefined : this.byKey.get(key(c, protocol, internalPort))
   }
 
+  /** Dynamic leases, then static forwards. */
   leases(): Lease[] {
-    return [...this.byKey.values()]
+    return [...this.byKey.values(), ...this.statics.values()]
   }
 
+  /** A client's dynamic leases and static forwards. */
   leasesOf(client: string): Lease[] {
     const c = parseIPv4(client)
-    const keys = c === null ? undefined : this.byClient.get(c)
-    return keys ? [...keys].map((k) => this.byKey.get(k)!).filter(Boolean) : []
+    if (c === null) return []
+    const keys = this.byClient.get(c)
+    const dynamic = keys ? [...keys].map((k) => this.byKey.get(k)).filter((l): l is Lease => l !== undefined) : []
+    return [...dynamic, ...[...this.statics.values()].filter((l) => l.client === client)]
+  }
+
+  /** The forward on (protocol, external port), dynamic or static. */
+  byExternal(protocol: Protocol, externalPort: number): Lease | undefined {
+    const s = this.statics.get(staticKey(protocol, externalPort))
+    if (s) return s
+    const c = this.owner[externalPort]
+    if (!c) return undefined
+    for (const k of this.byClient.get(c) ?? []) {
+      const l = this.byKey.get(k)
+      if (l && l.protocol === protocol && l.externalPort === externalPort) return l
+    }
+    return undefined
   }
 
   /**
@@ -135,15 +180,20 @@ export class MappingTable {
    */
   map(req: MapRequest): Outcome {
     const c = parseIPv4(req.client)
-    if (c === null || c === 0) return { ok: false, result: ResultCode.NotAuthorized }
+    if (c === null || c === 0) return { ok: false, reason: 'bad-client' }
     const k = key(c, req.protocol, req.internalPort)
     const lifetime = this.clampLifetime(req.lifetimeSeconds)
     const now = this.clock.now()
     const existing = this.byKey.get(k)
     if (existing) {
-      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt }
+      if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
+      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
       existing.lifetimeSeconds = lifetime
       existing.expiresAt = now + lifetime * 1000
+      if (req.nonce !== undefined) {
+        existing.nonce = req.nonce
+        existing.origin = 'pcp'
+      }
       this.heap.push(existing.expiresAt, existing.id)
       return {
         ok: true,
@@ -153,12 +203,17 @@ export class MappingTable {
           if (this.byKey.get(k) !== existing) return
           existing.lifetimeSeconds = before.lifetimeSeconds
           existing.expiresAt = before.expiresAt
+          existing.origin = before.origin
+          if (before.nonce === undefined) delete existing.nonce
+          else existing.nonce = before.nonce
         },
       }
     }
-    if ((this.byClient.get(c)?.size ?? 0) >= this.o.maxPerClient) return { ok: false, result: ResultCode.OutOfResources }
-    const port = this.pickPort(c, req)
-    if (port === null) return { ok: false, result: ResultCode.OutOfResources }
+    if ((this.byClient.get(c)?.size ?? 0) >= this.o.maxPerClient) return { ok: false, reason: 'client-limit' }
+    const port = req.exactPort
+      ? this.portFree(c, req.protocol, req.suggestedExternalPort) ? req.suggestedExternalPort : null
+      : this.pickPort(c, req)
+    if (port === null) return { ok: false, reason: req.exactPort ? 'port-unavailable' : 'no-ports' }
     const lease: Lease = {
       id: this.nextId++,
       client: req.client,
@@ -166,7 +221,8 @@ export class MappingTable {
       internalPort: req.internalPort,
       externalPort: port,
       targetPort: req.internalPort === 0 ? port : req.internalPort,
-      origin: 'nat-pmp',
+      origin: req.origin ?? 'nat-pmp',
+      ...(req.nonce === undefined ? {} : { nonce: req.nonce }),
       lifetimeSeconds: lifetime,
       createdAt: now,
       expiresAt: now + lifetime * 1000,
@@ -190,13 +246,77 @@ export class MappingTable {
       internalPort === 0
         ? [...(this.byClient.get(c) ?? [])].filter((k) => this.byKey.get(k)?.protocol === protocol)
         : [key(c, protocol, internalPort)]
-    return this.removeKeys(keys.filter((k) => this.byKey.get(k)?.origin === 'nat-pmp'))
+    return this.removeKeys(keys)
   }
 
-  /** Every lease of a client (e.g. its peer was removed). */
+  /** Every dynamic lease of a client (its peer was removed or disconnected); static forwards stay. */
   removeClient(client: string): Removal {
     const c = parseIPv4(client)
     return this.removeKeys(c === null ? [] : [...(this.byClient.get(c) ?? [])])
+  }
+
+  /** Every dynamic lease, e.g. on an operator's flush. */
+  removeAllDynamic(): Removal {
+    return this.removeKeys([...this.byKey.keys()])
+  }
+
+  /**
+   * Reserves (protocol, externalPort) for a static forward to address:internalPort, no expiry.
+   * Idempotent for the same forward. Refused when a lease or another static forward holds the
+   * port ('taken') or it is reserved. The lease range does not apply to static forwards.
+   */
+  addStatic(address: string, protocol: Protocol, externalPort: number, internalPort: number):
+    | { readonly ok: true; readonly changes: readonly ForwardChange[]; undo(): void }
+    | { readonly ok: false; readonly reason: 'taken' | 'reserved' } {
+    const c = parseIPv4(address)
+    const sk = staticKey(protocol, externalPort)
+    const held = this.statics.get(sk)
+    if (held && held.client === address && held.targetPort === internalPort) return { ok: true, changes: [], undo: () => {} }
+    if (c === null || c === 0 || !Number.isInteger(externalPort) || externalPort <= 0 || externalPort >= PORTS) return { ok: false, reason: 'taken' }
+    if (this.o.isReserved(externalPort)) return { ok: false, reason: 'reserved' }
+    if (held || (this.used[externalPort]! & PROTO_BIT[protocol]) !== 0 || (this.owner[externalPort] !== 0 && this.owner[externalPort] !== c)) {
+      return { ok: false, reason: 'taken' }
+    }
+    const now = this.clock.now()
+    const lease: Lease = {
+      id: this.nextId++, client: address, protocol, internalPort, externalPort, targetPort: internalPort,
+      origin: 'static', lifetimeSeconds: 0, createdAt: now, expiresAt: Infinity,
+    }
+    this.statics.set(sk, lease)
+    this.owner[externalPort] = c
+    this.used[externalPort]! |= PROTO_BIT[protocol]
+    return {
+      ok: true,
+      changes: [{ op: 'add', forward: toForward(lease) }],
+      undo: () => {
+        if (this.statics.get(sk) === lease) this.dropStatic(sk, lease)
+      },
+    }
+  }
+
+  /** Releases a static forward held by address; anything else is a no-op. */
+  removeStatic(address: string, protocol: Protocol, externalPort: number): { readonly changes: readonly ForwardChange[]; undo(): void } {
+    const sk = staticKey(protocol, externalPort)
+    const lease = this.statics.get(sk)
+    if (!lease || lease.client !== address) return { changes: [], undo: () => {} }
+    this.dropStatic(sk, lease)
+    return {
+      changes: [{ op: 'delete', forward: toForward(lease) }],
+      undo: () => {
+        const c = parseIPv4(lease.client)!
+        if (this.statics.has(sk) || !this.portFree(c, protocol, externalPort, true)) return
+        this.statics.set(sk, lease)
+        this.owner[externalPort] = c
+        this.used[externalPort]! |= PROTO_BIT[protocol]
+      },
+    }
+  }
+
+  private dropStatic(sk: number, lease: Lease): void {
+    this.statics.delete(sk)
+    const p = lease.externalPort
+    this.used[p]! &= ~PROTO_BIT[lease.protocol]
+    if (this.used[p] === 0) this.owner[p] = 0
   }
 
   /** Removes and returns every lease whose deadline has passed, as one set of changes. */
@@ -308,5 +428,6 @@ export class MappingTable {
 const key = (c: number, protocol: Protocol, internalPort: number): number =>
   c * 131072 + (protocol === 'tcp' ? 65536 : 0) + internalPort
 const clientOf = (k: number): number => Math.floor(k / 131072)
+const staticKey = (protocol: Protocol, externalPort: number): number => (protocol === 'tcp' ? 65536 : 0) + externalPort
 
 export { formatIPv4 }

@@ -6,7 +6,7 @@ import { Opcode, ResultCode, type ResultCode as Result } from '../protocol/const
 import { decodeRequest, encodeErrorReply, encodeMapResponse, encodePublicAddressResponse, type MapOpcode } from '../protocol/natpmp.js'
 import type { Protocol } from '../drivers/driver.js'
 import type { Logger } from '../log.js'
-import type { MappingTable, Removal } from '../mappings/table.js'
+import { natpmpResultFor, type MappingTable, type Removal } from '../mappings/table.js'
 
 export interface ServiceDeps {
   table: MappingTable
@@ -78,8 +78,8 @@ export class NatPmpService {
         lifetimeSeconds: req.lifetimeSeconds,
       })
       if (!out.ok) {
-        this.d.log.info({ client: source, protocol, internalPort: req.internalPort, result: out.result }, 'natpmp: map refused')
-        return reply(out.result)
+        this.d.log.info({ client: source, protocol, internalPort: req.internalPort, reason: out.reason }, 'natpmp: map refused')
+        return reply(natpmpResultFor(out.reason))
       }
       try {
         await this.d.commit(out.changes)

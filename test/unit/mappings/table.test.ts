@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { FakeClock } from '../../../src/mappings/clock.js'
 import { MappingTable, type MapRequest } from '../../../src/mappings/table.js'
-import { ResultCode } from '../../../src/protocol/constants.js'
 
 const A = '10.8.0.2'
 const B = '10.8.0.3'
@@ -18,7 +17,7 @@ const req = (over: Partial<MapRequest> = {}): MapRequest => ({
 })
 function mapOk(t: MappingTable, r: MapRequest) {
   const o = t.map(r)
-  if (!o.ok) throw new Error(`map refused: ${o.result}`)
+  if (!o.ok) throw new Error(`map refused: ${o.reason}`)
   return o
 }
 
@@ -134,7 +133,7 @@ describe('MappingTable', () => {
     const { table } = make({ minPort: 5000, maxPort: 5002 })
     for (const p of [1, 2, 3]) mapOk(table, req({ internalPort: p }))
     const o = table.map(req({ internalPort: 4 }))
-    expect(o).toEqual({ ok: false, result: ResultCode.OutOfResources })
+    expect(o).toEqual({ ok: false, reason: 'no-ports' })
     table.remove(A, 'tcp', 2)
     expect(mapOk(table, req({ internalPort: 4 })).lease.externalPort).toBeGreaterThanOrEqual(5000)
   })
@@ -142,7 +141,7 @@ describe('MappingTable', () => {
     const { table } = make({ maxPerClient: 2 })
     mapOk(table, req({ internalPort: 1 }))
     mapOk(table, req({ internalPort: 2 }))
-    expect(table.map(req({ internalPort: 3 }))).toEqual({ ok: false, result: ResultCode.OutOfResources })
+    expect(table.map(req({ internalPort: 3 }))).toEqual({ ok: false, reason: 'client-limit' })
     expect(table.map(req({ client: B, internalPort: 3 })).ok).toBe(true)
   })
   it('undo of a new mapping frees its port; undo of a removal restores it', () => {
@@ -158,11 +157,48 @@ describe('MappingTable', () => {
   })
   it('refuses an unparseable client address', () => {
     const { table } = make()
-    expect(table.map(req({ client: 'nonsense' }))).toEqual({ ok: false, result: ResultCode.NotAuthorized })
+    expect(table.map(req({ client: 'nonsense' }))).toEqual({ ok: false, reason: 'bad-client' })
   })
   it('scales: 20,000 leases, then every port of a small range full', () => {
     const { table } = make()
     for (let i = 0; i < 20_000; i++) mapOk(table, req({ client: `10.8.${(i >> 8) & 255}.${(i & 255) + 1 > 254 ? 1 : (i & 255) + 1}`, internalPort: 1 + (i % 60000) }))
     expect(new Set(table.leases().map((l) => `${l.protocol}/${l.externalPort}`)).size).toBe(table.size)
+  })
+
+  it('static forwards: never expire, block NAT-PMP from their port, and ignore the lease range', () => {
+    const { table, clock } = make({ minPort: 20000, maxPort: 30000, isReserved: (p) => p === 51820 })
+    const s = table.addStatic(A, 'tcp', 8080, 80)
+    expect(s).toMatchObject({ ok: true, changes: [{ op: 'add', forward: { protocol: 'tcp', externalPort: 8080, internalAddress: A, internalPort: 80 } }] })
+    expect(table.addStatic(A, 'tcp', 8080, 80)).toMatchObject({ ok: true, changes: [] }) // idempotent
+    expect(table.addStatic(B, 'tcp', 8080, 80)).toEqual({ ok: false, reason: 'taken' })
+    expect(table.addStatic(B, 'udp', 8080, 80)).toEqual({ ok: false, reason: 'taken' }) // companion belongs to A
+    expect(table.addStatic(A, 'udp', 51820, 1)).toEqual({ ok: false, reason: 'reserved' })
+    expect(table.addStatic(A, 'udp', 25000, 25000).ok).toBe(true)
+    const b = mapOk(table, req({ client: B, protocol: 'udp', suggestedExternalPort: 25000 }))
+    expect(b.lease.externalPort).not.toBe(25000)
+    clock.advance(10 * 86400_000)
+    expect(table.takeExpired().removed.filter((l) => l.origin === 'static')).toEqual([])
+    expect(table.byExternal('tcp', 8080)?.origin).toBe('static')
+    expect(table.remove(A, 'tcp', 80).removed).toEqual([]) // a NAT-PMP delete cannot remove it
+    expect(table.removeClient(A).removed).toEqual([])
+    expect(table.removeStatic(B, 'tcp', 8080).changes).toEqual([]) // not B's
+    expect(table.removeStatic(A, 'tcp', 8080).changes).toHaveLength(1)
+    expect(table.addStatic(B, 'tcp', 8080, 80).ok).toBe(true)
+  })
+  it('a static forward cannot take a port a lease holds', () => {
+    const { table } = make()
+    mapOk(table, req({ suggestedExternalPort: 40000 }))
+    expect(table.addStatic(B, 'tcp', 40000, 1)).toEqual({ ok: false, reason: 'taken' })
+  })
+  it('PCP: one mapping with NAT-PMP for the same key; another nonce is refused; PREFER_FAILURE takes only the suggestion', () => {
+    const { table } = make()
+    const n = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    const p = mapOk(table, req({ origin: 'pcp', nonce: 'aa', suggestedExternalPort: 41000 }))
+    expect(p.lease).toBe(n.lease)
+    expect(p.lease.origin).toBe('pcp')
+    expect(table.map(req({ origin: 'pcp', nonce: 'bb' }))).toEqual({ ok: false, reason: 'nonce-mismatch' })
+    mapOk(table, req({ client: B, internalPort: 1, suggestedExternalPort: 42000 }))
+    expect(table.map(req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42000, exactPort: true }))).toEqual({ ok: false, reason: 'port-unavailable' })
+    expect(mapOk(table, req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42001, exactPort: true })).lease.externalPort).toBe(42001)
   })
 })
