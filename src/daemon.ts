@@ -12,8 +12,9 @@ import type { Logger } from './log.js'
 import { systemClock, type Clock } from './mappings/clock.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { MappingTable } from './mappings/table.js'
-import { NATPMP_PORT } from './protocol/constants.js'
-import { NatPmpService } from './server/natpmp-service.js'
+import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
+import { NatPmpService, type ServiceDeps } from './server/natpmp-service.js'
+import { PcpService } from './server/pcp-service.js'
 import { startUdpServer } from './server/udp.js'
 
 export interface Deps {
@@ -89,7 +90,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const epochStart = clock.now()
   const batcher = new GroupCommit(driver, (size, ms, ok) => log.debug({ size, ms, ok }, 'batch'))
   const expiry = new ExpiryScheduler(clock, table, (r) => batcher.submit(r.changes), log.child({ component: 'expiry' }))
-  const service = new NatPmpService({
+  const serviceDeps: Omit<ServiceDeps, 'log'> = {
     table,
     commit: (changes) => batcher.submit(changes),
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
@@ -99,13 +100,18 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       return ip !== null && inCidr4(wg, ip) && ip !== wg.addr && ip !== wg.network && ip !== (wg.network | ~wg.mask) >>> 0
     },
     changed: () => expiry.reschedule(),
-    log: log.child({ component: 'natpmp' }),
-  })
+  }
+  const natpmp = new NatPmpService({ ...serviceDeps, log: log.child({ component: 'natpmp' }) })
+  const pcp = new PcpService({ ...serviceDeps, log: log.child({ component: 'pcp' }) })
+  // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
+  // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
+  const handle = (msg: Uint8Array, src: string): Promise<Uint8Array | null> =>
+    msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, src) : natpmp.handle(msg, src)
 
   const listen = deps.listen ?? { host: wg.address, port: NATPMP_PORT }
   let udp
   try {
-    udp = await startUdpServer(listen.host, listen.port, (msg, src) => service.handle(msg, src), log.child({ component: 'udp' }))
+    udp = await startUdpServer(listen.host, listen.port, handle, log.child({ component: 'udp' }))
   } catch (err) {
     await driver.teardown().catch(() => {})
     throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${listen.host}:${listen.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v4}?`, { cause: err })

@@ -36,6 +36,11 @@ export const configSchema = {
       default: 'session',
       description: 'session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f -` per batch.',
     },
+    pcp_enabled: {
+      type: 'boolean',
+      default: true,
+      description: 'Answer PCP (RFC 6887, version 2) on the same port. false: every version but 0 gets the NAT-PMP "unsupported version" reply, so PCP clients fall back to NAT-PMP.',
+    },
     lifetime_min_seconds: {
       type: 'integer',
       minimum: 1,
