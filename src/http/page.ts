@@ -1,0 +1,339 @@
+/**
+ * The Ports page served at `/`: one HTML string with inline CSS and JS, no framework, no data baked
+ * in. It asks for the API token once (kept in localStorage), then polls the API every 2 s. Every
+ * value from the API is inserted with textContent, never as HTML. A strict CSP allows exactly
+ * this inline script and style (by hash) and requests to the same origin.
+ */
+import { createHash } from 'node:crypto'
+
+/** How often the page refreshes, in ms. */
+export const PAGE_REFRESH_MS = 2000
+
+const STYLE = `
+:root{--bg:#f6f7f9;--card:#fff;--ink:#1d2430;--mute:#667085;--line:#e4e7ec;--accent:#2f6fed;--ok:#12b76a;--off:#98a2b3;--bad:#d92d20;--mono:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+@media (prefers-color-scheme:dark){:root{--bg:#0f1318;--card:#171c23;--ink:#e6e9ee;--mute:#98a2b3;--line:#2a313b;--accent:#6b9bff}}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--ink)}
+header{display:flex;align-items:center;gap:12px;padding:14px 24px;border-bottom:1px solid var(--line);background:var(--card);position:sticky;top:0;z-index:1}
+header h1{font-size:16px;margin:0;font-weight:650;letter-spacing:.2px}
+header .sub{color:var(--mute);font-size:13px}
+header .sp{flex:1}
+main{max-width:1040px;margin:0 auto;padding:20px 24px 48px}
+button,select,input{font:inherit;color:inherit}
+button{border:1px solid var(--line);background:var(--card);border-radius:6px;padding:4px 10px;cursor:pointer}
+button:hover{border-color:var(--accent)}
+button.primary{background:var(--accent);border-color:var(--accent);color:#fff}
+button.link{border:0;background:none;color:var(--mute);padding:2px 6px}
+button.link:hover{color:var(--bad)}
+input,select{border:1px solid var(--line);background:var(--bg);border-radius:6px;padding:4px 8px}
+input{width:110px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:0 0 16px;overflow:hidden}
+.head{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 14px;padding:12px 16px;border-bottom:1px solid var(--line)}
+.head h2{font-size:15px;margin:0}
+.meta{color:var(--mute);font-size:12.5px}
+.addr{font-family:var(--mono);font-size:13px}
+.dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--off);margin-right:6px;vertical-align:1px}
+.dot.on{background:var(--ok)}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:7px 16px;border-bottom:1px solid var(--line);white-space:nowrap}
+th{font-size:11.5px;text-transform:uppercase;letter-spacing:.4px;color:var(--mute);font-weight:600}
+td.port{font-family:var(--mono);font-weight:600}
+td.num{font-variant-numeric:tabular-nums}
+tr:last-child td{border-bottom:0}
+.empty{color:var(--mute);padding:10px 16px;border-bottom:1px solid var(--line)}
+.badge{font-size:11.5px;padding:1px 8px;border-radius:10px;background:var(--bg);border:1px solid var(--line)}
+.badge.static{border-color:var(--accent);color:var(--accent)}
+.copy{font-family:var(--mono);font-weight:600;padding:2px 8px;margin-left:-8px;border-color:transparent;background:none}
+.copy:hover{border-color:var(--line)}
+.copy::after{content:"⧉";font-weight:400;color:var(--mute);margin-left:6px;font-size:12px}
+.copy.done::after{content:"copied";color:var(--ok);font-family:system-ui,sans-serif}
+form.add{display:flex;flex-wrap:wrap;align-items:center;gap:8px;padding:10px 16px;background:var(--bg)}
+form.add label{color:var(--mute);font-size:12.5px}
+details{border-top:1px solid var(--line)}
+summary{cursor:pointer;padding:9px 16px;color:var(--mute);font-size:13px}
+.howto{padding:0 16px 12px}
+.howto h3{font-size:12px;margin:10px 0 4px;color:var(--mute);font-weight:600}
+.line{display:flex;gap:8px;align-items:flex-start}
+.line code{flex:1;display:block;font:12.5px/1.5 var(--mono);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px 10px;white-space:pre-wrap;word-break:break-all}
+.note{color:var(--mute);font-size:12px;margin:4px 0 0}
+#login{max-width:420px;margin:12vh auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:24px}
+#login h2{margin:0 0 6px;font-size:17px}
+#login p{color:var(--mute);margin:0 0 14px}
+#login input{width:100%;margin-bottom:12px;padding:8px 10px}
+#msg{margin:0 0 14px;padding:9px 14px;border-radius:8px;border:1px solid var(--bad);color:var(--bad);background:var(--card)}
+[hidden]{display:none!important}
+.offscreen{position:fixed;top:0;left:0;opacity:0}
+`
+
+const SCRIPT = `
+(function () {
+  'use strict';
+  var GATEWAY = document.documentElement.getAttribute('data-gateway');
+  var KEY = 'wgpmp.token';
+  var REFRESH = ${PAGE_REFRESH_MS};
+  var $ = function (id) { return document.getElementById(id); };
+  var cards = new Map();
+  var timer = null;
+  var lastOk = 0;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function token() { return localStorage.getItem(KEY) || ''; }
+  function showMessage(text) { var m = $('msg'); m.textContent = text || ''; m.hidden = !text; }
+
+  function api(method, path, body) {
+    var init = { method: method, headers: { authorization: 'Bearer ' + token() } };
+    if (body !== undefined) { init.headers['content-type'] = 'application/json'; init.body = JSON.stringify(body); }
+    return fetch(path, init).then(function (r) {
+      if (r.status === 401) { signOut('That token was not accepted.'); throw new Error('unauthorized'); }
+      if (r.status === 204) return null;
+      return r.json().then(function (j) {
+        if (!r.ok) throw new Error(j && j.error ? j.error : 'HTTP ' + r.status);
+        return j;
+      });
+    });
+  }
+
+  function duration(s) {
+    if (s === null || s === undefined) return 'never expires';
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + String(s % 60).padStart(2, '0') + ' s';
+    return Math.floor(s / 3600) + ' h ' + String(Math.floor(s % 3600 / 60)).padStart(2, '0') + ' min';
+  }
+  function ago(iso) {
+    if (!iso) return 'no handshake yet';
+    var s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    return 'handshake ' + (s < 60 ? s + ' s' : s < 3600 ? Math.floor(s / 60) + ' min' : Math.floor(s / 3600) + ' h') + ' ago';
+  }
+  function bytes(n) {
+    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB']; var i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n) + ' ' + u[i];
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text).catch(function () { return fallbackCopy(text); });
+    return fallbackCopy(text);
+  }
+  function fallbackCopy(text) {
+    var t = el('textarea', 'offscreen'); t.value = text; t.setAttribute('readonly', '');
+    document.body.appendChild(t); t.select();
+    var ok = false; try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+    t.remove();
+    return ok ? Promise.resolve() : Promise.reject(new Error('copy failed'));
+  }
+  function copyButton(text, label, title) {
+    var b = el('button', 'copy', label);
+    b.type = 'button'; b.title = title || 'Copy ' + text;
+    b.setAttribute('data-copy', text);
+    b.addEventListener('click', function () {
+      copyText(text).then(function () {
+        b.classList.add('done'); setTimeout(function () { b.classList.remove('done'); }, 1500);
+      }, function () { showMessage('Could not copy; select the text instead.'); });
+    });
+    return b;
+  }
+
+  function setupLines(c, forwards) {
+    var pmp = forwards.filter(function (f) { return f.origin !== 'static'; })[0];
+    var port = pmp ? pmp.internal_port : 51413;
+    var lines = [
+      ['natpmpc (any Linux client; renew every 45 s)',
+        'while true; do natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' tcp 60 && natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' udp 60; sleep 45; done',
+        'Asks for a public port forwarded to local port ' + port + '; the answer names the public port.'],
+      ['libtorrent / qBittorrent (libtorrent >= 2.0.12)',
+        'natpmp_gateway=' + GATEWAY,
+        'settings_pack: enable_natpmp=true and natpmp_gateway; the client then maps and renews its listen port itself.'],
+      ['gluetun (custom provider)',
+        'VPN_SERVICE_PROVIDER=custom\\nVPN_TYPE=wireguard\\nVPN_PORT_FORWARDING=on\\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
+        'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.']
+    ];
+    var box = el('div', 'howto');
+    lines.forEach(function (l) {
+      box.appendChild(el('h3', '', l[0]));
+      var row = el('div', 'line'); row.appendChild(el('code', '', l[1]));
+      var b = copyButton(l[1], '', 'Copy'); row.appendChild(b);
+      box.appendChild(row);
+      box.appendChild(el('p', 'note', l[2]));
+    });
+    return box;
+  }
+
+  function makeCard(c) {
+    var card = el('section', 'card'); card.setAttribute('data-client', c.id);
+    var head = el('div', 'head');
+    var h = el('h2'); var dot = el('span', 'dot'); var name = el('span', 'name');
+    h.appendChild(dot); h.appendChild(name); head.appendChild(h);
+    var addr = el('span', 'addr'); var meta = el('span', 'meta');
+    head.appendChild(addr); head.appendChild(meta);
+    card.appendChild(head);
+    var table = el('table');
+    var thead = el('thead'); var tr = el('tr');
+    ['Protocol', 'Public port', 'To', 'Origin', 'Time left', ''].forEach(function (t) { tr.appendChild(el('th', '', t)); });
+    thead.appendChild(tr); table.appendChild(thead);
+    var tbody = el('tbody'); table.appendChild(tbody);
+    var empty = el('div', 'empty', 'No forwards yet. Apps map ports over NAT-PMP, or add a static one below.');
+    card.appendChild(table); card.appendChild(empty);
+
+    var form = el('form', 'add');
+    form.appendChild(el('label', '', 'Add static forward'));
+    var proto = el('select'); proto.name = 'protocol'; proto.setAttribute('aria-label', 'Protocol');
+    ['tcp', 'udp', 'both'].forEach(function (p) { var o = el('option', '', p); o.value = p; proto.appendChild(o); });
+    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public, e.g. 8080'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
+    var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client (same)'; inner.setAttribute('aria-label', 'Client port or range');
+    var add = el('button', 'primary', 'Add'); add.type = 'submit';
+    form.appendChild(proto); form.appendChild(ext); form.appendChild(el('span', 'meta', '→')); form.appendChild(inner); form.appendChild(add);
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var body = { protocol: proto.value, external_port: portValue(ext.value) };
+      if (inner.value.trim() !== '') body.internal_port = portValue(inner.value);
+      add.disabled = true;
+      api('POST', '/api/clients/' + encodeURIComponent(c.id) + '/portforwards', body).then(function () {
+        ext.value = ''; inner.value = ''; showMessage(''); return refresh();
+      }, function (e) { showMessage(e.message); }).then(function () { add.disabled = false; });
+    });
+    card.appendChild(form);
+
+    var details = el('details'); details.appendChild(el('summary', '', 'Point apps at this gateway'));
+    card.appendChild(details);
+    var parts = { card: card, dot: dot, name: name, addr: addr, meta: meta, tbody: tbody, table: table, empty: empty, details: details, howto: null, howtoKey: '' };
+    return parts;
+  }
+  function portValue(s) { s = s.trim(); return /^[0-9]+$/.test(s) ? Number(s) : s; }
+
+  function updateCard(p, c, forwards) {
+    p.dot.className = 'dot' + (c.connected ? ' on' : '');
+    p.dot.title = c.connected ? 'connected' : 'disconnected';
+    p.name.textContent = c.name || c.id;
+    p.addr.textContent = c.addresses.join(', ') || 'no IPv4 address';
+    p.meta.textContent = (c.connected ? 'connected' : 'disconnected') + ' · ' + ago(c.latest_handshake) + ' · ↓ ' + bytes(c.rx_bytes) + ' ↑ ' + bytes(c.tx_bytes);
+    p.tbody.replaceChildren.apply(p.tbody, forwards.map(function (f) {
+      var tr = el('tr'); tr.setAttribute('data-forward', f.id);
+      tr.appendChild(el('td', '', f.protocol.toUpperCase()));
+      var port = el('td', 'port'); port.appendChild(copyButton(String(f.external_port), String(f.external_port))); tr.appendChild(port);
+      tr.appendChild(el('td', 'addr', (f.client_address || '?') + ':' + f.internal_port));
+      var o = el('td'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : 'NAT-PMP')); tr.appendChild(o);
+      tr.appendChild(el('td', 'num', duration(f.seconds_left)));
+      var act = el('td');
+      if (f.origin === 'static') {
+        var rm = el('button', 'link', 'Remove'); rm.type = 'button'; rm.title = 'Remove this static forward';
+        rm.addEventListener('click', function () {
+          rm.disabled = true;
+          api('DELETE', '/api/clients/' + encodeURIComponent(c.id) + '/portforwards/' + encodeURIComponent(f.id)).then(function () { showMessage(''); return refresh(); }, function (e) { showMessage(e.message); rm.disabled = false; });
+        });
+        act.appendChild(rm);
+      }
+      tr.appendChild(act);
+      return tr;
+    }));
+    p.table.hidden = forwards.length === 0;
+    p.empty.hidden = forwards.length > 0;
+    var key = forwards.filter(function (f) { return f.origin !== 'static'; }).map(function (f) { return f.internal_port; }).slice(0, 1).join();
+    if (!p.howto || key !== p.howtoKey) {
+      var h = setupLines(c, forwards);
+      if (p.howto) p.howto.replaceWith(h); else p.details.appendChild(h);
+      p.howto = h; p.howtoKey = key;
+    }
+  }
+
+  function refresh() {
+    if (!token()) return Promise.resolve();
+    return Promise.all([api('GET', '/api/clients'), api('GET', '/api/portforwards')]).then(function (r) {
+      var clients = r[0]; var forwards = r[1];
+      var list = $('clients');
+      var seen = new Set();
+      clients.forEach(function (c) {
+        seen.add(c.id);
+        var p = cards.get(c.id);
+        if (!p) { p = makeCard(c); cards.set(c.id, p); }
+        updateCard(p, c, forwards.filter(function (f) { return f.client_id === c.id; }));
+        list.appendChild(p.card);
+      });
+      cards.forEach(function (p, id) { if (!seen.has(id)) { p.card.remove(); cards.delete(id); } });
+      $('none').hidden = clients.length > 0;
+      lastOk = Date.now();
+      $('status').textContent = clients.length + ' client' + (clients.length === 1 ? '' : 's') + ' · ' + forwards.length + ' forward' + (forwards.length === 1 ? '' : 's');
+    }).catch(function (e) {
+      if (e.message !== 'unauthorized') $('status').textContent = 'offline: ' + e.message + (lastOk ? ' (last update ' + Math.round((Date.now() - lastOk) / 1000) + ' s ago)' : '');
+    });
+  }
+
+  function start() {
+    $('login').hidden = true; $('app').hidden = false; $('signout').hidden = false;
+    refresh();
+    if (!timer) timer = setInterval(refresh, REFRESH);
+  }
+  function signOut(message) {
+    localStorage.removeItem(KEY);
+    if (timer) { clearInterval(timer); timer = null; }
+    cards.forEach(function (p) { p.card.remove(); }); cards.clear();
+    $('app').hidden = true; $('signout').hidden = true; $('login').hidden = false;
+    $('loginmsg').textContent = message || 'Paste the token from api_token_file. It stays in this browser only.';
+    $('status').textContent = '';
+  }
+
+  $('loginform').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var t = $('token').value.trim();
+    if (!t) return;
+    localStorage.setItem(KEY, t); $('token').value = '';
+    start();
+  });
+  $('signout').addEventListener('click', function () { signOut(); });
+  if (token()) start(); else signOut();
+})();
+`
+
+const escapeAttr = (s: string): string => s.replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)
+const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('base64')
+
+let cspCache: string | null = null
+
+/**
+ * The page for a gateway address (the server's tunnel IPv4, shown in the setup lines) and the
+ * Content-Security-Policy header that must accompany it.
+ */
+export function renderPage(gateway: string): { html: string; csp: string } {
+  cspCache ??= [
+    "default-src 'none'",
+    `script-src 'sha256-${sha256(SCRIPT)}'`,
+    `style-src 'sha256-${sha256(STYLE)}'`,
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ')
+  const html = `<!doctype html>
+<html lang="en" data-gateway="${escapeAttr(gateway)}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>wgpmp · Ports</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<header><h1>wgpmp</h1><span class="sub">Ports · gateway <span class="addr">${escapeAttr(gateway)}</span></span><span class="sp"></span><span class="sub" id="status"></span><button type="button" class="link" id="signout" hidden>Sign out</button></header>
+<main>
+<div id="msg" role="alert" hidden></div>
+<section id="login" hidden>
+<h2>Sign in</h2>
+<p id="loginmsg"></p>
+<form id="loginform"><input id="token" type="password" autocomplete="off" placeholder="API token" aria-label="API token"><button class="primary" type="submit">Open</button></form>
+</section>
+<div id="app" hidden>
+<p id="none" class="empty" hidden>No WireGuard peers on the interface.</p>
+<div id="clients"></div>
+</div>
+</main>
+<script>${SCRIPT}</script>
+</body>
+</html>
+`
+  return { html, csp: cspCache }
+}
