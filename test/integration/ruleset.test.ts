@@ -1,0 +1,183 @@
+/** nft/wgpmp.nft without the daemon: forwards as map elements, proven with real traffic in the namespace lab. */
+import { readFile, writeFile } from 'node:fs/promises'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { isRoot, startLab, waitFor, type Lab, type LabNs } from './lab.js'
+
+type Proto = 'tcp' | 'udp'
+interface Fwd {
+  readonly proto: Proto
+  readonly ext: number
+  readonly addr: string
+  readonly port: number
+}
+
+const RULESET = new URL('../../nft/wgpmp.nft', import.meta.url)
+/** socat: give up connecting / waiting for a reply after this many seconds. */
+const SOCAT_WAIT_S = '2'
+
+/** One `nft -j` batch: both elements of each forward, as the daemon's driver does it. */
+function batch(op: 'add' | 'delete', fwds: readonly Fwd[]): string {
+  const cmds = fwds.flatMap((f) => {
+    const key = { concat: [f.proto, f.ext] }
+    return [
+      { [op]: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [op === 'add' ? [key, { concat: [f.addr, f.port] }] : key] } } },
+      { [op]: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v4', elem: [op === 'add' ? [key, { accept: null }] : key] } } },
+    ]
+  })
+  return JSON.stringify({ nftables: cmds })
+}
+
+interface NftCounter {
+  counter?: { packets: number; bytes: number }
+}
+
+describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
+  let lab: Lab
+  let c1Tcp: Fwd
+  let c2Tcp: Fwd
+  let c1Udp: Fwd
+
+  const nft = (args: readonly string[], input?: string) =>
+    input === undefined ? lab.exec('srv', 'nft', args) : lab.exec('srv', 'nft', args, { input })
+
+  /**
+   * Applies an `nft -j` batch. Not `nft -j -f -` with execa's `input`: nft 1.0.6 opens
+   * /dev/stdin by path for JSON, which fails (ENXIO) on the socketpair Node gives a child as
+   * stdin. A file in the lab dir is what src/drivers/nft.ts does too.
+   */
+  let batches = 0
+  async function nftJson(json: string): Promise<void> {
+    const file = `${lab.dir}/batch-${++batches}.json`
+    await writeFile(file, json)
+    await nft(['-j', '-f', file])
+  }
+
+  /** Sends one line with socat and returns what came back ('' on failure; never throws). */
+  async function talk(from: LabNs, proto: Proto, dst: string, port: number, opts: { sourcePort?: number } = {}): Promise<string> {
+    const addr =
+      proto === 'tcp'
+        ? `TCP:${dst}:${port},connect-timeout=${SOCAT_WAIT_S}`
+        : `UDP:${dst}:${port}${opts.sourcePort === undefined ? '' : `,sourceport=${opts.sourcePort}`}`
+    const r = await lab.exec(from, 'socat', ['-T', SOCAT_WAIT_S, '-t', SOCAT_WAIT_S, '-', addr], {
+      input: 'hello\n',
+      reject: false,
+      timeout: 10_000,
+    })
+    return r.stdout.trim()
+  }
+
+  /** A listener that answers every connection or datagram with "NAME PEER-ADDRESS". */
+  async function listen(ns: LabNs, proto: Proto, bind: string, port: number, name: string): Promise<void> {
+    const addr = proto === 'tcp' ? `TCP-LISTEN:${port},bind=${bind},reuseaddr,fork` : `UDP-RECVFROM:${port},bind=${bind},fork`
+    void lab.spawn(ns, 'socat', [addr, `SYSTEM:echo ${name} $SOCAT_PEERADDR`]) // killed by lab.down()
+    const flag = proto === 'tcp' ? '-Hltn' : '-Hlun'
+    await waitFor(async () => (await lab.exec(ns, 'ss', [flag, `sport = :${port}`])).stdout.includes(`:${port}`), {
+      timeoutMs: 5_000,
+      what: `${name} listening on ${proto}/${port}`,
+    })
+  }
+
+  async function dropCounter(): Promise<number> {
+    const { stdout } = await nft(['-j', 'list', 'chain', 'inet', 'wgpmp', 'input'])
+    const items = (JSON.parse(stdout) as { nftables: { rule?: { expr: NftCounter[] } }[] }).nftables
+    const counters = items.flatMap((i) => i.rule?.expr ?? []).flatMap((e) => (e.counter ? [e.counter.packets] : []))
+    expect(counters).toHaveLength(1)
+    return counters[0] ?? NaN
+  }
+
+  beforeAll(async () => {
+    lab = await startLab()
+    c1Tcp = { proto: 'tcp', ext: 8080, addr: lab.ips.c1, port: 8080 }
+    c2Tcp = { proto: 'tcp', ext: 8443, addr: lab.ips.c2, port: 443 }
+    c1Udp = { proto: 'udp', ext: 8080, addr: lab.ips.c1, port: 9001 }
+
+    // Exactly how the daemon loads it: one atomic transaction replacing any stale table.
+    const base = await readFile(RULESET, 'utf8')
+    const script = [
+      'table inet wgpmp {}',
+      'delete table inet wgpmp',
+      base,
+      `add element inet wgpmp public_v4 { ${lab.ips.public} }`,
+      `add element inet wgpmp wg_ifnames { "${lab.ifaces.srvWg}" }`,
+      '',
+    ].join('\n')
+    await nft(['-f', '-'], script)
+
+    await listen('c1', 'tcp', lab.ips.c1, 8080, 'c1-tcp')
+    await listen('c1', 'udp', lab.ips.c1, 9001, 'c1-udp')
+    await listen('c2', 'tcp', lab.ips.c2, 443, 'c2-tcp')
+    await listen('inet', 'tcp', lab.ips.inet, 8080, 'inet-tcp')
+    await listen('srv', 'udp', '0.0.0.0', 5351, 'srv-pmp')
+  })
+
+  afterAll(async () => {
+    await lab?.down()
+  })
+
+  afterEach(async () => {
+    // Each test starts with empty maps and no remembered flows.
+    await nft(['flush', 'map', 'inet', 'wgpmp', 'forwards_v4'])
+    await nft(['flush', 'map', 'inet', 'wgpmp', 'accept_v4'])
+    await lab.exec('srv', 'conntrack', ['-F'], { reject: false })
+  })
+
+  it('loads with the public address and WireGuard interface filled in', async () => {
+    const { stdout } = await nft(['list', 'table', 'inet', 'wgpmp'])
+    expect(stdout).toContain(lab.ips.public)
+    expect(stdout).toContain(`"${lab.ifaces.srvWg}"`)
+  })
+
+  it('(a) forwards TCP from the internet to the client, keeping the source address', async () => {
+    await nftJson(batch('add', [c1Tcp, c2Tcp]))
+    expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)
+    // Keyed by external port: 8443 goes to another client and another internal port.
+    expect(await talk('inet', 'tcp', lab.ips.public, 8443)).toBe(`c2-tcp ${lab.ips.inet}`)
+  })
+
+  it('(b) forwards UDP, and the reply comes back from the public address', async () => {
+    await nftJson(batch('add', [c1Udp]))
+    // socat's UDP client only accepts replies from the address:port it sent to.
+    expect(await talk('inet', 'udp', lab.ips.public, 8080)).toBe(`c1-udp ${lab.ips.inet}`)
+  })
+
+  it('(c) stops forwarding new connections once the elements are deleted', async () => {
+    await nftJson(batch('add', [c1Tcp, c1Udp]))
+    expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)
+    expect(await talk('inet', 'udp', lab.ips.public, 8080, { sourcePort: 40001 })).toBe(`c1-udp ${lab.ips.inet}`)
+    await nftJson(batch('delete', [c1Tcp, c1Udp]))
+    expect((await nft(['list', 'map', 'inet', 'wgpmp', 'forwards_v4'])).stdout).not.toContain('elements')
+    expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe('')
+    expect(await talk('inet', 'udp', lab.ips.public, 8080, { sourcePort: 40002 })).toBe('')
+  })
+
+  it('(c) but a flow conntrack already knows keeps its DNAT until its entry is deleted', async () => {
+    // Documents kernel behaviour the daemon must handle on delete/expiry (conntrack -D).
+    await nftJson(batch('add', [c1Udp]))
+    expect(await talk('inet', 'udp', lab.ips.public, 8080, { sourcePort: 40003 })).toBe(`c1-udp ${lab.ips.inet}`)
+    await nftJson(batch('delete', [c1Udp]))
+    expect(await talk('inet', 'udp', lab.ips.public, 8080, { sourcePort: 40003 })).toBe(`c1-udp ${lab.ips.inet}`)
+    await lab.exec('srv', 'conntrack', ['-D', '-p', 'udp', '--orig-dst', lab.ips.public, '--orig-port-dst', '8080'])
+    expect(await talk('inet', 'udp', lab.ips.public, 8080, { sourcePort: 40003 })).toBe('')
+  })
+
+  it('(d) does not hijack a client connecting out to the same port elsewhere', async () => {
+    await nftJson(batch('add', [c1Tcp]))
+    // Through the tunnel, masqueraded by the lab's table ip labnat.
+    expect(await talk('c1', 'tcp', lab.ips.inet, 8080)).toBe(`inet-tcp ${lab.ips.public}`)
+  })
+
+  it('hairpin: the server itself and another client reach a forward by the public address', async () => {
+    await nftJson(batch('add', [c1Tcp]))
+    expect(await talk('srv', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.public}`) // output chain
+    expect(await talk('c2', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.c2}`) // prerouting, wg to wg
+  })
+
+  it('(e) drops NAT-PMP from outside the tunnel and counts it, but not from a client', async () => {
+    const before = await dropCounter()
+    expect(await talk('inet', 'udp', lab.ips.public, 5351)).toBe('')
+    await waitFor(async () => (await dropCounter()) > before, { timeoutMs: 3_000, what: 'drop counter to increase' })
+    const afterInet = await dropCounter()
+    expect(await talk('c1', 'udp', lab.ips.wgSrv, 5351)).toBe(`srv-pmp ${lab.ips.c1}`)
+    expect(await dropCounter()).toBe(afterInet)
+  })
+})
