@@ -100,11 +100,12 @@ export function staticView(f: StaticForward, address: string | null): ForwardVie
     lifetime_seconds: null,
     seconds_left: null,
     created_at: f.createdAt,
+    removable: f.source === 'api',
   }
 }
 
 /**
- * A NAT-PMP lease as the API shows it. Lease times are monotonic clock ms; `clockNow` (clock.now())
+ * A NAT-PMP or PCP lease as the API shows it (not removable: the client renews it; see the report). Lease times are monotonic clock ms; `clockNow` (clock.now())
  * and `wallNow` (Date.now()) taken together turn createdAt into wall time.
  */
 export function leaseView(l: Lease, clientId: string, clockNow: number, wallNow: number): ForwardView {
@@ -119,6 +120,7 @@ export function leaseView(l: Lease, clientId: string, clockNow: number, wallNow:
     lifetime_seconds: l.origin === 'static' ? null : l.lifetimeSeconds,
     seconds_left: l.origin === 'static' || !Number.isFinite(l.expiresAt) ? null : Math.max(0, Math.ceil((l.expiresAt - clockNow) / 1000)),
     created_at: new Date(wallNow - (clockNow - l.createdAt)).toISOString(),
+    removable: false,
   }
 }
 

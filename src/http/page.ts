@@ -26,7 +26,7 @@ button.primary{background:var(--accent);border-color:var(--accent);color:#fff}
 button.link{border:0;background:none;color:var(--mute);padding:2px 6px}
 button.link:hover{color:var(--bad)}
 input,select{border:1px solid var(--line);background:var(--bg);border-radius:6px;padding:4px 8px}
-input{width:110px}
+input{width:150px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:0 0 16px;overflow:hidden}
 .head{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 14px;padding:12px 16px;border-bottom:1px solid var(--line)}
 .head h2{font-size:15px;margin:0}
@@ -34,7 +34,9 @@ input{width:110px}
 .addr{font-family:var(--mono);font-size:13px}
 .dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--off);margin-right:6px;vertical-align:1px}
 .dot.on{background:var(--ok)}
-table{border-collapse:collapse;width:100%}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+th:nth-child(1){width:11%}th:nth-child(2){width:22%}th:nth-child(3){width:25%}th:nth-child(4){width:14%}th:nth-child(5){width:17%}th:nth-child(6){width:11%;}
+td:last-child{text-align:right}
 th,td{text-align:left;padding:7px 16px;border-bottom:1px solid var(--line);white-space:nowrap}
 th{font-size:11.5px;text-transform:uppercase;letter-spacing:.4px;color:var(--mute);font-weight:600}
 td.port{font-family:var(--mono);font-weight:600}
@@ -45,8 +47,11 @@ tr:last-child td{border-bottom:0}
 .badge.static{border-color:var(--accent);color:var(--accent)}
 .copy{font-family:var(--mono);font-weight:600;padding:2px 8px;margin-left:-8px;border-color:transparent;background:none}
 .copy:hover{border-color:var(--line)}
-.copy::after{content:"⧉";font-weight:400;color:var(--mute);margin-left:6px;font-size:12px}
-.copy.done::after{content:"copied";color:var(--ok);font-family:system-ui,sans-serif}
+.copy::after{content:"copy";font:400 11.5px system-ui,sans-serif;color:var(--mute);margin-left:8px;opacity:.55}
+.copy:hover::after{opacity:1;color:var(--accent)}
+.copy.done::after{content:"copied ✓";color:var(--ok);opacity:1}
+.line .copy{margin-left:0;font-weight:400;border-color:var(--line);padding:5px 10px}
+.line .copy::after{margin-left:0}
 form.add{display:flex;flex-wrap:wrap;align-items:center;gap:8px;padding:10px 16px;background:var(--bg)}
 form.add label{color:var(--mute);font-size:12.5px}
 details{border-top:1px solid var(--line)}
@@ -183,7 +188,7 @@ const SCRIPT = `
     form.appendChild(el('label', '', 'Add static forward'));
     var proto = el('select'); proto.name = 'protocol'; proto.setAttribute('aria-label', 'Protocol');
     ['tcp', 'udp', 'both'].forEach(function (p) { var o = el('option', '', p); o.value = p; proto.appendChild(o); });
-    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public, e.g. 8080'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
+    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public, e.g. 8080'; ext.title = 'A port (8080) or a range (27015-27030)'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
     var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client (same)'; inner.setAttribute('aria-label', 'Client port or range');
     var add = el('button', 'primary', 'Add'); add.type = 'submit';
     form.appendChild(proto); form.appendChild(ext); form.appendChild(el('span', 'meta', '→')); form.appendChild(inner); form.appendChild(add);
@@ -219,7 +224,8 @@ const SCRIPT = `
       var o = el('td'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : 'NAT-PMP')); tr.appendChild(o);
       tr.appendChild(el('td', 'num', duration(f.seconds_left)));
       var act = el('td');
-      if (f.origin === 'static') {
+      if (f.origin === 'static' && !f.removable) { var cfg = el('span', 'meta', 'config file'); cfg.title = 'Defined in the config file; remove it there.'; act.appendChild(cfg); }
+      if (f.removable) {
         var rm = el('button', 'link', 'Remove'); rm.type = 'button'; rm.title = 'Remove this static forward';
         rm.addEventListener('click', function () {
           rm.disabled = true;

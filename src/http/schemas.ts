@@ -12,7 +12,7 @@ const nullable = <T extends JSONSchema>(s: T) => ({ anyOf: [s, { type: 'null' }]
 export const forwardViewSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'client_id', 'protocol', 'external_port', 'internal_port', 'client_address', 'origin', 'lifetime_seconds', 'seconds_left', 'created_at'],
+  required: ['id', 'client_id', 'protocol', 'external_port', 'internal_port', 'client_address', 'origin', 'lifetime_seconds', 'seconds_left', 'created_at', 'removable'],
   properties: {
     id: { type: 'string', description: 'Static: "tcp-8080", "udp-27015-27030"; leases (NAT-PMP, PCP): "pmp-<n>".' },
     client_id: { type: 'string' },
@@ -24,6 +24,7 @@ export const forwardViewSchema = {
     lifetime_seconds: { ...nullable({ type: 'integer' }), description: 'Granted lifetime; null for static forwards (no expiry).' },
     seconds_left: nullable({ type: 'integer' }),
     created_at: { type: 'string', description: 'ISO 8601.' },
+    removable: { type: 'boolean', description: 'DELETE works on it: static forwards created through the API (config ones live in the config file).' },
   },
 } as const satisfies JSONSchema
 

@@ -138,7 +138,7 @@ describe('reading', () => {
     const r = await call('GET', forwardsPath(PHONE))
     expect(valid('GET /api/clients/{id}/portforwards 200', r.json)).toBe(true)
     expect(r.json).toEqual([
-      { id: 'tcp-443', client_id: PHONE, protocol: 'tcp', external_port: 443, internal_port: 8443, client_address: '10.8.0.3', origin: 'static', lifetime_seconds: null, seconds_left: null, created_at: expect.any(String) as string },
+      { id: 'tcp-443', client_id: PHONE, protocol: 'tcp', external_port: 443, internal_port: 8443, client_address: '10.8.0.3', origin: 'static', lifetime_seconds: null, seconds_left: null, created_at: expect.any(String) as string, removable: false },
     ])
     for (const id of ['AAAAAAAAAAAA', '%ZZ', 'a%2Fb', 'x'.repeat(65)]) {
       const n = await call('GET', forwardsPath(id))
@@ -163,7 +163,7 @@ describe('POST /api/clients/{id}/portforwards', () => {
     const r = await post(forwardsPath(SEEDBOX), { protocol: 'tcp', external_port: 8080, internal_port: 80 })
     expect(r.status).toBe(201)
     expect(valid('POST /api/clients/{id}/portforwards 201', r.json)).toBe(true)
-    expect(r.json).toMatchObject({ id: 'tcp-8080', client_id: SEEDBOX, protocol: 'tcp', external_port: 8080, internal_port: 80, client_address: '10.8.0.2', origin: 'static', lifetime_seconds: null })
+    expect(r.json).toMatchObject({ id: 'tcp-8080', client_id: SEEDBOX, protocol: 'tcp', external_port: 8080, internal_port: 80, client_address: '10.8.0.2', origin: 'static', lifetime_seconds: null, removable: true })
     const range = await post(forwardsPath(SEEDBOX), { protocol: 'both', external_port: '27015-27030' })
     expect(range.json).toMatchObject({ id: 'both-27015-27030', external_port: '27015-27030', internal_port: '27015-27030' })
     expect(fake.batches.at(-1)).toHaveLength(32)
