@@ -503,6 +503,29 @@ export class StaticForwards {
     }
     return { installed, conflicts }
   }
+
+  /**
+   * Withdraws every static forward of a client from `address` (its peer was removed from the
+   * interface, or its address changed) in one batch. The definitions stay, so activate() brings
+   * them back when the peer returns. Nothing installed: resolves 0 without a batch. Rejects if
+   * the kernel refuses (the table is then restored).
+   */
+  async deactivate(clientId: string, address: string): Promise<number> {
+    const changes: ForwardChange[] = []
+    const undos: (() => void)[] = []
+    for (const f of this.forClient(clientId)) {
+      const r = releaseStatic(this.d.sink, address, f)
+      changes.push(...r.changes)
+      undos.push(() => r.undo())
+    }
+    try {
+      await this.d.commit(changes)
+    } catch (e) {
+      for (const u of undos.reverse()) u()
+      throw e
+    }
+    return changes.length
+  }
 }
 
 export const describeConflict = (c: Conflict): string =>

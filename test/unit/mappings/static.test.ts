@@ -275,6 +275,21 @@ describe('StaticForwards', () => {
     expect(await sf.activate('bob')).toEqual({ installed: 0, conflicts: [{ protocol: 'tcp', port: 443, reason: 'taken' }] })
   })
 
+  it('deactivate withdraws a client\'s static ports in one batch and activate brings them back', async () => {
+    const { sf, sink, batches } = await setup()
+    sf.setConfigForwards(new Map([['alice', [spec('443/both')]]]))
+    await sf.create('alice', spec('7000-7004/udp'))
+    await sf.activate('alice')
+    expect(sink.held.size).toBe(7)
+    expect(await sf.deactivate('alice', '10.8.0.2')).toBe(7)
+    expect(batches.at(-1)!.map((c) => c.op)).toEqual(Array(7).fill('delete'))
+    expect(sink.held.size).toBe(0)
+    expect(await sf.deactivate('alice', '10.8.0.2')).toBe(0)
+    expect(sf.forClient('alice')).toHaveLength(2) // definitions stay
+    expect(await sf.activate('alice')).toEqual({ installed: 2, conflicts: [] })
+    expect(sink.held.size).toBe(7)
+  })
+
   it('stored forwards come back after a restart and are reinstalled', async () => {
     const first = await setup()
     await first.sf.create('alice', spec('27015-27030/udp'))
