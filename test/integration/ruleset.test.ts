@@ -2,8 +2,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { isRoot, startLab, waitFor, type Lab, type LabNs } from './lab.js'
-
-type Proto = 'tcp' | 'udp'
+import { listen as listenIn, talk as talkIn, type Proto } from './traffic.js'
 interface Fwd {
   readonly proto: Proto
   readonly ext: number
@@ -12,8 +11,6 @@ interface Fwd {
 }
 
 const RULESET = new URL('../../nft/wgpmp.nft', import.meta.url)
-/** socat: give up connecting / waiting for a reply after this many seconds. */
-const SOCAT_WAIT_S = '2'
 
 /** One `nft -j` batch: both elements of each forward, as the daemon's driver does it. */
 function batch(op: 'add' | 'delete', fwds: readonly Fwd[]): string {
@@ -52,30 +49,9 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
     await nft(['-j', '-f', file])
   }
 
-  /** Sends one line with socat and returns what came back ('' on failure; never throws). */
-  async function talk(from: LabNs, proto: Proto, dst: string, port: number, opts: { sourcePort?: number } = {}): Promise<string> {
-    const addr =
-      proto === 'tcp'
-        ? `TCP:${dst}:${port},connect-timeout=${SOCAT_WAIT_S}`
-        : `UDP:${dst}:${port}${opts.sourcePort === undefined ? '' : `,sourceport=${opts.sourcePort}`}`
-    const r = await lab.exec(from, 'socat', ['-T', SOCAT_WAIT_S, '-t', SOCAT_WAIT_S, '-', addr], {
-      input: 'hello\n',
-      reject: false,
-      timeout: 10_000,
-    })
-    return r.stdout.trim()
-  }
-
-  /** A listener that answers every connection or datagram with "NAME PEER-ADDRESS". */
-  async function listen(ns: LabNs, proto: Proto, bind: string, port: number, name: string): Promise<void> {
-    const addr = proto === 'tcp' ? `TCP-LISTEN:${port},bind=${bind},reuseaddr,fork` : `UDP-RECVFROM:${port},bind=${bind},fork`
-    void lab.spawn(ns, 'socat', [addr, `SYSTEM:echo ${name} $SOCAT_PEERADDR`]) // killed by lab.down()
-    const flag = proto === 'tcp' ? '-Hltn' : '-Hlun'
-    await waitFor(async () => (await lab.exec(ns, 'ss', [flag, `sport = :${port}`])).stdout.includes(`:${port}`), {
-      timeoutMs: 5_000,
-      what: `${name} listening on ${proto}/${port}`,
-    })
-  }
+  const talk = (from: LabNs, proto: Proto, dst: string, port: number, opts: { sourcePort?: number } = {}): Promise<string> =>
+    talkIn(lab, from, proto, dst, port, opts)
+  const listen = (ns: LabNs, proto: Proto, bind: string, port: number, name: string): Promise<void> => listenIn(lab, ns, proto, bind, port, name)
 
   async function dropCounter(): Promise<number> {
     const { stdout } = await nft(['-j', 'list', 'chain', 'inet', 'wgpmp', 'input'])
