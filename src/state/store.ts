@@ -1,0 +1,336 @@
+/**
+ * The lease state file: NAT-PMP leases and the epoch, so that a restart (or a crash) neither loses
+ * a granted port nor resets the epoch (issue 5). A versioned JSON document, validated on load with
+ * an ajv schema that is also its type (json-schema-to-ts), written atomically (writeFileAtomic from
+ * mappings/static.ts: temp file in the same directory, fsync, rename, fsync the directory) and
+ * coalesced: a burst of changes costs at most one write per `coalesceMs`.
+ *
+ * Times: leases hold monotonic Clock ms, which mean nothing across a restart, so the file holds
+ * unix ms. toPersisted/fromPersisted convert with the clock and the wall time passed in; nothing
+ * here reads the time by itself except StateStore's default `now` (Date.now), which tests replace.
+ *
+ * One file, one writer: this store owns its whole file. Do not point it at the static forwards'
+ * file (StaticForwardStore in mappings/static.ts writes `state_file` with a snapshot of the other
+ * keys taken at start, so two writers would undo each other's changes). loadState refuses such a
+ * file without touching it. leaseStatePath() derives the default sibling path.
+ */
+import { open, readFile, rename } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { Ajv } from 'ajv'
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
+import type { Protocol } from '../drivers/driver.js'
+import { WgpmpError } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { Cancel, Clock } from '../mappings/clock.js'
+import type { Lease } from '../mappings/table.js'
+import { writeFileAtomic } from '../mappings/static.js'
+
+export const STATE_VERSION = 1
+/** Default lease state file: next to the static forwards' state.json, in the same 0700 directory. */
+export const DEFAULT_LEASE_STATE_FILE = '/var/lib/wgpmp/leases.json'
+/** Default coalescing window: at most 5 writes a second whatever the request rate. */
+export const DEFAULT_COALESCE_MS = 200
+/** A state file larger than this is not read (it would be millions of leases): it is moved aside. */
+export const MAX_STATE_BYTES = 64 * 1024 * 1024
+/** Retry delay ceiling after failed writes (disk full, read-only): 200 ms doubling up to this. */
+export const MAX_RETRY_MS = 30_000
+
+/** The lease file for a given `state_file`: `leases.json` in the same directory. */
+export const leaseStatePath = (stateFile: string): string => join(dirname(stateFile), 'leases.json')
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
+const unixMs = { type: 'integer', minimum: 0, maximum: 8.64e15 } as const
+
+export const leaseRecordSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['client', 'protocol', 'internalPort', 'externalPort', 'targetPort', 'lifetimeSeconds', 'expiresAtUnixMs', 'createdAtUnixMs'],
+  properties: {
+    client: { type: 'string', pattern: '^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$' },
+    protocol: { enum: ['tcp', 'udp'] },
+    internalPort: { type: 'integer', minimum: 0, maximum: 65535, description: '0 = symmetric mapping (targetPort = externalPort).' },
+    externalPort: port,
+    targetPort: port,
+    lifetimeSeconds: { type: 'integer', minimum: 1, maximum: 4294967295 },
+    expiresAtUnixMs: unixMs,
+    createdAtUnixMs: unixMs,
+  },
+} as const satisfies JSONSchema
+
+export const stateSchema = {
+  type: 'object',
+  // Unknown top-level keys are accepted (a newer minor writer) and dropped on the next write.
+  required: ['version', 'epochStartedAtUnixMs', 'leases'],
+  properties: {
+    version: { const: STATE_VERSION },
+    epochStartedAtUnixMs: { ...unixMs, description: 'Wall time the NAT-PMP epoch (seconds since start of epoch, RFC 6886 §3.6) counts from.' },
+    savedAtUnixMs: unixMs,
+    leases: { type: 'array', items: leaseRecordSchema },
+  },
+} as const satisfies JSONSchema
+
+export type LeaseRecord = FromSchema<typeof leaseRecordSchema>
+export type PersistedState = FromSchema<typeof stateSchema>
+
+// --- pure conversions -------------------------------------------------------------------------
+
+/** A lease read back from the file, in clock ms: what MappingTable needs to re-insert it (it assigns id; origin is 'nat-pmp'). */
+export interface RestoredLease {
+  readonly client: string
+  readonly protocol: Protocol
+  readonly internalPort: number
+  readonly externalPort: number
+  readonly targetPort: number
+  readonly lifetimeSeconds: number
+  readonly createdAt: number
+  readonly expiresAt: number
+}
+
+/** The record for a lease, its clock-ms deadlines turned into unix ms as of (clock.now(), nowUnixMs). Pure. */
+export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): LeaseRecord {
+  const now = clock.now()
+  return {
+    client: lease.client,
+    protocol: lease.protocol,
+    internalPort: lease.internalPort,
+    externalPort: lease.externalPort,
+    targetPort: lease.targetPort,
+    lifetimeSeconds: lease.lifetimeSeconds,
+    expiresAtUnixMs: Math.max(0, Math.round(nowUnixMs + (lease.expiresAt - now))),
+    createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
+  }
+}
+
+/**
+ * The lease for a record in clock ms as of (clock.now(), nowUnixMs), or null if it has expired
+ * (expiresAtUnixMs <= nowUnixMs). If the wall clock went backwards while the daemon was down, the
+ * time left is capped at the granted lifetime and createdAt at now, so a lease never outlives
+ * what was granted. Pure.
+ */
+export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number): RestoredLease | null {
+  const left = rec.expiresAtUnixMs - nowUnixMs
+  if (left <= 0) return null
+  const now = clock.now()
+  return {
+    client: rec.client,
+    protocol: rec.protocol,
+    internalPort: rec.internalPort,
+    externalPort: rec.externalPort,
+    targetPort: rec.targetPort,
+    lifetimeSeconds: rec.lifetimeSeconds,
+    expiresAt: now + Math.min(left, rec.lifetimeSeconds * 1000),
+    createdAt: now - Math.max(0, nowUnixMs - rec.createdAtUnixMs),
+  }
+}
+
+/** Wall time of an epoch that started at clock ms epochStart. Pure. */
+export const epochToUnixMs = (epochStart: number, clock: Clock, nowUnixMs: number): number => Math.max(0, Math.round(nowUnixMs - (clock.now() - epochStart)))
+/**
+ * Clock ms of a persisted epoch start, so that epoch seconds keep counting across the restart.
+ * A start in the future (wall clock went backwards) becomes now: the epoch restarts at 0, which
+ * RFC 6886 §3.6 clients read as "state lost" and answer by re-mapping. Pure.
+ */
+export const epochFromUnixMs = (epochStartedAtUnixMs: number, clock: Clock, nowUnixMs: number): number =>
+  clock.now() - Math.max(0, nowUnixMs - epochStartedAtUnixMs)
+
+/** The whole document: NAT-PMP leases only (static forwards live in their own store). Pure. */
+export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number): PersistedState {
+  const out: LeaseRecord[] = []
+  for (const l of leases) if (l.origin === 'nat-pmp') out.push(toPersisted(l, clock, nowUnixMs))
+  out.sort((a, b) => (a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1))
+  return { version: STATE_VERSION, epochStartedAtUnixMs: epochToUnixMs(epochStart, clock, nowUnixMs), savedAtUnixMs: Math.round(nowUnixMs), leases: out }
+}
+
+/** Restorable leases of a document as of now: expired ones dropped, duplicates (same protocol and external port) dropped after the first. Pure. */
+export function restorable(state: PersistedState, clock: Clock, nowUnixMs: number): { leases: RestoredLease[]; expired: number; duplicates: number } {
+  const seen = new Set<string>()
+  const leases: RestoredLease[] = []
+  let expired = 0
+  let duplicates = 0
+  for (const rec of state.leases) {
+    const l = fromPersisted(rec, clock, nowUnixMs)
+    if (!l) {
+      expired++
+      continue
+    }
+    const k = `${l.protocol}/${l.externalPort}`
+    if (seen.has(k)) {
+      duplicates++
+      continue
+    }
+    seen.add(k)
+    leases.push(l)
+  }
+  return { leases, expired, duplicates }
+}
+
+// --- loading ----------------------------------------------------------------------------------
+
+export type LoadResult =
+  | { readonly ok: true; readonly state: PersistedState | null }
+  | { readonly ok: false; readonly error: WgpmpError; readonly movedTo: string | null }
+
+/**
+ * Reads and validates the state file. Missing file: ok with state null (first start). A file that
+ * cannot be read, is too big, is not JSON or does not match the schema: not ok, with a
+ * WGPMP_STATE_INVALID error naming the problem, and the file renamed to
+ * `<path>.corrupt-<nowUnixMs>` (movedTo; null if the rename failed too) so the next write starts
+ * clean and the bad file is kept for a human. A file that is the static forwards' state (it has
+ * `static_forwards` and no `leases`) is refused and left where it is. Never rejects.
+ */
+export async function loadState(path: string, nowUnixMs: number): Promise<LoadResult> {
+  const bad = async (why: string, cause?: unknown): Promise<LoadResult> => {
+    const to = `${path}.corrupt-${Math.round(nowUnixMs)}`
+    let movedTo: string | null = to
+    try {
+      await rename(path, to)
+    } catch {
+      movedTo = null
+    }
+    const where = movedTo ? `moved to ${movedTo}` : 'could not be moved aside'
+    return { ok: false, movedTo, error: new WgpmpError('WGPMP_STATE_INVALID', `state file ${path}: ${why}; it was ${where} and wgpmp starts with no leases`, { cause }) }
+  }
+  let text: string
+  try {
+    const fh = await open(path, 'r')
+    try {
+      const { size } = await fh.stat()
+      if (size > MAX_STATE_BYTES) return await bad(`${size} bytes is more than the ${MAX_STATE_BYTES} a state file can be`)
+      text = await readFile(fh, 'utf8')
+    } finally {
+      await fh.close()
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, state: null }
+    return bad(`cannot read (${(e as Error).message})`, e)
+  }
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (e) {
+    return bad(`not valid JSON (${(e as Error).message})`, e)
+  }
+  if (doc !== null && typeof doc === 'object' && 'static_forwards' in doc && !('leases' in doc)) {
+    return {
+      ok: false,
+      movedTo: null,
+      error: new WgpmpError('WGPMP_STATE_INVALID', `state file ${path} holds static forwards, not leases: give leases their own file (e.g. ${leaseStatePath(path)}); the file was left untouched`),
+    }
+  }
+  const validate = new Ajv({ allErrors: true, strict: true }).compile<PersistedState>(stateSchema)
+  if (!validate(doc)) {
+    const why = (validate.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message ?? 'invalid'}`).join('; ')
+    return bad(`does not match the schema (${why})`, validate.errors)
+  }
+  return { ok: true, state: doc }
+}
+
+// --- writing ----------------------------------------------------------------------------------
+
+export interface StateStoreOptions {
+  path: string
+  /** For the coalescing timer only (setTimer). */
+  clock: Clock
+  /** The document to write, read at write time (so a burst writes only the latest state). */
+  snapshot: (nowUnixMs: number) => PersistedState
+  log: Logger
+  /** Default 200 ms. 0 writes on the next turn, still one write for changes made in the same turn. */
+  coalesceMs?: number
+  /** Wall time, unix ms. Default Date.now. */
+  now?: () => number
+  /** Default writeFileAtomic (mappings/static.ts). */
+  write?: (path: string, data: string) => Promise<void>
+}
+
+/**
+ * Coalesced, serialized writer of the lease file. changed() after every table change; at most one
+ * write per coalesceMs follows, of the state at that moment. A failed write is logged and retried
+ * (coalesceMs, at least 100 ms, doubling, at most 30 s apart) until one succeeds. close() writes once more if anything
+ * changed and then ignores changed().
+ */
+export class StateStore {
+  private readonly o: Required<Omit<StateStoreOptions, 'log'>> & { log: Logger }
+  private dirty = false
+  private timer: Cancel | null = null
+  private writing: Promise<void> | null = null
+  private failures = 0
+  private closed = false
+  private written = 0
+
+  constructor(opts: StateStoreOptions) {
+    this.o = {
+      coalesceMs: DEFAULT_COALESCE_MS,
+      now: () => Date.now(),
+      write: writeFileAtomic,
+      ...opts,
+    }
+  }
+
+  /** Writes done so far (for tests and metrics). */
+  get writes(): number {
+    return this.written
+  }
+
+  /** Marks the state changed; schedules one write within coalesceMs unless one is already due. */
+  changed(): void {
+    if (this.closed) return
+    this.dirty = true
+    this.arm(this.o.coalesceMs)
+  }
+
+  /** Writes now if anything changed (after any write in flight). Rejects if that write fails. */
+  async flush(): Promise<void> {
+    this.timer?.()
+    this.timer = null
+    if (this.writing) await this.writing.catch(() => {})
+    if (this.dirty) await this.writeNow(true)
+  }
+
+  /** Final flush; later changed() calls are ignored. Never rejects (a failure is logged). */
+  async close(): Promise<void> {
+    if (this.closed) return
+    try {
+      await this.flush()
+    } catch {
+      // writeNow logged it
+    } finally {
+      this.closed = true
+      this.timer?.()
+      this.timer = null
+    }
+  }
+
+  private arm(ms: number): void {
+    if (this.timer || this.writing) return // the pending timer, or the end of the write in flight, picks the change up
+    this.timer = this.o.clock.setTimer(ms, () => {
+      this.timer = null
+      void this.writeNow(false).catch(() => {})
+    })
+  }
+
+  private async writeNow(rethrow: boolean): Promise<void> {
+    this.dirty = false
+    const now = this.o.now()
+    const run = async (): Promise<void> => {
+      const doc = this.o.snapshot(now)
+      await this.o.write(this.o.path, JSON.stringify(doc) + '\n')
+    }
+    const p = run()
+    this.writing = p
+    try {
+      await p
+      this.written++
+      this.failures = 0
+    } catch (err) {
+      this.dirty = true
+      this.failures++
+      this.o.log.error({ err, path: this.o.path, failures: this.failures }, 'lease state not saved; will retry')
+      if (rethrow) throw err
+    } finally {
+      this.writing = null
+      if (this.dirty && !this.closed) {
+        this.arm(this.failures === 0 ? this.o.coalesceMs : Math.min(MAX_RETRY_MS, Math.max(this.o.coalesceMs, 100) * 2 ** this.failures))
+      }
+    }
+  }
+}
