@@ -1,0 +1,278 @@
+/**
+ * TableWatch: notices when someone deletes or flushes wgpmp's table (`nft flush ruleset`, a
+ * firewall reload, `nft delete table inet wgpmp`) and calls onLost, so the daemon rebuilds it.
+ *
+ * Two detectors, because either alone can miss:
+ * - at once: a child `nft -j monitor tables` (nft 1.0.6 prints one JSON object per line, e.g.
+ *   `{"delete": {"table": {"family": "inet", "name": "wgpmp", "handle": 1}}}`; `flush ruleset`
+ *   prints one such delete per table). A delete of our table is only a hint: the watch then
+ *   checks, because our own ensureBase() deletes and re-adds the table in one transaction and
+ *   the monitor shows that too. If the monitor dies it is restarted with bounded backoff.
+ * - periodically (default every 5 s) and right after the monitor dies: `nft -j list chain inet
+ *   wgpmp prerouting`. "No such file or directory" means the table is gone; a chain with no rule
+ *   means `nft flush table inet wgpmp`, which the table monitor does not report.
+ * Either way onLost runs at most once at a time; events during it only cause one check after it.
+ *
+ * The daemon must stop() the watch before its own teardown() (which deletes the table).
+ */
+import { spawn as nodeSpawn } from 'node:child_process'
+import type { Readable } from 'node:stream'
+import type { Exec } from '../exec.js'
+import type { Logger } from '../log.js'
+import type { Cancel, Clock } from '../mappings/clock.js'
+import { nftErrorCode } from './nft.js'
+import { TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+
+export const DEFAULT_WATCH_INTERVAL_MS = 5000
+export const DEFAULT_MONITOR_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const
+/** A monitor that ran this long resets the backoff: it was a one-off death, not a crash loop. */
+export const MONITOR_HEALTHY_MS = 60_000
+/** Longest monitor output line kept; a longer one is discarded (bounded memory). */
+const MAX_LINE = 64 * 1024
+const STOP_GRACE_MS = 2000
+
+/** missing: the table (or its probe chain) is gone; flushed: the probe chain has no rule left. */
+export type LostReason = 'flushed' | 'missing'
+
+/** The part of a ChildProcess the watch uses (node's ChildProcess satisfies it; tests fake it). */
+export interface MonitorProcess {
+  readonly pid?: number | undefined
+  readonly stdout: Readable | null
+  kill(signal?: NodeJS.Signals): boolean
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'error', listener: (err: Error) => void): unknown
+}
+
+export type SpawnMonitor = (file: string, args: readonly string[]) => MonitorProcess
+
+export const defaultSpawnMonitor: SpawnMonitor = (file, args) =>
+  nodeSpawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } })
+
+/** Does this `nft -j monitor` line report the deletion of family/table? Never throws. */
+export function isTableDeleteEvent(line: string, family: string = TABLE_FAMILY, table: string = TABLE_NAME): boolean {
+  let ev: unknown
+  try {
+    ev = JSON.parse(line)
+  } catch {
+    return false
+  }
+  const t = (ev as { delete?: { table?: { family?: unknown; name?: unknown } } } | null)?.delete?.table
+  return t?.family === family && t.name === table
+}
+
+/** Interprets `nft -j list chain …`: how many rules the chain has (null if the output is not nft JSON). Never throws. */
+export function countRules(json: string): number | null {
+  try {
+    const doc = JSON.parse(json) as { nftables?: unknown }
+    if (!Array.isArray(doc.nftables)) return null
+    return doc.nftables.filter((o) => o !== null && typeof o === 'object' && 'rule' in o).length
+  } catch {
+    return null
+  }
+}
+
+export interface TableWatchOptions {
+  exec: Exec
+  clock: Clock
+  log: Logger
+  /** Called when the table is gone or emptied; awaited before the watch checks again. Errors are logged. */
+  onLost: (reason: LostReason) => void | Promise<void>
+  /** argv that runs nft, e.g. ['ip','netns','exec','ns','nft'] (default ['nft']). */
+  nftArgv?: readonly string[]
+  family?: string
+  table?: string
+  /** A base chain of the table that always has rules (default 'prerouting'). */
+  probeChain?: string
+  /** Periodic check (ms). Default 5000. */
+  intervalMs?: number
+  /** Monitor restart delay: initialMs doubling up to maxMs. */
+  backoff?: { initialMs: number; maxMs: number }
+  spawn?: SpawnMonitor
+}
+
+export class TableWatch {
+  private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock'>>
+  private child: MonitorProcess | null = null
+  private childStartedAt = 0
+  private consecutiveDeaths = 0
+  private periodic: Cancel | null = null
+  private respawn: Cancel | null = null
+  private running = false
+  private checking: Promise<void> | null = null
+  private recheck = false
+  private lostCount = 0
+  private restartCount = 0
+
+  constructor(private readonly d: TableWatchOptions) {
+    this.o = {
+      nftArgv: d.nftArgv ?? ['nft'],
+      family: d.family ?? TABLE_FAMILY,
+      table: d.table ?? TABLE_NAME,
+      probeChain: d.probeChain ?? 'prerouting',
+      intervalMs: d.intervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
+      backoff: d.backoff ?? DEFAULT_MONITOR_BACKOFF,
+      spawn: d.spawn ?? defaultSpawnMonitor,
+    }
+  }
+
+  /** Times onLost was called. */
+  get losses(): number {
+    return this.lostCount
+  }
+
+  /** Times the monitor was restarted after dying. */
+  get monitorRestarts(): number {
+    return this.restartCount
+  }
+
+  /** The PID of the running `nft monitor`, if any. */
+  get monitorPid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /** Starts the monitor and the periodic check. Call after the table is installed. Idempotent. */
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.startMonitor()
+    this.armPeriodic()
+  }
+
+  /** Stops both detectors, kills the monitor (SIGTERM, then SIGKILL after 2 s) and waits for a check in flight. Idempotent. */
+  async stop(): Promise<void> {
+    this.running = false
+    this.periodic?.()
+    this.periodic = null
+    this.respawn?.()
+    this.respawn = null
+    const child = this.child
+    this.child = null
+    if (child) await killAndWait(child, this.d.clock)
+    await this.checking
+  }
+
+  /** Checks the table now (also what the timers and monitor events call). Resolves when done, onLost included. */
+  check(): Promise<void> {
+    if (this.checking) {
+      this.recheck = true
+      return this.checking
+    }
+    const run = async (): Promise<void> => {
+      try {
+        // Bounded: each extra round needs an event that arrived during the previous one.
+        for (let round = 0; round < 3 && this.running; round++) {
+          this.recheck = false
+          const reason = await this.probe()
+          if (reason) await this.lost(reason)
+          if (!this.recheck) break
+        }
+      } finally {
+        this.checking = null
+      }
+    }
+    this.checking = run()
+    return this.checking
+  }
+
+  private async probe(): Promise<LostReason | null> {
+    const [file = 'nft', ...pre] = this.o.nftArgv
+    try {
+      const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
+      if (r.exitCode === 0) return countRules(r.stdout) === 0 ? 'flushed' : null
+      if (nftErrorCode(r.stderr) === 'WGPMP_NFT_NOT_FOUND') return 'missing'
+      this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
+    } catch (err) {
+      this.d.log.warn({ err }, 'table check could not run nft')
+    }
+    return null
+  }
+
+  private async lost(reason: LostReason): Promise<void> {
+    this.lostCount++
+    this.d.log.warn({ reason, family: this.o.family, table: this.o.table, losses: this.lostCount }, 'nftables table lost; rebuilding')
+    try {
+      await this.d.onLost(reason)
+    } catch (err) {
+      this.d.log.error({ err, reason }, 'rebuilding the table failed; the next check retries')
+    }
+  }
+
+  private armPeriodic(): void {
+    if (!this.running) return
+    this.periodic = this.d.clock.setTimer(this.o.intervalMs, () => {
+      this.periodic = null
+      void this.check().finally(() => this.armPeriodic())
+    })
+  }
+
+  private startMonitor(): void {
+    if (!this.running) return
+    const [file = 'nft', ...pre] = this.o.nftArgv
+    let child: MonitorProcess
+    try {
+      child = this.o.spawn(file, [...pre, '-j', 'monitor', 'tables'])
+    } catch (err) {
+      this.d.log.warn({ err }, 'cannot start nft monitor')
+      this.monitorDied()
+      return
+    }
+    this.child = child
+    this.childStartedAt = this.d.clock.now()
+    let buf = ''
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => {
+      buf += chunk
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 1)
+        if (isTableDeleteEvent(line, this.o.family, this.o.table)) {
+          this.d.log.debug({ line }, 'nft monitor: our table was deleted')
+          void this.check()
+        }
+      }
+      if (buf.length > MAX_LINE) buf = ''
+    })
+    let ended = false
+    const end = (why: unknown): void => {
+      if (ended) return
+      ended = true
+      if (this.child !== child) return // stopped, or replaced
+      this.child = null
+      this.d.log.warn({ why, pid: child.pid }, 'nft monitor ended; checking the table and restarting it')
+      void this.check()
+      this.monitorDied()
+    }
+    child.once('error', (err) => end(err.message))
+    child.once('exit', (code, signal) => end(signal ?? code))
+  }
+
+  private monitorDied(): void {
+    if (!this.running) return
+    if (this.d.clock.now() - this.childStartedAt >= MONITOR_HEALTHY_MS) this.consecutiveDeaths = 0
+    const delay = Math.min(this.o.backoff.maxMs, this.o.backoff.initialMs * 2 ** this.consecutiveDeaths)
+    this.consecutiveDeaths = Math.min(this.consecutiveDeaths + 1, 30)
+    this.respawn = this.d.clock.setTimer(delay, () => {
+      this.respawn = null
+      this.restartCount++
+      this.startMonitor()
+    })
+  }
+}
+
+/** Kills a child by its PID and waits for it to exit: SIGTERM, then SIGKILL after a grace period. */
+async function killAndWait(child: MonitorProcess, clock: Clock): Promise<void> {
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve())
+    child.once('error', () => resolve())
+  })
+  if (!child.kill('SIGTERM')) return // already gone
+  let cancel: Cancel = () => {}
+  const grace = new Promise<'timeout'>((resolve) => {
+    cancel = clock.setTimer(STOP_GRACE_MS, () => resolve('timeout'))
+  })
+  if ((await Promise.race([exited, grace])) === 'timeout') {
+    child.kill('SIGKILL')
+    await Promise.race([exited, new Promise<void>((resolve) => clock.setTimer(STOP_GRACE_MS, resolve))])
+  }
+  cancel()
+}
