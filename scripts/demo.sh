@@ -34,6 +34,7 @@ cat >"$DIR/config.json" <<JSON
   "wg_interface": "$WG_SRV",
   "wg_address_v4": "$WG_SRV_IP/24",
   "public_interface": "eth0",
+  "state_file": "$DIR/state.json",
   "port_forward_min_port": 20000,
   "port_forward_max_port": 30000
 }

@@ -1,39 +1,64 @@
-/** startDaemon: wires config, lease table, driver, expiry and the UDP socket. The only module that knows them all. */
+/** startDaemon: wires config, peers, lease table, driver, expiry, the UDP socket and the API. The only module that knows them all. */
 import { networkInterfaces } from 'node:os'
+import { parseHostPort } from './config/schema-api.js'
 import type { Config } from './config/schema.js'
-import type { ForwardDriver } from './drivers/driver.js'
+import type { ForwardChange, ForwardDriver, Protocol } from './drivers/driver.js'
 import { GroupCommit } from './drivers/batcher.js'
 import { NftDriver } from './drivers/nft.js'
 import { IptablesDriver } from './drivers/iptables.js'
 import { WgpmpError } from './errors.js'
 import { systemExec, type Exec } from './exec.js'
+import { leaseView, loadApiToken, staticView, startApi, clientView, type ApiServer } from './http/api.js'
+import { createMetrics } from './http/metrics.js'
 import { inCidr4, parseCidr4, parseIPv4 } from './ip.js'
 import type { Logger } from './log.js'
 import { systemClock, type Clock } from './mappings/clock.js'
+import { flushConntrack } from './drivers/conntrack.js'
+import { TableWatch } from './drivers/watch.js'
+import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './host/listening.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
-import { MappingTable } from './mappings/table.js'
+import { RateLimiter } from './mappings/ratelimit.js'
+import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
+import { MappingTable, toForward, type Origin } from './mappings/table.js'
+import { epochFromUnixMs, loadState, restorable, snapshot, StateStore } from './state/store.js'
 import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
 import { NatPmpService, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
 import { startUdpServer } from './server/udp.js'
+import { PeerSync } from './wireguard/peer-sync.js'
+import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
+import { isWgKey } from './wireguard/wg-dump.js'
 
 export interface Deps {
   clock: Clock
   exec: Exec
   driver: ForwardDriver
   log: Logger
+  /** Where WireGuard peers come from (default: `wg show <wg_interface> dump`). */
+  peers: PeerSource
   /** Where to bind NAT-PMP (default: the address of wg_address_v4, port 5351). Tests use 127.0.0.1:0. */
   listen: { host: string; port: number }
   /** Overrides the public address lookup (tests). */
   publicAddress: string
   /** Ports never granted, found at start (default: the WireGuard listen port from `wg`). */
   reservedPorts: readonly number[]
+  /** Display names from a wg-easy client list (default: read /etc/wireguard/wg0.json if present). */
+  wgEasyNames: ReadonlyMap<string, string>
+  /** The host's listening ports, never granted (default: /proc/net of the daemon's namespace). */
+  listeningPorts: () => Promise<ListeningPorts>
+  /** Wall clock, unix ms (state file times). Default Date.now. */
+  now: () => number
 }
 
 export interface Daemon {
   readonly udpAddress: { address: string; port: number } | null
+  readonly httpAddress: { address: string; port: number } | null
   readonly table: MappingTable | null
   readonly driver: ForwardDriver | null
+  /** Reads the peers now and applies what changed (tests; the daemon also does it on a timer). */
+  refreshPeers(): Promise<void>
+  /** Removes every NAT-PMP/PCP lease (the operator's flush); static forwards stay. Resolves with how many. */
+  flushLeases(): Promise<number>
   /** Stops serving; with teardown (default: config.teardown_on_exit) removes every forward and the table. */
   close(opts?: { teardown?: boolean }): Promise<void>
 }
@@ -55,26 +80,49 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
   return []
 }
 
+const disabled: Daemon = {
+  udpAddress: null, httpAddress: null, table: null, driver: null,
+  refreshPeers: () => Promise.resolve(), flushLeases: () => Promise.resolve(0), close: () => Promise.resolve(),
+}
+
 export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> & { log: Logger }): Promise<Daemon> {
   const log = deps.log
   if (!config.port_forward_enabled) {
     log.info('port forwarding is disabled (port_forward_enabled: false); nothing to do')
-    return { udpAddress: null, table: null, driver: null, close: () => Promise.resolve() }
+    return disabled
   }
   const clock = deps.clock ?? systemClock
   const exec = deps.exec ?? systemExec
+  const now = deps.now ?? Date.now
+  /** Only a daemon with a real driver touches conntrack; tests with the memory driver never do. */
+  const realKernel = deps.driver === undefined
   const wg = parseCidr4(config.wg_address_v4)!
   const publicAddress = deps.publicAddress ?? config.public_address_v4 ?? interfaceV4(config.public_interface)
   if (!publicAddress) {
     throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${config.public_interface} has no IPv4 address; set public_address_v4`)
   }
   const reserved = new Set<number>([...config.reserved_ports, ...(deps.reservedPorts ?? (await wgListenPort(exec, config.wg_interface, log)))])
-  const driver: ForwardDriver =
-    deps.driver ??
-    (config.port_forward_driver === 'iptables'
-      ? new IptablesDriver({ exec })
-      : new NftDriver({ exec, mode: config.nft_mode }))
+  const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
 
+  // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
+  const loaded = await loadState(config.state_file, now())
+  if (!loaded.ok) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
+  const saved = loaded.ok ? loaded.state : null
+  let stateStore: StateStore | null = null
+  const staticStore = StaticForwardStore.fromRecords(saved?.static_forwards ?? [], async () => {
+    stateStore?.changed()
+    await stateStore?.flush()
+  }, config.state_file)
+  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
+  const epochStart = saved ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, now()) : clock.now()
+  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
+  const apiPort = parseHostPort(config.api_listen)?.port
+  if (config.api_token_file && apiPort) reserved.add(apiPort)
+  const hostErr = await hostPorts.refresh()
+  if (hostErr) log.warn({ err: hostErr }, 'cannot read the host\'s listening ports; only configured ports are reserved')
+
+  const driver: ForwardDriver =
+    deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
   await driver.ensureBase({ publicV4: [publicAddress], wgInterfaces: [config.wg_interface] })
   log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress }, 'forwarding base installed')
 
@@ -85,53 +133,254 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     minLifetimeSeconds: config.lifetime_min_seconds,
     maxLifetimeSeconds: config.lifetime_max_seconds,
     maxPerClient: config.max_forwards_per_client,
-    isReserved: (p) => reserved.has(p),
+    isReserved: (p) => reserved.has(p) || hostPorts.has(p),
   })
-  const epochStart = clock.now()
-  const batcher = new GroupCommit(driver, (size, ms, ok) => log.debug({ size, ms, ok }, 'batch'))
-  const expiry = new ExpiryScheduler(clock, table, (r) => batcher.submit(r.changes), log.child({ component: 'expiry' }))
+  stateStore = new StateStore({
+    path: config.state_file, clock, now, log: log.child({ component: 'state' }),
+    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records()),
+  })
+  const state = stateStore
+
+  // --- peers: who may ask, and what happens when they come and go ---
+  const names = configNames(config.clients)
+  let wgEasy = deps.wgEasyNames
+  if (!wgEasy) {
+    const r = await readWgEasyNames()
+    if (r.problem) log.warn({ problem: r.problem }, 'wg-easy client list ignored')
+    wgEasy = r.names
+  }
+  const easy = wgEasy
+  const tracker = new PeerTracker({ clock, unixSeconds: () => now() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy.get(k) ?? null })
+  const metrics = createMetrics({
+    forwardCounts: () => {
+      const m = new Map<string, { protocol: Protocol; origin: Origin; count: number }>()
+      for (const l of table.leases()) {
+        const e = m.get(l.protocol + l.origin) ?? { protocol: l.protocol, origin: l.origin, count: 0 }
+        e.count++
+        m.set(l.protocol + l.origin, e)
+      }
+      return m.values()
+    },
+    peers: () => ({ total: tracker.peers().length, connected: tracker.connectedCount }),
+  })
+  const batcher = new GroupCommit(driver, (size, ms, ok) => {
+    metrics.observeBatch(size, ms, ok)
+    log.debug({ size, ms, ok }, 'batch')
+  })
+  /** Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the state. */
+  const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
+    await batcher.submit(changes)
+    if (changes.length === 0) return
+    state.changed()
+    const gone = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
+    if (gone.length > 0 && realKernel) {
+      void flushConntrack(exec, gone, publicAddress).then((r) => {
+        if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped }, 'conntrack flush incomplete')
+      })
+    }
+  }
+  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }))
+  const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
+  const statics = new StaticForwards({ store: staticStore, sink: table, commit, addressOf: addressOfClient, log: log.child({ component: 'static' }) })
+  for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
+
+  /** Withdraws a client's NAT-PMP/PCP leases (its peer went away or disconnected). */
+  const withdrawLeases = async (address: string, why: string): Promise<void> => {
+    const r = table.removeClient(address)
+    if (r.changes.length === 0) return
+    try {
+      await commit(r.changes)
+      log.info({ client: address, why, forwards: r.removed.map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
+    } catch (err) {
+      r.undo()
+      log.error({ err, client: address }, 'cannot withdraw leases')
+    }
+  }
+  const onPeerEvents = async (events: PeerEvent[]): Promise<void> => {
+    for (const ev of events) {
+      const p = ev.peer
+      log.info({ event: ev.type, client: p.id, name: p.name, addresses: p.addresses }, 'peer ' + ev.type)
+      if (ev.type === 'removed') {
+        for (const a of p.addresses) {
+          await withdrawLeases(a, 'peer removed')
+          await statics.deactivate(p.id, a)
+        }
+      } else if (ev.type === 'disconnected') {
+        for (const a of p.addresses) await withdrawLeases(a, 'peer disconnected') // static forwards stay
+      } else if (ev.type === 'addresses-changed') {
+        for (const a of ev.previous) {
+          await withdrawLeases(a, 'peer address changed')
+          await statics.deactivate(p.id, a)
+        }
+        await statics.activate(p.id)
+      } else {
+        await statics.activate(p.id) // added or reconnected
+      }
+    }
+    expiry.reschedule()
+  }
+  const peerSync = new PeerSync({
+    source: deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface }),
+    tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, onEvents: onPeerEvents, log: log.child({ component: 'peers' }),
+  })
+  await peerSync.refresh() // before the socket opens, so the first request already knows its sender; installs static forwards
+
+  // Restore the leases granted before a restart or crash. ensureBase replaced whatever the kernel
+  // held (a stale table after SIGKILL included), so after this batch it holds exactly the live set.
+  if (saved) {
+    const r = restorable(saved, clock, now())
+    const changes: ForwardChange[] = []
+    let skipped = 0
+    for (const l of r.leases) {
+      const out = tracker.peerByAddress(l.client) ? table.restore(l) : { ok: false as const }
+      if (out.ok) changes.push(...out.changes)
+      else skipped++
+    }
+    await commit(changes)
+    expiry.reschedule()
+    log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates }, 'leases restored')
+  }
+
+  const inPrefix = (address: string): boolean => {
+    const ip = parseIPv4(address)
+    return ip !== null && inCidr4(wg, ip) && ip !== wg.addr
+  }
+  /** A client is a peer of wg_interface whose tunnel address sent this. A new peer may not be read yet: look once more. */
+  const isClient = async (address: string): Promise<boolean> => {
+    if (!inPrefix(address)) return false
+    if (tracker.peerByAddress(address)) return true
+    await peerSync.refreshIfStale()
+    return tracker.peerByAddress(address) !== undefined
+  }
+
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
-    table,
-    commit: (changes) => batcher.submit(changes),
+    table, commit, isClient,
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: () => publicAddress,
-    isClient: (address) => {
-      const ip = parseIPv4(address)
-      return ip !== null && inCidr4(wg, ip) && ip !== wg.addr && ip !== wg.network && ip !== (wg.network | ~wg.mask) >>> 0
+    changed: () => {
+      expiry.reschedule()
+      state.changed()
     },
-    changed: () => expiry.reschedule(),
   }
-  const natpmp = new NatPmpService({ ...serviceDeps, log: log.child({ component: 'natpmp' }) })
-  const pcp = new PcpService({ ...serviceDeps, log: log.child({ component: 'pcp' }) })
-  // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
-  // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
-  const handle = (msg: Uint8Array, src: string): Promise<Uint8Array | null> =>
-    msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, src) : natpmp.handle(msg, src)
+  const natpmp = new NatPmpService({ ...serviceDeps, count: (op, r) => metrics.countRequest(op, r), log: log.child({ component: 'natpmp' }) })
+  const pcp = new PcpService({ ...serviceDeps, count: (op, r) => metrics.countPcpRequest(op, r), log: log.child({ component: 'pcp' }) })
+  const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
+  const handle = async (msg: Uint8Array, src: string): Promise<Uint8Array | null> => {
+    // One client flooding 5351 is dropped here, before any work, and cannot slow another.
+    if (!limiter.allow(src)) {
+      metrics.countDrop('rate-limit')
+      return null
+    }
+    await hostPorts.refresh() // cached for 250 ms: a port the host just started listening on is not granted
+    // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
+    // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
+    return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, src) : natpmp.handle(msg, src)
+  }
 
+  const cleanupOnFailure = async (): Promise<void> => {
+    peerSync.stop()
+    await driver.teardown().catch(() => {})
+    if (driver instanceof NftDriver) driver.close()
+  }
   const listen = deps.listen ?? { host: wg.address, port: NATPMP_PORT }
   let udp
   try {
     udp = await startUdpServer(listen.host, listen.port, handle, log.child({ component: 'udp' }))
   } catch (err) {
-    await driver.teardown().catch(() => {})
+    await cleanupOnFailure()
     throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${listen.host}:${listen.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v4}?`, { cause: err })
   }
   log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
 
+  // --- the HTTP API and page ---
+  let api: ApiServer | null = null
+  if (!config.api_token_file) {
+    log.info('HTTP API off: set api_token_file to enable it')
+  } else {
+    try {
+      const { token, loose } = await loadApiToken(config.api_token_file)
+      if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
+      api = await startApi({
+        listen: parseHostPort(config.api_listen)!,
+        token,
+        log: log.child({ component: 'api' }),
+        deps: {
+          listForwards: () => {
+            const cn = clock.now()
+            const wn = Date.now()
+            return [
+              ...table.leases().filter((l) => l.origin !== 'static').map((l) => leaseView(l, tracker.peerByAddress(l.client)?.id ?? l.client, cn, wn)),
+              ...statics.all().map((f) => staticView(f, addressOfClient(f.client))),
+            ]
+          },
+          listClients: () => tracker.peers().map(clientView),
+          createStatic: async (id, spec) => {
+            const r = await statics.create(id, spec)
+            return r.ok ? { ok: true, forward: staticView(r.forward, addressOfClient(id)) } : r
+          },
+          deleteForward: (id, fid) => statics.delete(id, fid),
+          metrics: metrics.registry,
+          gateway: wg.address,
+        },
+      })
+      log.info({ address: api.address.address, port: api.address.port }, 'HTTP API listening')
+    } catch (err) {
+      await udp.close()
+      await cleanupOnFailure()
+      throw err
+    }
+  }
+  peerSync.start()
+
+  // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
+  const baseParams = { publicV4: [publicAddress], wgInterfaces: [config.wg_interface] }
+  const watch = driver instanceof NftDriver
+    ? new TableWatch({
+        exec, clock, log: log.child({ component: 'watch' }),
+        onLost: (reason) => batcher.exclusive(async () => {
+          log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
+          metrics.countRebuild(reason)
+          await driver.ensureBase(baseParams)
+          const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
+          await driver.apply(all)
+          log.info({ forwards: all.length }, 'table rebuilt')
+        }),
+      })
+    : null
+  watch?.start()
+
   let closed = false
   return {
     udpAddress: udp.address,
+    httpAddress: api?.address ?? null,
     table,
     driver,
+    refreshPeers: () => peerSync.refresh(),
+    async flushLeases() {
+      const r = table.removeAllDynamic()
+      try {
+        await commit(r.changes)
+      } catch (err) {
+        r.undo()
+        throw err
+      }
+      expiry.reschedule()
+      log.info({ count: r.removed.length }, 'all leases flushed by the operator')
+      return r.removed.length
+    },
     async close(opts) {
       if (closed) return
       closed = true
+      peerSync.stop()
       expiry.stop()
+      await watch?.stop()
+      await api?.close()
       await udp.close()
       await batcher.idle()
+      await state.close() // leases stay in the state file: the next start restores them
       if (opts?.teardown ?? config.teardown_on_exit) {
         await driver.teardown()
-        log.info({ forwards: table.size }, 'forwards removed, table deleted')
+        log.info({ forwards: table.size + table.staticCount }, 'forwards removed, table deleted')
       }
       if (driver instanceof NftDriver) driver.close()
     },

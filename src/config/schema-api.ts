@@ -39,10 +39,10 @@ export const apiConfigProperties = {
   },
   peer_disconnect_seconds: {
     type: 'integer',
-    minimum: MIN_PEER_DISCONNECT_SECONDS,
+    minimum: 5,
     maximum: 86400,
     default: DEFAULT_PEER_DISCONNECT_SECONDS,
-    description: `A peer with no handshake for longer than this is disconnected: its NAT-PMP forwards are removed, static ones stay. Default ${DEFAULT_PEER_DISCONNECT_SECONDS} = WireGuard's REJECT_AFTER_TIME (180 s, after which its keys are dead) + REKEY_AFTER_TIME (120 s, one missed rekey). At least ${MIN_PEER_DISCONNECT_SECONDS}.`,
+    description: `A peer with no handshake for longer than this is disconnected: its NAT-PMP forwards are removed, static ones stay. Default ${DEFAULT_PEER_DISCONNECT_SECONDS} = WireGuard's REJECT_AFTER_TIME (180 s, after which its keys are dead) + REKEY_AFTER_TIME (120 s, one missed rekey). Below ${MIN_PEER_DISCONNECT_SECONDS} a live peer between two handshakes looks disconnected: only for tests.`,
   },
   peer_refresh_seconds: {
     type: 'integer',

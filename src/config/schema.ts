@@ -1,5 +1,6 @@
 /** The config file's JSON schema: the only source of the Config type (json-schema-to-ts). */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
+import { apiConfigProperties } from './schema-api.js'
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
 const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9_.:@-]+$' } as const
@@ -60,12 +61,24 @@ export const configSchema = {
       default: 128,
       description: 'NAT-PMP mappings one client may hold; beyond it the answer is result 4 (out of resources).',
     },
+    rate_limit_per_second: {
+      type: 'integer',
+      minimum: 1,
+      default: 20,
+      description: 'Requests per second one client may send (token bucket); excess is dropped without a reply and counted. A ProtonVPN loop sends 4 per 45 s; retransmits at 250 ms doubling stay far below.',
+    },
+    rate_limit_burst: {
+      type: 'integer',
+      minimum: 1,
+      default: 40,
+      description: 'Requests a client may send at once before the per-second limit applies (10 mappings with retransmits fit).',
+    },
     reserved_ports: {
       type: 'array',
       items: port,
       uniqueItems: true,
       default: [],
-      description: 'External ports never granted, in addition to the WireGuard listen port.',
+      description: 'External ports never granted, in addition to the WireGuard listen port, the API port and every port the host listens on when a request arrives.',
     },
     teardown_on_exit: {
       type: 'boolean',
@@ -73,6 +86,7 @@ export const configSchema = {
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    ...apiConfigProperties,
   },
 } as const satisfies JSONSchema
 

@@ -38,6 +38,21 @@ export class GroupCommit {
     })
   }
 
+  /**
+   * Runs fn with the queue held: after the batch in flight, before any queued one (e.g. rebuilding
+   * the whole table after someone flushed it). Submissions made meanwhile wait for fn.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    for (let i = 0; i < 10_000 && this.running; i++) await new Promise((r) => setImmediate(r))
+    this.running = true
+    try {
+      return await fn()
+    } finally {
+      this.running = false
+      if (this.queue.length > 0) void this.drain()
+    }
+  }
+
   /** Resolves when nothing is queued or in flight. */
   async idle(): Promise<void> {
     for (let i = 0; i < 1000 && (this.running || this.queue.length > 0); i++) await new Promise((r) => setImmediate(r))

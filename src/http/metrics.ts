@@ -1,6 +1,6 @@
 /** Prometheus metrics for one daemon: a registry per instance (never prom-client's global default). */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { Opcode, ResultCode } from '../protocol/constants.js'
+import { Opcode, PcpResult, ResultCode } from '../protocol/constants.js'
 
 export interface MetricSources {
   /** Current forwards, one entry per (protocol, origin) with its count; static ranges count each port. */
@@ -13,14 +13,22 @@ export interface Metrics {
   readonly registry: Registry
   /** NatPmpService's `count` hook: one answered request. */
   countRequest(op: number, result: number): void
+  /** PcpService's `count` hook: one answered PCP request (RFC 6887 result codes). */
+  countPcpRequest(op: number, result: number): void
   /** GroupCommit's `onBatch` hook: (elements, milliseconds, ok). */
   observeBatch(size: number, ms: number, ok: boolean): void
+  /** A request dropped without a reply: 'rate-limit' (per-client limit) or 'undecodable'. */
+  countDrop(reason: 'rate-limit' | 'undecodable'): void
+  /** The kernel table was found deleted or flushed and rebuilt. */
+  countRebuild(reason: string): void
 }
 
 const opName = (op: number): string =>
   op === Opcode.PublicAddress ? 'public_address' : op === Opcode.MapUdp ? 'map_udp' : op === Opcode.MapTcp ? 'map_tcp' : `other`
 const RESULT_NAMES = new Map<number, string>(Object.entries(ResultCode).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]))
 const resultName = (r: number): string => RESULT_NAMES.get(r) ?? 'other'
+const PCP_OPS = ['announce', 'map', 'peer']
+const PCP_RESULT_NAMES = new Map<number, string>(Object.entries(PcpResult).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]))
 
 /**
  * Creates the registry and its metrics: wgpmp_forwards{protocol,origin}, wgpmp_natpmp_requests_total
@@ -62,16 +70,37 @@ export function createMetrics(sources: MetricSources): Metrics {
     labelNames: ['opcode', 'result'] as const,
     registers: [registry],
   })
+  const pcpRequests = new Counter({
+    name: 'wgpmp_pcp_requests_total',
+    help: 'PCP requests answered, by opcode and result code (RFC 6887 §7.4).',
+    labelNames: ['opcode', 'result'] as const,
+    registers: [registry],
+  })
   const batches = new Histogram({
     name: 'wgpmp_driver_batch_seconds',
     help: 'Time to apply one batch of forward changes in the kernel.',
     labelNames: ['result'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  })
+  const drops = new Counter({
+    name: 'wgpmp_requests_dropped_total',
+    help: 'Requests dropped without a reply, by reason (rate-limit: a client over its per-second limit).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const rebuilds = new Counter({
+    name: 'wgpmp_table_rebuilds_total',
+    help: 'Times the nftables table was found deleted or flushed (a firewall reload) and rebuilt.',
+    labelNames: ['reason'] as const,
     registers: [registry],
   })
   return {
     registry,
     countRequest: (op, result) => requests.inc({ opcode: opName(op), result: resultName(result) }),
+    countPcpRequest: (op, result) => pcpRequests.inc({ opcode: PCP_OPS[op] ?? 'other', result: PCP_RESULT_NAMES.get(result) ?? 'other' }),
     observeBatch: (_size, ms, ok) => batches.observe({ result: ok ? 'ok' : 'error' }, ms / 1000),
+    countDrop: (reason) => drops.inc({ reason }),
+    countRebuild: (reason) => rebuilds.inc({ reason }),
   }
 }

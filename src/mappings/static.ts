@@ -199,7 +199,8 @@ export function releaseStatic(sink: StaticSink, address: string, spec: StaticFor
 
 // --- the state file ---------------------------------------------------------------------------
 
-const storedForwardSchema = {
+/** One API-created static forward as stored in the state file (state/store.ts embeds it). */
+export const storedForwardSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'client', 'protocol', 'external_port', 'internal_port', 'created_at'],
@@ -223,6 +224,7 @@ export const stateFileSchema = {
 } as const satisfies JSONSchema
 
 type StateFile = FromSchema<typeof stateFileSchema>
+export type StoredForward = FromSchema<typeof storedForwardSchema>
 
 /**
  * Writes data to path atomically and durably: a temp file in the same directory (mode 0600),
@@ -265,7 +267,43 @@ export class StaticForwardStore {
   private writing: Promise<void> = Promise.resolve()
   private other: Record<string, unknown> = {}
 
-  private constructor(readonly path: string) {}
+  /** `save` set: persistence is delegated (the daemon's one state file); else this store writes `path` itself. */
+  private constructor(
+    readonly path: string | null,
+    private readonly save: (() => Promise<void>) | null = null,
+  ) {}
+
+  /**
+   * A store over records that live in a document someone else writes (the daemon's state file):
+   * every mutation calls `save`, which must make records() durable. Rejects bad records with
+   * WGPMP_STATE_INVALID.
+   */
+  static fromRecords(records: readonly StoredForward[], save: () => Promise<void>, source = 'state file'): StaticForwardStore {
+    const store = new StaticForwardStore(null, save)
+    store.load(records, source)
+    return store
+  }
+
+  private load(list: readonly StoredForward[], source: string): void {
+    for (const s of list) {
+      const r = makeSpec(s.protocol, s.external_port, s.internal_port)
+      if (!r.ok) throw new WgpmpError('WGPMP_STATE_INVALID', `${source}: forward ${s.id}: ${r.error}`)
+      const f: StaticForward = { ...r.spec, id: forwardId(r.spec), client: s.client, source: 'api', createdAt: s.created_at }
+      this.items.set(f.id, f)
+    }
+  }
+
+  /** The stored form of every forward, for the state file. */
+  records(): StoredForward[] {
+    return this.list().map((f) => ({
+      id: f.id,
+      client: f.client,
+      protocol: f.protocol,
+      external_port: formatRange(f.external),
+      internal_port: formatRange(f.internal),
+      created_at: f.createdAt,
+    }))
+  }
 
   /** Loads path; a missing file is an empty store. Rejects with WGPMP_STATE_INVALID if it is not valid state. */
   static async open(path: string): Promise<StaticForwardStore> {
@@ -290,12 +328,7 @@ export class StaticForwardStore {
     }
     const { static_forwards: list, ...other } = doc as StateFile & Record<string, unknown>
     store.other = other
-    for (const s of list) {
-      const r = makeSpec(s.protocol, s.external_port, s.internal_port)
-      if (!r.ok) throw new WgpmpError('WGPMP_STATE_INVALID', `${path}: forward ${s.id}: ${r.error}`)
-      const f: StaticForward = { ...r.spec, id: forwardId(r.spec), client: s.client, source: 'api', createdAt: s.created_at }
-      store.items.set(f.id, f)
-    }
+    store.load(list, path)
     return store
   }
 
@@ -338,20 +371,11 @@ export class StaticForwardStore {
 
   /** Writes the current state (serialized after any write in flight). */
   persist(): Promise<void> {
+    const { save, path } = this
     const run = async (): Promise<void> => {
-      const doc = {
-        ...this.other,
-        version: 1,
-        static_forwards: this.list().map((f) => ({
-          id: f.id,
-          client: f.client,
-          protocol: f.protocol,
-          external_port: formatRange(f.external),
-          internal_port: formatRange(f.internal),
-          created_at: f.createdAt,
-        })),
-      }
-      await writeFileAtomic(this.path, JSON.stringify(doc, null, 2) + '\n')
+      if (save) return save()
+      const doc = { ...this.other, version: 1, static_forwards: this.records() }
+      await writeFileAtomic(path!, JSON.stringify(doc, null, 2) + '\n')
     }
     const p = this.writing.then(run, run)
     this.writing = p.catch(() => {})

@@ -249,6 +249,28 @@ export class MappingTable {
     return this.removeKeys(keys)
   }
 
+  /**
+   * Re-inserts a lease read back from the state file, with its own deadline, origin and nonce.
+   * Skipped (ok false) when its key exists, or its port is reserved, out of the client's reach
+   * or taken: what was granted before a restart never overrides what holds now.
+   */
+  restore(l: {
+    client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
+    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: 'nat-pmp' | 'pcp'; nonce?: string
+  }): { ok: true; changes: readonly ForwardChange[] } | { ok: false } {
+    const c = parseIPv4(l.client)
+    if (c === null || c === 0) return { ok: false }
+    const k = key(c, l.protocol, l.internalPort)
+    if (this.byKey.has(k) || this.o.isReserved(l.externalPort) || !this.portFree(c, l.protocol, l.externalPort, true)) return { ok: false }
+    const lease: Lease = {
+      id: this.nextId++, client: l.client, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
+      targetPort: l.targetPort, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
+      lifetimeSeconds: l.lifetimeSeconds, createdAt: l.createdAt, expiresAt: l.expiresAt,
+    }
+    this.insert(c, k, lease)
+    return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }] }
+  }
+
   /** Every dynamic lease of a client (its peer was removed or disconnected); static forwards stay. */
   removeClient(client: string): Removal {
     const c = parseIPv4(client)

@@ -16,8 +16,8 @@ export interface ServiceDeps {
   epochSeconds: () => number
   /** The public IPv4 to report, or null if unknown (result 3). */
   publicAddress: () => string | null
-  /** May this source address use NAT-PMP? (inside the WireGuard prefix, a known peer...) */
-  isClient: (address: string) => boolean
+  /** May this source address use NAT-PMP? (a peer's tunnel address inside the WireGuard prefix) */
+  isClient: (address: string) => boolean | Promise<boolean>
   /** Called after the table changed (arms the expiry timer). */
   changed: () => void
   log: Logger
@@ -42,7 +42,7 @@ export class NatPmpService {
     const req = decoded.value
     if (req.op === Opcode.PublicAddress) {
       const pub = this.d.publicAddress()
-      const result = !this.d.isClient(source) ? ResultCode.NotAuthorized : pub ? ResultCode.Success : ResultCode.NetworkFailure
+      const result = !(await this.d.isClient(source)) ? ResultCode.NotAuthorized : pub ? ResultCode.Success : ResultCode.NetworkFailure
       this.d.count?.(req.op, result)
       return encodePublicAddressResponse(result, epoch, pub)
     }
@@ -50,7 +50,7 @@ export class NatPmpService {
       this.d.count?.(req.op, result)
       return encodeMapResponse({ op: req.op, result, internalPort: req.internalPort, externalPort, lifetimeSeconds }, this.d.epochSeconds())
     }
-    if (!this.d.isClient(source)) {
+    if (!(await this.d.isClient(source))) {
       this.d.log.info({ source, op: req.op }, 'natpmp: refused, not a client')
       return reply(ResultCode.NotAuthorized)
     }

@@ -46,7 +46,7 @@ export class PcpService {
       this.d.count?.(req.opcode, result)
       return pcpErrorReplyFor(req.raw, result, this.d.epochSeconds())
     }
-    if (!this.d.isClient(source)) return refuse(PcpResult.NotAuthorized)
+    if (!(await this.d.isClient(source))) return refuse(PcpResult.NotAuthorized)
     // §8.1: the client address field must be the packet's source (no NAT between client and us).
     if (req.clientAddress !== source) return refuse(PcpResult.AddressMismatch)
     if (req.opcode === PcpOpcode.Announce) {

@@ -9,13 +9,11 @@
  * unix ms. toPersisted/fromPersisted convert with the clock and the wall time passed in; nothing
  * here reads the time by itself except StateStore's default `now` (Date.now), which tests replace.
  *
- * One file, one writer: this store owns its whole file. Do not point it at the static forwards'
- * file (StaticForwardStore in mappings/static.ts writes `state_file` with a snapshot of the other
- * keys taken at start, so two writers would undo each other's changes). loadState refuses such a
- * file without touching it. leaseStatePath() derives the default sibling path.
+ * One file, one writer: this store writes the whole of `state_file`: the epoch, NAT-PMP and PCP
+ * leases, and the API-created static forwards (their records come from StaticForwardStore, built
+ * with fromRecords so that its saves go through here).
  */
 import { open, readFile, rename } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
 import { Ajv } from 'ajv'
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
 import type { Protocol } from '../drivers/driver.js'
@@ -23,20 +21,15 @@ import { WgpmpError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../mappings/clock.js'
 import type { Lease } from '../mappings/table.js'
-import { writeFileAtomic } from '../mappings/static.js'
+import { storedForwardSchema, writeFileAtomic, type StoredForward } from '../mappings/static.js'
 
 export const STATE_VERSION = 1
-/** Default lease state file: next to the static forwards' state.json, in the same 0700 directory. */
-export const DEFAULT_LEASE_STATE_FILE = '/var/lib/wgpmp/leases.json'
 /** Default coalescing window: at most 5 writes a second whatever the request rate. */
 export const DEFAULT_COALESCE_MS = 200
 /** A state file larger than this is not read (it would be millions of leases): it is moved aside. */
 export const MAX_STATE_BYTES = 64 * 1024 * 1024
 /** Retry delay ceiling after failed writes (disk full, read-only): 200 ms doubling up to this. */
 export const MAX_RETRY_MS = 30_000
-
-/** The lease file for a given `state_file`: `leases.json` in the same directory. */
-export const leaseStatePath = (stateFile: string): string => join(dirname(stateFile), 'leases.json')
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
 const unixMs = { type: 'integer', minimum: 0, maximum: 8.64e15 } as const
@@ -54,6 +47,8 @@ export const leaseRecordSchema = {
     lifetimeSeconds: { type: 'integer', minimum: 1, maximum: 4294967295 },
     expiresAtUnixMs: unixMs,
     createdAtUnixMs: unixMs,
+    origin: { enum: ['nat-pmp', 'pcp'], description: 'Absent in older files: nat-pmp.' },
+    nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
   },
 } as const satisfies JSONSchema
 
@@ -66,6 +61,7 @@ export const stateSchema = {
     epochStartedAtUnixMs: { ...unixMs, description: 'Wall time the NAT-PMP epoch (seconds since start of epoch, RFC 6886 §3.6) counts from.' },
     savedAtUnixMs: unixMs,
     leases: { type: 'array', items: leaseRecordSchema },
+    static_forwards: { type: 'array', items: storedForwardSchema, description: 'API-created static forwards (config-file ones are not stored).' },
   },
 } as const satisfies JSONSchema
 
@@ -84,6 +80,8 @@ export interface RestoredLease {
   readonly lifetimeSeconds: number
   readonly createdAt: number
   readonly expiresAt: number
+  readonly origin: 'nat-pmp' | 'pcp'
+  readonly nonce?: string
 }
 
 /** The record for a lease, its clock-ms deadlines turned into unix ms as of (clock.now(), nowUnixMs). Pure. */
@@ -98,6 +96,8 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): Leas
     lifetimeSeconds: lease.lifetimeSeconds,
     expiresAtUnixMs: Math.max(0, Math.round(nowUnixMs + (lease.expiresAt - now))),
     createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
+    origin: lease.origin === 'pcp' ? 'pcp' : 'nat-pmp',
+    ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
   }
 }
 
@@ -120,6 +120,8 @@ export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number)
     lifetimeSeconds: rec.lifetimeSeconds,
     expiresAt: now + Math.min(left, rec.lifetimeSeconds * 1000),
     createdAt: now - Math.max(0, nowUnixMs - rec.createdAtUnixMs),
+    origin: rec.origin ?? 'nat-pmp',
+    ...(rec.nonce === undefined ? {} : { nonce: rec.nonce }),
   }
 }
 
@@ -133,12 +135,18 @@ export const epochToUnixMs = (epochStart: number, clock: Clock, nowUnixMs: numbe
 export const epochFromUnixMs = (epochStartedAtUnixMs: number, clock: Clock, nowUnixMs: number): number =>
   clock.now() - Math.max(0, nowUnixMs - epochStartedAtUnixMs)
 
-/** The whole document: NAT-PMP leases only (static forwards live in their own store). Pure. */
-export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number): PersistedState {
+/** The whole document: NAT-PMP and PCP leases (not static ones), and the stored static forwards. Pure. */
+export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): PersistedState {
   const out: LeaseRecord[] = []
-  for (const l of leases) if (l.origin === 'nat-pmp') out.push(toPersisted(l, clock, nowUnixMs))
+  for (const l of leases) if (l.origin !== 'static') out.push(toPersisted(l, clock, nowUnixMs))
   out.sort((a, b) => (a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1))
-  return { version: STATE_VERSION, epochStartedAtUnixMs: epochToUnixMs(epochStart, clock, nowUnixMs), savedAtUnixMs: Math.round(nowUnixMs), leases: out }
+  return {
+    version: STATE_VERSION,
+    epochStartedAtUnixMs: epochToUnixMs(epochStart, clock, nowUnixMs),
+    savedAtUnixMs: Math.round(nowUnixMs),
+    leases: out,
+    static_forwards: [...staticForwards],
+  }
 }
 
 /** Restorable leases of a document as of now: expired ones dropped, duplicates (same protocol and external port) dropped after the first. Pure. */
@@ -175,8 +183,7 @@ export type LoadResult =
  * cannot be read, is too big, is not JSON or does not match the schema: not ok, with a
  * WGPMP_STATE_INVALID error naming the problem, and the file renamed to
  * `<path>.corrupt-<nowUnixMs>` (movedTo; null if the rename failed too) so the next write starts
- * clean and the bad file is kept for a human. A file that is the static forwards' state (it has
- * `static_forwards` and no `leases`) is refused and left where it is. Never rejects.
+ * clean and the bad file is kept for a human. Never rejects.
  */
 export async function loadState(path: string, nowUnixMs: number): Promise<LoadResult> {
   const bad = async (why: string, cause?: unknown): Promise<LoadResult> => {
@@ -209,13 +216,6 @@ export async function loadState(path: string, nowUnixMs: number): Promise<LoadRe
     doc = JSON.parse(text)
   } catch (e) {
     return bad(`not valid JSON (${(e as Error).message})`, e)
-  }
-  if (doc !== null && typeof doc === 'object' && 'static_forwards' in doc && !('leases' in doc)) {
-    return {
-      ok: false,
-      movedTo: null,
-      error: new WgpmpError('WGPMP_STATE_INVALID', `state file ${path} holds static forwards, not leases: give leases their own file (e.g. ${leaseStatePath(path)}); the file was left untouched`),
-    }
   }
   const validate = new Ajv({ allErrors: true, strict: true }).compile<PersistedState>(stateSchema)
   if (!validate(doc)) {
@@ -324,7 +324,7 @@ export class StateStore {
     } catch (err) {
       this.dirty = true
       this.failures++
-      this.o.log.error({ err, path: this.o.path, failures: this.failures }, 'lease state not saved; will retry')
+      this.o.log.error({ err, path: this.o.path, failures: this.failures }, 'state not saved; will retry')
       if (rethrow) throw err
     } finally {
       this.writing = null

@@ -142,10 +142,15 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
     expect(await talk('c1', 'tcp', lab.ips.inet, 8080)).toBe(`inet-tcp ${lab.ips.public}`)
   })
 
-  it('hairpin: the server itself and another client reach a forward by the public address', async () => {
+  it('hairpin: the server, another client and the client itself reach a forward by the public address', async () => {
     await nftJson(batch('add', [c1Tcp]))
     expect(await talk('srv', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.public}`) // output chain
-    expect(await talk('c2', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.c2}`) // prerouting, wg to wg
+    // wg to wg: masqueraded to the server's tunnel address by the postrouting chain.
+    expect(await talk('c2', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.wgSrv}`)
+    // Without the masquerade this one fails: c1 would get the reply from itself.
+    expect(await talk('c1', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.wgSrv}`)
+    // Internet traffic keeps its real source.
+    expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)
   })
 
   it('(e) drops NAT-PMP from outside the tunnel and counts it, but not from a client', async () => {

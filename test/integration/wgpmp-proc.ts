@@ -33,6 +33,7 @@ export function labConfig(lab: Lab, over: ConfigInput = {}): ConfigInput {
     wg_address_v4: `${lab.ips.wgSrv}/24`,
     public_interface: lab.ifaces.srvPublic,
     log_level: 'debug',
+    state_file: `${lab.dir}/state.json`,
     ...over,
   }
 }

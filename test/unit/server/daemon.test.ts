@@ -1,39 +1,29 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { parseConfig } from '../../../src/config/load.js'
 import type { ConfigInput } from '../../../src/config/schema.js'
-import { startDaemon, type Daemon } from '../../../src/daemon.js'
+import { startDaemon } from '../../../src/daemon.js'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
 import { WgpmpError } from '../../../src/errors.js'
 import { silentLogger } from '../../../src/log.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
 import { Opcode, ResultCode } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
+import { startTestDaemon, A, type TestDaemon } from '../../helpers/daemon.js'
 import { TestClient } from '../../helpers/natpmp-client.js'
 
-// Loopback stands in for the tunnel: the daemon "is" 127.0.0.1/8, clients bind 127.0.0.2 and .3.
-const A = '127.0.0.2'
-const B = '127.0.0.3'
-let daemon: Daemon | null = null
+let t: TestDaemon | null = null
 const clients: TestClient[] = []
 
 async function start(over: ConfigInput = {}) {
-  const config = parseConfig({ port_forward_enabled: true, wg_address_v4: '127.0.0.1/8', ...over })
-  const driver = new MemoryDriver()
-  const clock = new FakeClock(5_000)
-  daemon = await startDaemon(config, { driver, clock, log: silentLogger(), listen: { host: '127.0.0.1', port: 0 }, publicAddress: '198.51.100.1', reservedPorts: [51820] })
-  const server = daemon.udpAddress!
-  const a = await TestClient.open(A, server)
-  const b = await TestClient.open(B, server)
-  clients.push(a, b)
-  return { driver, clock, a, b }
+  t = await startTestDaemon(over)
+  return t
 }
 const map = (op: 1 | 2, internalPort: number, suggestedExternalPort: number, lifetimeSeconds: number): Uint8Array =>
   encodeRequest({ op, internalPort, suggestedExternalPort, lifetimeSeconds })
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close()
-  await daemon?.close()
-  daemon = null
+  await t?.stop()
+  t = null
 })
 
 describe('daemon over UDP (memory driver, fake clock)', () => {
@@ -99,7 +89,7 @@ describe('daemon over UDP (memory driver, fake clock)', () => {
     const { a, driver } = await start()
     driver.failNext = new WgpmpError('WGPMP_NFT_FAILED', 'boom')
     expect(await a.send(map(2, 8080, 8080, 3600))).toMatchObject({ result: ResultCode.NetworkFailure, externalPort: 0, lifetimeSeconds: 0 })
-    expect(daemon!.table!.size).toBe(0)
+    expect(t!.daemon.table!.size).toBe(0)
     expect(await a.send(map(2, 8080, 8080, 3600))).toMatchObject({ result: 0, externalPort: 8080 })
   })
   it('with PCP off, answers version 2 with the 8-byte unsupported-version reply; unknown opcodes with 5', async () => {
@@ -118,7 +108,7 @@ describe('daemon over UDP (memory driver, fake clock)', () => {
   })
   it('refuses sources outside the WireGuard prefix with result 2', async () => {
     await start({ wg_address_v4: '127.0.0.1/30' })
-    const outsider = await TestClient.open('127.0.0.9', daemon!.udpAddress!)
+    const outsider = await TestClient.open('127.0.0.9', t!.daemon.udpAddress!)
     clients.push(outsider)
     expect((await outsider.send(map(2, 80, 80, 60))).result).toBe(ResultCode.NotAuthorized)
     expect((await outsider.send(encodeRequest({ op: 0 }))).result).toBe(ResultCode.NotAuthorized)
@@ -137,7 +127,7 @@ describe('daemon over UDP (memory driver, fake clock)', () => {
   it('close() tears the table down', async () => {
     const { a, driver } = await start()
     await a.send(map(2, 8080, 8080, 3600))
-    await daemon!.close()
+    await t!.daemon.close()
     expect(driver.base).toBeNull()
     expect(driver.dump()).toEqual([])
   })

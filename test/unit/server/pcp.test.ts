@@ -1,37 +1,21 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { parseConfig } from '../../../src/config/load.js'
-import { startDaemon, type Daemon } from '../../../src/daemon.js'
-import { MemoryDriver } from '../../../src/drivers/memory.js'
 import { WgpmpError } from '../../../src/errors.js'
-import { silentLogger } from '../../../src/log.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
 import { PcpOpcode, PcpOptionCode, PcpResult } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
 import { decodePcpResponse, encodePcpRequest, ipv4ToMapped, type PcpOption } from '../../../src/protocol/pcp.js'
-import { TestClient } from '../../helpers/natpmp-client.js'
+import { A, B, PUBLIC, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js'
+import type { TestClient } from '../../helpers/natpmp-client.js'
 
-const A = '127.0.0.2'
-const B = '127.0.0.3'
-const PUBLIC = '198.51.100.1'
 const NONCE = Uint8Array.from({ length: 12 }, (_, i) => i + 1)
-let daemon: Daemon | null = null
-const clients: TestClient[] = []
+let t: TestDaemon | null = null
 
 async function start() {
-  const driver = new MemoryDriver()
-  const clock = new FakeClock(0)
-  daemon = await startDaemon(parseConfig({ port_forward_enabled: true, wg_address_v4: '127.0.0.1/8' }), {
-    driver, clock, log: silentLogger(), listen: { host: '127.0.0.1', port: 0 }, publicAddress: PUBLIC, reservedPorts: [],
-  })
-  const a = await TestClient.open(A, daemon.udpAddress!)
-  const b = await TestClient.open(B, daemon.udpAddress!)
-  clients.push(a, b)
-  return { driver, clock, a, b }
+  t = await startTestDaemon()
+  return t
 }
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close()
-  await daemon?.close()
-  daemon = null
+  await t?.stop()
+  t = null
 })
 
 /** libtorrent's MAP request shape (see test/fixtures/packets/pcp/). */
@@ -131,6 +115,6 @@ describe('PCP over UDP', () => {
     const { a, driver } = await start()
     driver.failNext = new WgpmpError('WGPMP_NFT_FAILED', 'boom')
     expect((await pcp(a, mapReq())).result).toBe(PcpResult.NetworkFailure)
-    expect(daemon!.table!.size).toBe(0)
+    expect(t!.daemon.table!.size).toBe(0)
   })
 })

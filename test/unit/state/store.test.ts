@@ -11,7 +11,6 @@ import {
   epochFromUnixMs,
   epochToUnixMs,
   fromPersisted,
-  leaseStatePath,
   loadState,
   restorable,
   snapshot,
@@ -37,8 +36,15 @@ describe('conversions', () => {
     const clock = new FakeClock(65_000) // 60 s after the lease was created
     expect(toPersisted(lease(), clock, T0)).toEqual({
       client: '10.8.0.2', protocol: 'udp', internalPort: 51413, externalPort: 40000, targetPort: 51413,
-      lifetimeSeconds: 3600, expiresAtUnixMs: T0 + 3_540_000, createdAtUnixMs: T0 - 60_000,
+      lifetimeSeconds: 3600, expiresAtUnixMs: T0 + 3_540_000, createdAtUnixMs: T0 - 60_000, origin: 'nat-pmp',
     })
+  })
+
+  it('keeps a PCP lease\'s origin and nonce across a restart', () => {
+    const clock = new FakeClock(65_000)
+    const r = toPersisted(lease({ origin: 'pcp', nonce: '0102030405060708090a0b0c' }), clock, T0)
+    expect(r).toMatchObject({ origin: 'pcp', nonce: '0102030405060708090a0b0c' })
+    expect(fromPersisted(r, new FakeClock(0), T0)).toMatchObject({ origin: 'pcp', nonce: '0102030405060708090a0b0c' })
   })
 
   it('a round trip across a restart keeps the time left (minus the downtime)', () => {
@@ -48,7 +54,7 @@ describe('conversions', () => {
     const back = fromPersisted(r, after, T0 + 40_000) // 40 s of downtime
     expect(back).toEqual({
       client: '10.8.0.2', protocol: 'udp', internalPort: 51413, externalPort: 40000, targetPort: 51413,
-      lifetimeSeconds: 3600, expiresAt: 12 + 3_500_000, createdAt: 12 - 100_000,
+      lifetimeSeconds: 3600, expiresAt: 12 + 3_500_000, createdAt: 12 - 100_000, origin: 'nat-pmp',
     })
   })
 
@@ -76,7 +82,7 @@ describe('conversions', () => {
     expect(epochFromUnixMs(T0 + 999, b, T0)).toBe(7) // start in the future: epoch 0 now
   })
 
-  it('snapshot keeps only NAT-PMP leases, sorted; restorable drops expired and duplicate ports', () => {
+  it('snapshot keeps NAT-PMP and PCP leases, not static ones, sorted; restorable drops expired and duplicate ports', () => {
     const clock = new FakeClock(5_000)
     const s = snapshot([lease({ externalPort: 40002 }), lease({ origin: 'static', externalPort: 1 }), lease({ protocol: 'tcp', externalPort: 40009 })], 0, clock, T0)
     expect(s.leases.map((l) => `${l.protocol}/${l.externalPort}`)).toEqual(['tcp/40009', 'udp/40002'])
@@ -136,15 +142,12 @@ describe('loadState', () => {
     expect(!r.ok && r.movedTo).toBe(`${path}.corrupt-${T0}`)
   })
 
-  it('refuses the static forwards file and leaves it alone', async () => {
+  it('reads a file that holds static forwards along with the leases', async () => {
     const path = join(dir, 'state.json')
-    const text = JSON.stringify({ version: 1, static_forwards: [] })
-    await writeFile(path, text)
+    const fwd = { id: 'tcp-8080', client: 'oLCGdaDSDw-O', protocol: 'tcp', external_port: 8080, internal_port: 80, created_at: '2026-01-01T00:00:00.000Z' }
+    await writeFile(path, JSON.stringify({ version: 1, epochStartedAtUnixMs: T0, leases: [], static_forwards: [fwd] }))
     const r = await loadState(path, T0)
-    expect(!r.ok && r.movedTo).toBeNull()
-    expect(!r.ok && r.error.message).toMatch(/holds static forwards.*leases\.json/)
-    expect(await readFile(path, 'utf8')).toBe(text)
-    expect(leaseStatePath('/var/lib/wgpmp/state.json')).toBe('/var/lib/wgpmp/leases.json')
+    expect(r.ok && r.state?.static_forwards).toEqual([fwd])
   })
 })
 
@@ -224,7 +227,7 @@ describe('StateStore', () => {
     clock.advance(200)
     writes[0]!.reject(new Error('ENOSPC'))
     await settle()
-    expect(lines).toEqual(['lease state not saved; will retry'])
+    expect(lines).toEqual(['state not saved; will retry'])
     clock.advance(399)
     expect(writes).toHaveLength(1)
     clock.advance(1) // 200 * 2^1

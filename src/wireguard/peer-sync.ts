@@ -1,0 +1,77 @@
+/**
+ * PeerSync: reads the interface's peers every `intervalMs` (and on demand), feeds PeerTracker, and
+ * hands the resulting events to the daemon. One refresh at a time; concurrent callers share it.
+ */
+import type { Logger } from '../log.js'
+import type { Cancel, Clock } from '../mappings/clock.js'
+import type { PeerEvent, PeerSource, PeerTracker } from './peers.js'
+
+/** An unknown source may trigger an immediate refresh at most this often. */
+const ON_DEMAND_MIN_MS = 500
+
+export class PeerSync {
+  private timer: Cancel | null = null
+  private inflight: Promise<void> | null = null
+  private lastAt = -Infinity
+  private stopped = false
+
+  constructor(
+    private readonly o: {
+      source: PeerSource
+      tracker: PeerTracker
+      clock: Clock
+      intervalMs: number
+      onEvents: (events: PeerEvent[]) => Promise<void>
+      log: Logger
+    },
+  ) {}
+
+  /** Reads the peers now and applies the events. Never rejects (a failed read is logged and retried next tick). */
+  refresh(): Promise<void> {
+    this.inflight ??= this.run().finally(() => {
+      this.inflight = null
+    })
+    return this.inflight
+  }
+
+  /** A refresh unless one ran within the last 500 ms (for a NAT-PMP request from an address not yet known). */
+  async refreshIfStale(): Promise<void> {
+    if (this.inflight) return this.inflight
+    if (this.o.clock.now() - this.lastAt < ON_DEMAND_MIN_MS) return
+    return this.refresh()
+  }
+
+  start(): void {
+    const tick = (): void => {
+      if (this.stopped) return
+      void this.refresh().then(() => {
+        if (!this.stopped) this.timer = this.o.clock.setTimer(this.o.intervalMs, tick)
+      })
+    }
+    this.timer = this.o.clock.setTimer(this.o.intervalMs, tick)
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.timer?.()
+    this.timer = null
+  }
+
+  private async run(): Promise<void> {
+    this.lastAt = this.o.clock.now()
+    let peers
+    try {
+      peers = await this.o.source.refresh()
+    } catch (err) {
+      this.o.log.warn({ err }, 'cannot read WireGuard peers; keeping the last known ones')
+      return
+    }
+    const events = this.o.tracker.update(peers)
+    if (events.length === 0) return
+    try {
+      await this.o.onEvents(events)
+    } catch (err) {
+      this.o.log.error({ err }, 'peer events: handling failed')
+    }
+  }
+}
