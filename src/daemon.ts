@@ -292,6 +292,19 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
   log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
 
+  const flushLeases = async (): Promise<number> => {
+    const r = table.removeAllDynamic()
+    try {
+      await commit(r.changes)
+    } catch (err) {
+      r.undo()
+      throw err
+    }
+    expiry.reschedule()
+    log.info({ count: r.removed.length }, 'all leases flushed by the operator')
+    return r.removed.length
+  }
+
   // --- the HTTP API and page ---
   let api: ApiServer | null = null
   if (!config.api_token_file) {
@@ -319,11 +332,11 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
             return r.ok ? { ok: true, forward: staticView(r.forward, addressOfClient(id)) } : r
           },
           deleteForward: (id, fid) => statics.delete(id, fid),
+          flushLeases: () => flushLeases(),
           metrics: metrics.registry,
           gateway: wg.address,
         },
       })
-      log.info({ address: api.address.address, port: api.address.port }, 'HTTP API listening')
     } catch (err) {
       await udp.close()
       await cleanupOnFailure()
@@ -356,18 +369,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     table,
     driver,
     refreshPeers: () => peerSync.refresh(),
-    async flushLeases() {
-      const r = table.removeAllDynamic()
-      try {
-        await commit(r.changes)
-      } catch (err) {
-        r.undo()
-        throw err
-      }
-      expiry.reschedule()
-      log.info({ count: r.removed.length }, 'all leases flushed by the operator')
-      return r.removed.length
-    },
+    flushLeases,
     async close(opts) {
       if (closed) return
       closed = true

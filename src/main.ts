@@ -2,6 +2,7 @@
 /** The process edge: argv, env, signals and exit codes live here and nowhere else. */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { flushForwards, listForwards } from './cli/control.js'
 import { loadConfig } from './config/load.js'
 import { startDaemon } from './daemon.js'
 import { isWgpmpError } from './errors.js'
@@ -9,8 +10,11 @@ import { createLogger } from './log.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
-const HELP = `Usage: wgpmp --config FILE     run the daemon in the foreground
-       wgpmp --check --config FILE  validate the config and exit
+const HELP = `Usage: wgpmp [--config FILE]              run the daemon in the foreground
+       wgpmp forwards [--config FILE]     list every forward (through the running daemon's API,
+                                          or from the state file when the API is off)
+       wgpmp flush [--config FILE]        remove every NAT-PMP/PCP lease (static forwards stay)
+       wgpmp --check [--config FILE]      validate the config and exit
        wgpmp --help | --version
 
 NAT-PMP (RFC 6886) port forwarding for WireGuard servers. Forwards are elements of the
@@ -19,9 +23,9 @@ Config keys and defaults: see README.md (default config path /etc/wgpmp/config.j
 `
 
 async function main(): Promise<number> {
-  let args
+  let parsed
   try {
-    args = parseArgs({
+    parsed = parseArgs({
       options: {
         config: { type: 'string', short: 'c', default: '/etc/wgpmp/config.json' },
         check: { type: 'boolean', default: false },
@@ -29,9 +33,16 @@ async function main(): Promise<number> {
         version: { type: 'boolean', short: 'v', default: false },
       },
       strict: true,
-    }).values
+      allowPositionals: true,
+    })
   } catch (e) {
     process.stderr.write(`wgpmp: ${(e as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  const command = parsed.positionals[0]
+  const args = parsed.values
+  if (command !== undefined && command !== 'forwards' && command !== 'flush') {
+    process.stderr.write(`wgpmp: unknown command ${command}\n\n${HELP}`)
     return 2
   }
   if (args.help) {
@@ -52,6 +63,15 @@ async function main(): Promise<number> {
   if (args.check) {
     process.stdout.write(`${args.config}: ok\n`)
     return 0
+  }
+  if (command !== undefined) {
+    try {
+      process.stdout.write(command === 'forwards' ? await listForwards(config) : await flushForwards(config))
+      return 0
+    } catch (e) {
+      process.stderr.write(`wgpmp ${command}: ${(e as Error).message}\n`)
+      return 1
+    }
   }
   const log = createLogger(process.env.WGPMP_LOG_LEVEL ?? config.log_level)
   let daemon

@@ -6,6 +6,7 @@
  *   GET    /                                           the page (no data in it; it asks for the token)
  *   GET    /metrics                                    Prometheus text format
  *   GET    /api/portforwards                           every forward
+ *   DELETE /api/portforwards                           remove every NAT-PMP/PCP lease (static forwards stay)
  *   GET    /api/clients                                every peer with its state
  *   GET    /api/clients/{id}/portforwards              one client's forwards (404: unknown client)
  *   POST   /api/clients/{id}/portforwards              create a static forward (201, 400, 404, 409)
@@ -47,6 +48,8 @@ export interface ApiDeps {
   createStatic(clientId: string, spec: StaticForwardSpec): Promise<Exclude<CreateResult, { ok: true }> | { ok: true; forward: ForwardView }>
   /** StaticForwards.delete (or a NAT-PMP lease removal, at the daemon's choice). */
   deleteForward(clientId: string, forwardId: string): Promise<DeleteResult>
+  /** Removes every NAT-PMP/PCP lease (the operator's flush); resolves with how many. Rejects on kernel failure (500). */
+  flushLeases(): Promise<number>
   /** The registry /metrics serves (createMetrics().registry). */
   readonly metrics: Registry
   /** The server's tunnel address (wg_address_v4 without prefix), shown in the page's setup lines. */
@@ -234,6 +237,10 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       return
     }
     if (path === '/api/portforwards') {
+      if (method === 'DELETE') {
+        send(res, 200, { flushed: await deps.flushLeases() })
+        return
+      }
       if (method !== 'GET') throw new HttpError(405, 'method not allowed')
       send(res, 200, deps.listForwards())
       return
@@ -358,5 +365,6 @@ function allowFor(url: string): string {
   const path = url.split('?')[0]!
   if (/^\/api\/clients\/[^/]+\/portforwards$/.test(path)) return 'GET, POST'
   if (/^\/api\/clients\/[^/]+\/portforwards\/[^/]+$/.test(path)) return 'DELETE'
+  if (path === '/api/portforwards') return 'GET, DELETE'
   return path === '/' ? 'GET, HEAD' : 'GET'
 }

@@ -104,6 +104,11 @@ export async function fakeDeps(): Promise<Fake> {
       return r.ok ? { ok: true, forward: staticView(r.forward, addressOf(id)) } : r
     },
     deleteForward: (id, fid) => sf.delete(id, fid),
+    flushLeases: () => {
+      const n = leases.length
+      leases.splice(0)
+      return Promise.resolve(n)
+    },
     metrics: metrics.registry,
     gateway: '10.8.0.1',
   }

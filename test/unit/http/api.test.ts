@@ -134,6 +134,14 @@ describe('reading', () => {
     expect((r.json as { id: string; origin: string }[]).map((f) => [f.id, f.origin])).toEqual([['pmp-1', 'nat-pmp'], ['pmp-2', 'nat-pmp'], ['tcp-443', 'static']])
   })
 
+  it('DELETE /api/portforwards flushes every lease and keeps static forwards', async () => {
+    const r = await call('DELETE', '/api/portforwards')
+    expect([r.status, r.json]).toEqual([200, { flushed: 2 }])
+    expect(((await call('GET', '/api/portforwards')).json as { origin: string }[]).map((f) => f.origin)).toEqual(['static'])
+    const put = await call('PUT', '/api/portforwards', { body: '{}' })
+    expect([put.status, put.headers.allow]).toEqual([405, 'GET, DELETE'])
+  })
+
   it('GET /api/clients/{id}/portforwards: one client; 404 for unknown or malformed ids', async () => {
     const r = await call('GET', forwardsPath(PHONE))
     expect(valid('GET /api/clients/{id}/portforwards 200', r.json)).toBe(true)
