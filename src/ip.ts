@@ -1,4 +1,5 @@
-/** IPv4 parsing and prefix checks, without dependencies. Parsers return null on bad input. */
+/** IPv4 and IPv6 parsing and prefix checks, without dependencies. Parsers return null on bad input. */
+import { formatIpv6, parseIpv6 } from './protocol/pcp.js'
 
 /** "10.8.0.2" -> 0x0a080002 (unsigned). Strict dotted quad: no leading zeros, each part 0..255. */
 export function parseIPv4(s: string): number | null {
@@ -41,3 +42,44 @@ export const inCidr4 = (c: Cidr4, ip: number): boolean => ((ip & c.mask) >>> 0) 
 
 /** Strips the IPv4-mapped IPv6 prefix that dual-stack sockets report ("::ffff:10.8.0.2"). */
 export const unmapV4 = (s: string): string => (s.startsWith('::ffff:') ? s.slice(7) : s)
+
+/**
+ * The canonical text of an IPv4 or IPv6 address (RFC 5952 for IPv6, so "FD42:42:0::2" and
+ * "fd42:42::2" are one client), or null if it is neither.
+ */
+export function canonicalAddress(s: string): string | null {
+  if (s.includes(':')) {
+    const b = parseIpv6(s)
+    return b === null ? null : formatIpv6(b)
+  }
+  return parseIPv4(s) === null ? null : s
+}
+
+export interface Cidr6 {
+  readonly address: string
+  readonly bytes: Uint8Array
+  readonly prefix: number
+}
+
+/** "fd42:42::1/64" -> address fd42:42::1, prefix 64. A bare address is a /128. */
+export function parseCidr6(s: string): Cidr6 | null {
+  const [a, p, ...rest] = s.split('/')
+  if (a === undefined || rest.length > 0) return null
+  const bytes = parseIpv6(a)
+  if (bytes === null) return null
+  const prefix = p === undefined ? 128 : /^\d{1,3}$/.test(p) ? Number(p) : NaN
+  if (!(prefix >= 0 && prefix <= 128)) return null
+  return { address: formatIpv6(bytes), bytes, prefix }
+}
+
+/** Unique-local (fc00::/7, RFC 4193): a client behind the server's address (NAT66) rather than a global one. */
+export function isUniqueLocal(address: string): boolean {
+  const b = parseIpv6(address)
+  return b !== null && ((b[0] ?? 0) & 0xfe) === 0xfc
+}
+
+/** A global unicast IPv6 address (2000::/3), the kind a public interface reports. */
+export function isGlobalV6(address: string): boolean {
+  const b = parseIpv6(address)
+  return b !== null && ((b[0] ?? 0) & 0xe0) === 0x20
+}

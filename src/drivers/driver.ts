@@ -2,13 +2,21 @@
 
 export type Protocol = 'tcp' | 'udp'
 
-/** One forward: public-address:externalPort/protocol reaches internalAddress:internalPort. */
+/**
+ * One forward: public-address:externalPort/protocol reaches internalAddress:internalPort. The
+ * family follows internalAddress (IPv4 text, or IPv6 text with ':'): an IPv6 forward is a DNAT of
+ * the public IPv6 address, or, with `pinhole`, no DNAT at all but an accept for a client whose
+ * own address is global (then externalPort === internalPort).
+ */
 export interface Forward {
   readonly protocol: Protocol
   readonly externalPort: number
   readonly internalAddress: string
   readonly internalPort: number
+  readonly pinhole?: boolean
 }
+
+export const isV6 = (address: string): boolean => address.includes(':')
 
 export type ForwardChange =
   | { readonly op: 'add'; readonly forward: Forward }
@@ -17,6 +25,8 @@ export type ForwardChange =
 export interface BaseParams {
   /** IPv4 address(es) forwards are for; DNAT applies only to traffic addressed to these. */
   readonly publicV4: readonly string[]
+  /** IPv6 address(es) IPv6 forwards are for (none: no IPv6 DNAT). */
+  readonly publicV6?: readonly string[]
   /** WireGuard interface name(s): NAT-PMP is answered only on these. */
   readonly wgInterfaces: readonly string[]
 }
@@ -40,7 +50,20 @@ export interface ForwardDriver {
   teardown(): Promise<void>
 }
 
-export const forwardKey = (f: { protocol: Protocol; externalPort: number }): string => `${f.protocol}/${f.externalPort}`
+/**
+ * What identifies a forward in the kernel: (protocol, external port) per family of the public
+ * address ("tcp/8080" for IPv4, "v6/tcp/8080"), or the client's own address for a pinhole.
+ */
+export const forwardKey = (f: { protocol: Protocol; externalPort: number; internalAddress?: string; pinhole?: boolean }): string =>
+  f.pinhole === true
+    ? `pin/${f.internalAddress ?? ''}/${f.protocol}/${f.externalPort}`
+    : f.internalAddress !== undefined && isV6(f.internalAddress) ? `v6/${f.protocol}/${f.externalPort}` : `${f.protocol}/${f.externalPort}`
 
+const rank = (f: Forward): number => (f.pinhole === true ? 2 : isV6(f.internalAddress) ? 1 : 0)
+
+/** IPv4 forwards, then IPv6 ones, then pinholes; each by protocol, then external port. */
 export const compareForwards = (a: Forward, b: Forward): number =>
-  a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1
+  rank(a) !== rank(b) ? rank(a) - rank(b)
+  : a.protocol !== b.protocol ? (a.protocol < b.protocol ? -1 : 1)
+  : a.externalPort !== b.externalPort ? a.externalPort - b.externalPort
+  : a.internalAddress < b.internalAddress ? -1 : a.internalAddress > b.internalAddress ? 1 : 0

@@ -1,10 +1,13 @@
 /** Pure builders for wgpmp's nftables input: the base-ruleset script and `nft -j` element batches. */
-import type { BaseParams, Forward, ForwardChange } from './driver.js'
+import { isV6, type BaseParams, type Forward, type ForwardChange, type Protocol } from './driver.js'
 
 export const TABLE_FAMILY = 'inet'
 export const TABLE_NAME = 'wgpmp'
 export const MAP_FORWARDS_V4 = 'forwards_v4'
 export const MAP_ACCEPT_V4 = 'accept_v4'
+export const MAP_FORWARDS_V6 = 'forwards_v6'
+export const MAP_ACCEPT_V6 = 'accept_v6'
+export const SET_PINHOLES_V6 = 'pinholes_v6'
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
 export interface NftBatch {
@@ -21,25 +24,38 @@ const forwardElem = (f: Forward): Json => [
 ]
 const acceptElem = (f: Forward): Json => [{ concat: [f.protocol, f.externalPort] }, { accept: null }]
 const keyElem = (f: Forward): Json => ({ concat: [f.protocol, f.externalPort] })
+const pinholeElem = (f: Forward): Json => ({ concat: [f.internalAddress, f.protocol, f.internalPort] })
 
 /**
  * One atomic batch for a list of changes: each forward is one element of forwards_v4 (the DNAT
- * data map) and one of accept_v4 (the forward-hook verdict map). Deletes come first so that a
- * batch may move a key to a new target. An empty list gives an empty batch.
+ * data map) and one of accept_v4 (the forward-hook verdict map), or of their _v6 twins for an
+ * IPv6 forward, or one element of pinholes_v6 for a pinhole. Deletes come first so that a batch
+ * may move a key to a new target. An empty list gives an empty batch.
  */
 export function buildBatch(changes: readonly ForwardChange[], table = TABLE_NAME): NftBatch {
   const dels = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
   const adds = changes.filter((c) => c.op === 'add').map((c) => c.forward)
   const cmds: Json[] = []
-  if (dels.length > 0) {
-    cmds.push({ delete: elemTarget(table, MAP_FORWARDS_V4, dels.map(keyElem)) })
-    cmds.push({ delete: elemTarget(table, MAP_ACCEPT_V4, dels.map(keyElem)) })
+  const groups = (fs: Forward[]) => ({
+    v4: fs.filter((f) => f.pinhole !== true && !isV6(f.internalAddress)),
+    v6: fs.filter((f) => f.pinhole !== true && isV6(f.internalAddress)),
+    pin: fs.filter((f) => f.pinhole === true),
+  })
+  const d = groups(dels)
+  const a = groups(adds)
+  for (const [fs, fwd, acc] of [[d.v4, MAP_FORWARDS_V4, MAP_ACCEPT_V4], [d.v6, MAP_FORWARDS_V6, MAP_ACCEPT_V6]] as const) {
+    if (fs.length === 0) continue
+    cmds.push({ delete: elemTarget(table, fwd, fs.map(keyElem)) })
+    cmds.push({ delete: elemTarget(table, acc, fs.map(keyElem)) })
   }
-  if (adds.length > 0) {
-    // `create` (not `add`) fails on an existing key, so a collision can never overwrite silently.
-    cmds.push({ create: elemTarget(table, MAP_FORWARDS_V4, adds.map(forwardElem)) })
-    cmds.push({ create: elemTarget(table, MAP_ACCEPT_V4, adds.map(acceptElem)) })
+  if (d.pin.length > 0) cmds.push({ delete: elemTarget(table, SET_PINHOLES_V6, d.pin.map(pinholeElem)) })
+  // `create` (not `add`) fails on an existing key, so a collision can never overwrite silently.
+  for (const [fs, fwd, acc] of [[a.v4, MAP_FORWARDS_V4, MAP_ACCEPT_V4], [a.v6, MAP_FORWARDS_V6, MAP_ACCEPT_V6]] as const) {
+    if (fs.length === 0) continue
+    cmds.push({ create: elemTarget(table, fwd, fs.map(forwardElem)) })
+    cmds.push({ create: elemTarget(table, acc, fs.map(acceptElem)) })
   }
+  if (a.pin.length > 0) cmds.push({ create: elemTarget(table, SET_PINHOLES_V6, a.pin.map(pinholeElem)) })
   return { nftables: cmds }
 }
 
@@ -53,16 +69,33 @@ const quote = (s: string): string => JSON.stringify(s)
 export function buildBaseScript(baseRuleset: string, params: BaseParams, table = TABLE_NAME): string {
   const lines = [`table ${TABLE_FAMILY} ${table} {}`, `delete table ${TABLE_FAMILY} ${table}`, baseRuleset.replace(/table inet wgpmp \{/, `table ${TABLE_FAMILY} ${table} {`)]
   if (params.publicV4.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v4 { ${params.publicV4.join(', ')} }`)
+  if (params.publicV6 && params.publicV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v6 { ${params.publicV6.join(', ')} }`)
   if (params.wgInterfaces.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} wg_ifnames { ${params.wgInterfaces.map(quote).join(', ')} }`)
   return lines.join('\n') + '\n'
 }
 
-/** Parses `nft -j list map inet wgpmp forwards_v4` output into forwards (unsorted). Unknown shapes are skipped. */
+const isProtocol = (p: unknown): p is Protocol => p === 'tcp' || p === 'udp'
+
+/**
+ * Parses `nft -j list table inet wgpmp` (or `list map ... forwards_v4`) output into forwards
+ * (unsorted): the elements of forwards_v4, forwards_v6 and pinholes_v6. Unknown shapes are skipped.
+ */
 export function parseForwardsMap(json: string): Forward[] {
   const out: Forward[] = []
   const doc = JSON.parse(json) as { nftables?: unknown[] }
   for (const item of doc.nftables ?? []) {
-    const map = (item as { map?: { elem?: unknown[] } }).map
+    const set = (item as { set?: { name?: string; elem?: unknown[] } }).set
+    if (set?.name === SET_PINHOLES_V6) {
+      for (const e of set.elem ?? []) {
+        const [addr, protocol, port] = (e as { concat?: unknown[] }).concat ?? []
+        if (typeof addr === 'string' && isProtocol(protocol) && typeof port === 'number') {
+          out.push({ protocol, externalPort: port, internalAddress: addr, internalPort: port, pinhole: true })
+        }
+      }
+      continue
+    }
+    const map = (item as { map?: { name?: string; elem?: unknown[] } }).map
+    if (map?.name !== undefined && map.name !== MAP_FORWARDS_V4 && map.name !== MAP_FORWARDS_V6) continue
     for (const e of map?.elem ?? []) {
       if (!Array.isArray(e) || e.length !== 2) continue
       const k = (e[0] as { concat?: unknown[] }).concat

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { WgpmpError, type ErrorCode } from '../errors.js'
 import type { Exec } from '../exec.js'
 import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
-import { buildBaseScript, buildBatch, MAP_FORWARDS_V4, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import { buildBaseScript, buildBatch, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 import { NftSession } from './nft-session.js'
 
 /** nft/wgpmp.nft, found relative to this file both in src/ (tests) and dist/src/ (built). */
@@ -109,7 +109,7 @@ export class NftDriver implements ForwardDriver {
   async list(): Promise<readonly Forward[]> {
     let out: string
     try {
-      out = await this.nft(['-j', 'list', 'map', TABLE_FAMILY, this.table, MAP_FORWARDS_V4])
+      out = await this.nft(['-j', 'list', 'table', TABLE_FAMILY, this.table])
     } catch (e) {
       if (e instanceof WgpmpError && e.code === 'WGPMP_NFT_NOT_FOUND') return [] // no table: no forwards
       throw e

@@ -39,7 +39,7 @@ export const leaseRecordSchema = {
   additionalProperties: false,
   required: ['client', 'protocol', 'internalPort', 'externalPort', 'targetPort', 'lifetimeSeconds', 'expiresAtUnixMs', 'createdAtUnixMs'],
   properties: {
-    client: { type: 'string', pattern: '^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$' },
+    client: { type: 'string', minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f:.]+$', description: 'IPv4 or IPv6 text; checked again on restore.' },
     protocol: { enum: ['tcp', 'udp'] },
     internalPort: { type: 'integer', minimum: 0, maximum: 65535, description: '0 = symmetric mapping (targetPort = externalPort).' },
     externalPort: port,
@@ -48,6 +48,7 @@ export const leaseRecordSchema = {
     expiresAtUnixMs: unixMs,
     createdAtUnixMs: unixMs,
     origin: { enum: ['nat-pmp', 'pcp'], description: 'Absent in older files: nat-pmp.' },
+    pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
   },
 } as const satisfies JSONSchema
@@ -82,6 +83,7 @@ export interface RestoredLease {
   readonly expiresAt: number
   readonly origin: 'nat-pmp' | 'pcp'
   readonly nonce?: string
+  readonly pinhole?: boolean
 }
 
 /** The record for a lease, its clock-ms deadlines turned into unix ms as of (clock.now(), nowUnixMs). Pure. */
@@ -98,6 +100,7 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): Leas
     createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
     origin: lease.origin === 'pcp' ? 'pcp' : 'nat-pmp',
     ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
+    ...(lease.pinhole ? { pinhole: true } : {}),
   }
 }
 
@@ -122,6 +125,7 @@ export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number)
     createdAt: now - Math.max(0, nowUnixMs - rec.createdAtUnixMs),
     origin: rec.origin ?? 'nat-pmp',
     ...(rec.nonce === undefined ? {} : { nonce: rec.nonce }),
+    ...(rec.pinhole === true ? { pinhole: true } : {}),
   }
 }
 

@@ -24,6 +24,32 @@ describe('buildBatch', () => {
   })
 })
 
+describe('IPv6', () => {
+  const v6: Forward = { protocol: 'udp', externalPort: 6881, internalAddress: 'fd42:42::2', internalPort: 6881 }
+  const pin: Forward = { protocol: 'tcp', externalPort: 443, internalAddress: '2001:db8:200::3', internalPort: 443, pinhole: true }
+  it('an IPv6 forward goes to the _v6 maps, a pinhole to pinholes_v6, IPv4 ones stay apart', () => {
+    expect(buildBatch([{ op: 'add', forward: v6 }, { op: 'add', forward: pin }, { op: 'delete', forward: tcp8080 }])).toEqual({
+      nftables: [
+        { delete: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [{ concat: ['tcp', 8080] }] } } },
+        { delete: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v4', elem: [{ concat: ['tcp', 8080] }] } } },
+        { create: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } } },
+        { create: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v6', elem: [[{ concat: ['udp', 6881] }, { accept: null }]] } } },
+        { create: { element: { family: 'inet', table: 'wgpmp', name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } } },
+      ],
+    })
+  })
+  it('list output with all three kinds parses back', () => {
+    const out = JSON.stringify({ nftables: [
+      { map: { name: 'forwards_v4', elem: [[{ concat: ['tcp', 8080] }, { concat: ['10.8.0.2', 80] }]] } },
+      { map: { name: 'accept_v4', elem: [[{ concat: ['tcp', 8080] }, { accept: null }]] } },
+      { map: { name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } },
+      { set: { name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } },
+      { set: { name: 'public_v6', elem: ['2001:db8:100::1'] } },
+    ] })
+    expect(parseForwardsMap(out)).toEqual([tcp8080, v6, pin])
+  })
+})
+
 describe('buildBaseScript', () => {
   it('replaces a stale table atomically and fills the parameter sets', () => {
     const s = buildBaseScript('table inet wgpmp {\n}\n', { publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })
@@ -45,5 +71,8 @@ describe('parseForwardsMap', () => {
   })
   it('returns nothing for an empty map', () => {
     expect(parseForwardsMap('{"nftables":[{"map":{"name":"forwards_v4"}}]}')).toEqual([])
+  })
+  it('fills public_v6 when given', () => {
+    expect(buildBaseScript('', { publicV4: [], publicV6: ['2001:db8:100::1'], wgInterfaces: [] })).toContain('add element inet wgpmp public_v6 { 2001:db8:100::1 }')
   })
 })

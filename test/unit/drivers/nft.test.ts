@@ -51,8 +51,8 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
   })
   it('list() of a missing table is empty; other failures reject', async () => {
     const exec = scripted([
-      { argv: ['nft', '-j', 'list', 'map', 'inet', 'wgpmp', 'forwards_v4'], result: { exitCode: 1, stderr: 'Error: No such file or directory' } },
-      { argv: ['nft', '-j', 'list', 'map', 'inet', 'wgpmp', 'forwards_v4'], result: { exitCode: 1, stderr: 'Error: Operation not permitted' } },
+      { argv: ['nft', '-j', 'list', 'table', 'inet', 'wgpmp'], result: { exitCode: 1, stderr: 'Error: No such file or directory' } },
+      { argv: ['nft', '-j', 'list', 'table', 'inet', 'wgpmp'], result: { exitCode: 1, stderr: 'Error: Operation not permitted' } },
     ])
     const d = new NftDriver({ exec, mode: 'spawn' })
     expect(await d.list()).toEqual([])

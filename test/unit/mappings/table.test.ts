@@ -201,4 +201,35 @@ describe('MappingTable', () => {
     expect(table.map(req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42000, exactPort: true }))).toEqual({ ok: false, reason: 'port-unavailable' })
     expect(mapOk(table, req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42001, exactPort: true })).lease.externalPort).toBe(42001)
   })
+
+  it('IPv6: a unique-local client maps on the public IPv6 address, a port space apart from IPv4', () => {
+    const { table } = make()
+    const v4 = mapOk(table, req({ suggestedExternalPort: 40000 }))
+    const v6 = mapOk(table, req({ client: 'fd42:42::3', suggestedExternalPort: 40000 }))
+    expect(v4.lease.externalPort).toBe(40000)
+    expect(v6.lease.externalPort).toBe(40000) // another address, another port space
+    expect(v6.changes).toEqual([{ op: 'add', forward: { protocol: 'tcp', externalPort: 40000, internalAddress: 'fd42:42::3', internalPort: 8080 } }])
+    // Another IPv6 client is kept off that port, as on IPv4.
+    expect(mapOk(table, req({ client: 'fd42:42::4', suggestedExternalPort: 40000 })).lease.externalPort).not.toBe(40000)
+    // Spellings of one address are one client.
+    expect(table.get('FD42:0042:0::3', 'tcp', 8080)).toBe(v6.lease)
+  })
+  it('IPv6: a global client gets a pinhole on its own port, whatever it suggests', () => {
+    const { table } = make()
+    const p = mapOk(table, req({ client: '2001:db8:200::3', internalPort: 6881, suggestedExternalPort: 1, pinhole: true }))
+    expect(p.lease.externalPort).toBe(6881)
+    expect(p.changes).toEqual([{ op: 'add', forward: { protocol: 'tcp', externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true } }])
+    // A pinhole holds no shared port: another global client may open 6881 on its own address.
+    expect(mapOk(table, req({ client: '2001:db8:200::4', internalPort: 6881, pinhole: true })).lease.externalPort).toBe(6881)
+    expect(table.remove('2001:db8:200::3', 'tcp', 6881).changes).toEqual([{ op: 'delete', forward: p.changes[0]!.forward }])
+  })
+  it('IPv6 static forwards: NAT66 from the public address for a ULA client, a pinhole (same port only) for a global one', () => {
+    const { table } = make({ isPinholeClient: (a) => a.startsWith('2001:') })
+    expect(table.addStatic('fd42:42::2', 'tcp', 8080, 80)).toMatchObject({ ok: true, changes: [{ op: 'add', forward: { internalAddress: 'fd42:42::2', externalPort: 8080, internalPort: 80 } }] })
+    expect(table.addStatic('fd42:42::9', 'tcp', 8080, 80)).toEqual({ ok: false, reason: 'taken' })
+    expect(table.addStatic('2001:db8:200::3', 'udp', 27015, 27015)).toMatchObject({ ok: true, changes: [{ op: 'add', forward: { pinhole: true } }] })
+    expect(table.addStatic('2001:db8:200::3', 'tcp', 8080, 80)).toEqual({ ok: false, reason: 'taken' }) // a pinhole cannot translate
+    expect(table.removeStatic('2001:db8:200::3', 'udp', 27015).changes).toHaveLength(1)
+    expect(table.staticCount).toBe(1)
+  })
 })
