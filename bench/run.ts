@@ -1,0 +1,539 @@
+/**
+ * `npm run bench [-- --quick] [-- --drivers=nft,nft-spawn,iptables] [-- --no-memory]` (root):
+ * builds its own namespaces (bench/lib/lab.ts), runs the real daemon in one of them for each
+ * driver, drives it over UDP with a NAT-PMP load generator in another, and checks forwards with
+ * real TCP connections from a third. Prints a table with the issue-3 targets, writes
+ * bench/results/<date>-<quick|full>.json and .svg. Exit 0 whatever the figures; 1 only if the
+ * harness itself breaks.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { clientAddress } from './lib/clients.js'
+import { createLab, destroyLab, nsExec, type Lab } from './lib/lab.js'
+import { machine } from './lib/machine.js'
+import { Agent, nowMs } from './lib/rpc.js'
+import { summarize, type Summary } from './lib/stats.js'
+import { renderSvg, type Panel } from './lib/svg.js'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const args = process.argv.slice(2)
+const QUICK = args.includes('--quick')
+const onlyDrivers = args.find((a) => a.startsWith('--drivers='))?.slice('--drivers='.length).split(',')
+const WITH_MEMORY = !args.includes('--no-memory')
+const PROFILE = args.includes('--cpu-prof')
+/** Experiments with a proposed daemon fix applied in the bench process only (see bench/agents/host.ts). */
+const WHAT_IF = args.find((a) => a.startsWith('--what-if='))?.slice('--what-if='.length).split(',') ?? []
+
+/** Everything that sizes a run. Quick: what CI runs to keep the harness working (well under 2 min). */
+const PLAN = QUICK
+  ? { levels: [0, 1000], samples: 40, sampleBudgetMs: 3000, verifyEvery: 10, tpDurationMs: 800, tpMax: 3000, bulk: 1000, memoryForwards: 10_000, prefillBudgetMs: 30_000 }
+  : { levels: [0, 1000, 10_000, 50_000], samples: 300, sampleBudgetMs: 12_000, verifyEvery: 15, tpDurationMs: 3000, tpMax: 20_000, bulk: 10_000, memoryForwards: 100_000, prefillBudgetMs: 180_000 }
+const CONCURRENCY = [1, 16, 64]
+
+const DRIVERS = [
+  { key: 'nft', label: 'nft (session)', driver: 'nft', mode: 'session', color: '#1f77b4' },
+  { key: 'nft-spawn', label: 'nft (spawn)', driver: 'nft', mode: 'spawn', color: '#2ca02c' },
+  { key: 'iptables', label: 'iptables', driver: 'iptables', mode: 'session', color: '#d62728' },
+] as const
+type DriverKey = (typeof DRIVERS)[number]['key']
+
+// Client index ranges (bench/agents/loadgen.ts maps index i to 10.8.(128 + i/256).(i%256)).
+const C = { fill: 1, throughput: 2001, bulk: 2101, expiry: 2201, expiryReal: 2401, probeMap: 3001, probePublic: 3101, sample: 4001, samplePublic: 4100 }
+const PER_CLIENT = 100
+/** Client indices the daemon is told are WireGuard peers (bench/agents/host.ts). */
+const PEERS = { from: 1, to: 4200 }
+
+interface Reply {
+  ok: boolean
+  result: number
+  t0: number
+  t1: number
+  rtt: number
+  externalPort: number
+  lifetime: number
+}
+interface StreamResult {
+  sent: number
+  inWindow: number
+  failed: number
+  public: Summary
+  map: Summary
+  all: Summary
+}
+interface HostStats {
+  batches: number
+  failed: number
+  changes: number
+  maxSize: number
+  busyMs: number
+  durations: { size: number; ms: number }[]
+  spawns: Record<string, number>
+  loopDelayMs: { p50: number; p99: number; max: number }
+  forwards: number
+}
+interface BatchRec {
+  t0: number
+  t1: number
+  dels: number
+  adds: number
+  ok: boolean
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const log = (s: string): void => void process.stderr.write(`[bench ${((nowMs() - T0) / 1000).toFixed(1)}s] ${s}\n`)
+const T0 = nowMs()
+const r3 = (v: number): number => Math.round(v * 1000) / 1000
+
+function benchConfig(d: (typeof DRIVERS)[number], lab: Lab, tag: string): Record<string, unknown> {
+  return {
+    // The daemon keeps its state in one file; each run gets its own, removed with the lab.
+    state_file: `/tmp/${lab.id}-${tag}-state.json`,
+    port_forward_enabled: true,
+    port_forward_min_port: 1024,
+    port_forward_max_port: 65535,
+    wg_interface: 'wg0',
+    wg_address_v4: '10.8.0.1/16',
+    public_interface: 'eth0',
+    public_address_v4: '198.51.100.1',
+    port_forward_driver: d.driver,
+    nft_mode: d.mode,
+    lifetime_min_seconds: 2,
+    lifetime_max_seconds: 7200,
+    max_forwards_per_client: 100_000,
+    // One bench "client" sends thousands of requests a second; a real one a few per minute.
+    rate_limit_per_second: 1_000_000,
+    rate_limit_burst: 1_000_000,
+    teardown_on_exit: true,
+    log_level: 'info',
+  }
+}
+
+/** Is the forward tcp/port -> client:18080 in the kernel? (nft get element / iptables -C) */
+function kernelHas(lab: Lab, driver: string, port: number, client: string): boolean {
+  try {
+    if (driver === 'iptables') {
+      nsExec(lab.daemon, 'iptables', ['-w', '-t', 'nat', '-C', 'WGPMP-DNAT', '-p', 'tcp', '-m', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${client}:18080`])
+      nsExec(lab.daemon, 'iptables', ['-w', '-t', 'filter', '-C', 'WGPMP-ACCEPT', '-p', 'tcp', '-m', 'conntrack', '--ctreplsrc', client, '--ctorigdstport', String(port), '--ctreplsrcport', '18080', '-j', 'ACCEPT'])
+      return true
+    }
+    const out = nsExec(lab.daemon, 'nft', ['get', 'element', 'inet', 'wgpmp', 'forwards_v4', `{ tcp . ${port} }`])
+    return out.includes(`${client} . 18080`)
+  } catch {
+    return false
+  }
+}
+
+
+interface Ctx {
+  lab: Lab
+  host: Agent
+  lg: Agent
+  prober: Agent
+  driver: (typeof DRIVERS)[number]
+}
+
+/** Sequential samples at the current N: public address, new MAP (reply and rule), renewal, delete. */
+async function sampleLevel(ctx: Ctx, n: number) {
+  const { host, lg, prober, lab } = ctx
+  const pub: number[] = []
+  const reply: number[] = []
+  const rule: number[] = []
+  const ruleBeforeReply = { yes: 0, no: 0 }
+  const renew: number[] = []
+  const del: number[] = []
+  const verify = { kernelListed: 0, tcpArrived: 0, tcpRightClient: 0, goneAfterDelete: 0, checked: 0 }
+  let failures = 0
+  await host.call('track', { on: true })
+  const deadline = nowMs() + PLAN.sampleBudgetMs
+  let s = 0
+  for (; s < PLAN.samples && nowMs() < deadline; s++) {
+    const p = await lg.call<Reply>('one', { client: C.samplePublic, kind: 'public' })
+    if (p.ok) pub.push(p.rtt)
+    const ci = C.sample + (s % 16)
+    const m = await lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 3600, timeoutMs: 30_000 }, 60_000)
+    if (!m.ok) {
+      failures++
+      continue
+    }
+    reply.push(m.rtt)
+    const at = await host.call<number | null>('committedAt', { op: 'add', protocol: 'tcp', port: m.externalPort })
+    if (at !== null) {
+      rule.push(at - m.t0)
+      if (at <= m.t1) ruleBeforeReply.yes++
+      else ruleBeforeReply.no++
+    }
+    const check = s % PLAN.verifyEvery === 0
+    if (check) {
+      verify.checked++
+      if (kernelHas(lab, ctx.driver.driver, m.externalPort, clientAddress(ci))) verify.kernelListed++
+      const t = nowMs()
+      const c = await prober.call<{ ok: boolean }>('connect', { host: lab.publicAddress, port: m.externalPort, timeoutMs: 2000 })
+      if (c.ok) verify.tcpArrived++
+      await sleep(20)
+      const acc = await lg.call<{ local: string; localPort: number }[]>('acceptedSince', { t })
+      if (acc.some((a) => a.local === clientAddress(ci) && a.localPort === 18080)) verify.tcpRightClient++
+    }
+    const rn = await lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 3600, timeoutMs: 30_000 }, 60_000)
+    if (rn.ok && rn.externalPort === m.externalPort) renew.push(rn.rtt)
+    else failures++
+    const d = await lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 0, timeoutMs: 30_000 }, 60_000)
+    if (d.ok) del.push(d.rtt)
+    else failures++
+    if (check) {
+      const c = await prober.call<{ ok: boolean }>('connect', { host: lab.publicAddress, port: m.externalPort, timeoutMs: 1000 })
+      if (!c.ok) verify.goneAfterDelete++
+    }
+  }
+  await host.call('track', { on: false })
+  const st = await host.call<HostStats>('stats', {})
+  return {
+    n,
+    forwards: st.forwards,
+    samples: s,
+    failures,
+    publicAddress: summarize(pub),
+    reply: summarize(reply),
+    rule: summarize(rule),
+    ruleCommittedBeforeReply: ruleBeforeReply,
+    renewal: summarize(renew),
+    delete: summarize(del),
+    verify,
+  }
+}
+
+async function prefill(ctx: Ctx, from: number, to: number, extra: Record<string, unknown> = {}) {
+  const r = await ctx.lg.call<{ requested: number; ok: number; failed: number; results: Record<string, number>; ms: number; rate: number; complete: boolean }>(
+    'prefill',
+    { from, to, clientBase: C.fill, perClient: PER_CLIENT, window: 256, lifetime: 7200, timeoutMs: 120_000, budgetMs: PLAN.prefillBudgetMs, ...extra },
+    PLAN.prefillBudgetMs + 180_000,
+  )
+  const retransmits = await ctx.lg.call<number>('retransmits')
+  log(`  prefill ${from}->${to}: ${r.ok} ok, ${r.failed} failed ${JSON.stringify(r.results)} in ${(r.ms / 1000).toFixed(1)} s (${r.rate.toFixed(0)}/s, ${retransmits} retransmissions)`)
+  return { ...r, retransmits }
+}
+
+async function throughput(ctx: Ctx) {
+  const out = []
+  for (const c of CONCURRENCY) {
+    await ctx.host.call('stats', { reset: true })
+    const r = await ctx.lg.call<{ ok: number; failed: number; ms: number; rate: number; latency: Summary }>(
+      'throughput',
+      { concurrency: c, durationMs: PLAN.tpDurationMs, maxCount: PLAN.tpMax, clientBase: C.throughput, timeoutMs: 30_000 },
+      PLAN.tpDurationMs + 120_000,
+    )
+    const st = await ctx.host.call<HostStats>('stats', {})
+    const retransmits = await ctx.lg.call<number>('retransmits')
+    const clients = Array.from({ length: c }, (_, i) => C.throughput + i)
+    const d = await ctx.lg.call<{ t0: number; t1: number }>('deleteAll', { clients, protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
+    log(`  throughput c=${c}: ${r.rate.toFixed(0)} new forwards/s (${r.ok} ok, ${r.failed} failed; ${st.batches} batches, mean ${(st.changes / Math.max(1, st.batches)).toFixed(1)}/batch, ${(st.busyMs / st.batches).toFixed(2)} ms/batch, ${retransmits} retransmissions); cleanup ${(d.t1 - d.t0).toFixed(0)} ms`)
+    out.push({ concurrency: c, rate: Math.round(r.rate), ok: r.ok, failed: r.failed, retransmits, latency: r.latency, batches: st.batches, meanBatchSize: r3(st.changes / Math.max(1, st.batches)), meanBatchMs: r3(st.busyMs / Math.max(1, st.batches)), spawns: st.spawns, loopDelayP99Ms: r3(st.loopDelayMs.p99) })
+  }
+  return out
+}
+
+async function withStream<T>(ctx: Ctx, fn: () => Promise<{ from: number; to: number; value: T }>) {
+  await ctx.lg.call('streamStart', { client: C.probeMap, publicBase: C.probePublic, intervalMs: 2, maxProbes: 20_000, timeoutMs: 3000 })
+  await sleep(200)
+  const v = await fn()
+  await sleep(300)
+  const stream = await ctx.lg.call<StreamResult>('streamStop', { from: v.from, to: v.to }, 60_000)
+  await ctx.lg.call('deleteAll', { clients: [C.probeMap], protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
+  return { value: v.value, stream }
+}
+
+async function deleteAllPhase(ctx: Ctx) {
+  await prefill(ctx, 0, PLAN.bulk, { clientBase: C.bulk, perClient: PLAN.bulk, protocol: 'tcp', window: 256 })
+  const before = (await ctx.host.call<HostStats>('stats', {})).forwards
+  const { value, stream } = await withStream(ctx, async () => {
+    const t = nowMs()
+    const d = await ctx.lg.call<{ ok: number; t0: number; t1: number }>('deleteAll', { clients: [C.bulk], protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
+    const st = await ctx.host.call<HostStats>('stats', { since: t })
+    return { from: d.t0, to: d.t1, value: { ms: r3(d.t1 - d.t0), ok: d.ok === 1, biggestBatchMs: Math.max(0, ...st.durations.map((x) => (x.size >= PLAN.bulk ? x.ms : 0))) } }
+  })
+  const after = (await ctx.host.call<HostStats>('stats', {})).forwards
+  log(`  delete-all of ${PLAN.bulk} (one request): ${value.ms.toFixed(1)} ms; probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms (${stream.inWindow} probes)`)
+  return { forwards: PLAN.bulk, forwardsBefore: before, forwardsAfter: after, requestToReplyMs: value.ms, batchMs: value.biggestBatchMs, probes: stream }
+}
+
+async function expiryPhase(ctx: Ctx) {
+  const lifetime = 300
+  await prefill(ctx, 0, PLAN.bulk, { clientBase: C.expiry, lifetime, window: 256 })
+  const { value, stream } = await withStream(ctx, async () => {
+    const j = await ctx.host.call<{ at: number; afterTake: number; doneAt: number; deleted: number; batches: BatchRec[] }>('jump', { ms: (lifetime + 1) * 1000, expect: PLAN.bulk, timeoutMs: 60_000 }, 120_000)
+    return { from: j.at, to: j.doneAt, value: j }
+  })
+  const ms = value.doneAt - value.at
+  log(`  expiry of ${PLAN.bulk} due at one instant: ${ms.toFixed(1)} ms (${value.deleted} deleted in ${value.batches.length} batches); probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms`)
+  return { forwards: PLAN.bulk, deleted: value.deleted, dueToGoneMs: r3(ms), takeExpiredMs: r3(value.afterTake - value.at), batches: value.batches.map((b) => ({ deletes: b.dels, adds: b.adds, ms: r3(b.t1 - b.t0) })), probes: stream }
+}
+
+async function expiryRealPhase(ctx: Ctx) {
+  await prefill(ctx, 0, PLAN.bulk, { clientBase: C.expiryReal, lifetime: 300, window: 256 })
+  const min = 2
+  let renew = { ok: 0, ms: 0, firstReply: 0, lastReply: 0 }
+  let wait = { doneAt: 0, deleted: 0, batches: [] as BatchRec[] }
+  const { stream } = await withStream(ctx, async () => {
+    const waiting = ctx.host.call<typeof wait>('waitDeletes', { expect: PLAN.bulk, timeoutMs: 20_000 }, 120_000)
+    renew = await ctx.lg.call<typeof renew>('renewRange', { from: 0, to: PLAN.bulk, clientBase: C.expiryReal, perClient: PER_CLIENT, window: 256, lifetime: min, timeoutMs: 30_000, budgetMs: 60_000 }, 120_000)
+    wait = await waiting
+    return { from: renew.firstReply + min * 1000, to: wait.doneAt, value: null }
+  })
+  const firstDue = renew.firstReply + min * 1000
+  const lastDue = renew.lastReply + min * 1000
+  const res = {
+    forwards: PLAN.bulk,
+    renewedTo: min,
+    renewed: renew.ok,
+    deadlineSpreadMs: r3(renew.lastReply - renew.firstReply),
+    firstDueToGoneMs: r3(wait.doneAt - firstDue),
+    lastDueToGoneMs: r3(wait.doneAt - lastDue),
+    deleted: wait.deleted,
+    batches: wait.batches.length,
+    biggestBatch: Math.max(0, ...wait.batches.map((b) => b.dels)),
+    probes: stream,
+  }
+  log(`  expiry (real clock, ${min} s leases renewed in a ${res.deadlineSpreadMs.toFixed(0)} ms burst): last due -> all gone ${res.lastDueToGoneMs.toFixed(1)} ms, ${res.batches} batches; probes p99 ${stream.all.p99} ms max ${stream.all.max} ms`)
+  return res
+}
+
+async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)[number], resultsDir: string, stamp: string) {
+  log(`== ${d.label}`)
+  const nodeArgs = ['--expose-gc', ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${stamp}-${d.key}.cpuprofile`] : [])]
+  const host = Agent.start(`host:${d.key}`, lab.daemon, 'bench/agents/host.ts', { nodeArgs, cwd: ROOT })
+  const ctx: Ctx = { lab, host, lg, prober, driver: d }
+  try {
+    const logFile = `/tmp/${lab.id}-${d.key}.log`
+    const started = await host.call<{ mode: string; droppedConfigKeys: string[] }>('start', { config: benchConfig(d, lab, d.key), logFile, whatIf: WHAT_IF, peers: PEERS }, 60_000)
+    if (started.droppedConfigKeys.length > 0) log(`  config keys this daemon does not know (dropped): ${started.droppedConfigKeys.join(', ')}`)
+    if (started.mode !== d.mode && d.driver === 'nft') log(`  WARNING: asked for nft ${d.mode}, running ${started.mode}`)
+    const levels = []
+    levels.push(await sampleLevel(ctx, 0))
+    log(`  N=0: reply p50 ${levels[0]!.reply.p50} ms, rule p50 ${levels[0]!.rule.p50} ms`)
+    const tp = await throughput(ctx)
+    const deleteAll = await deleteAllPhase(ctx)
+    const expiry = await expiryPhase(ctx)
+    const expiryReal = await expiryRealPhase(ctx)
+    let have = 0
+    for (const n of PLAN.levels.filter((x) => x > 0)) {
+      const r = await prefill(ctx, have, n)
+      have = r.complete ? n : have + r.requested
+      const lv = await sampleLevel(ctx, n)
+      levels.push({ ...lv, prefill: { ms: r3(r.ms), rate: Math.round(r.rate), complete: r.complete } })
+      log(`  N=${n} (kernel/table ${lv.forwards}): reply p50 ${lv.reply.p50} ms p99 ${lv.reply.p99}, rule p50 ${lv.rule.p50} ms, renew p50 ${lv.renewal.p50} ms (${lv.samples} samples)`)
+    }
+    const stats = await host.call<HostStats>('stats', {})
+    const closed = await host.call<{ ms: number }>('close', { teardown: true }, 300_000)
+    return { label: d.label, levels, throughput: tp, deleteAll, expiry, expiryRealClock: expiryReal, spawns: stats.spawns, teardownMs: r3(closed.ms), log: logFile }
+  } finally {
+    await host.stop()
+  }
+}
+
+async function memoryPhase(lab: Lab, lg: Agent) {
+  const d = DRIVERS[0]
+  log(`== memory: ${PLAN.memoryForwards} forwards, ${d.label}`)
+  const host = Agent.start('host:memory', lab.daemon, 'bench/agents/host.ts', { nodeArgs: ['--expose-gc'], cwd: ROOT })
+  try {
+    await host.call('start', { config: { ...benchConfig(d, lab, 'memory'), log_level: 'warn' }, logFile: `/tmp/${lab.id}-memory.log`, whatIf: WHAT_IF, peers: PEERS }, 60_000)
+    // Warm up every code path (and the load generator's sockets) with a round of 2,000 forwards,
+    // removed again, so the baseline is not the cost of JIT code and first-use caches.
+    const ctx = { lab, host, lg, prober: lg, driver: d }
+    await prefill(ctx, 0, 2000)
+    await lg.call('deleteAll', { clients: Array.from({ length: 20 }, (_, i) => C.fill + i), protocols: ['tcp', 'udp'], timeoutMs: 60_000 }, 120_000)
+    const m0 = await host.call<Record<string, number>>('memory')
+    const r = await prefill(ctx, 0, PLAN.memoryForwards)
+    const m1 = await host.call<Record<string, number>>('memory')
+    const n = m1.forwards! - m0.forwards!
+    const per = (k: string): number => Math.round((m1[k]! - m0[k]!) / Math.max(1, n))
+    const res = { forwards: m1.forwards, baseline: m0, loaded: m1, perForward: { heapUsed: per('heapUsed'), rss: per('rss'), external: per('external') }, prefillRate: Math.round(r.rate) }
+    log(`  heap ${res.perForward.heapUsed} B/forward, RSS ${res.perForward.rss} B/forward at ${m1.forwards} forwards`)
+    await host.call('close', { teardown: true }, 300_000)
+    return res
+  } finally {
+    await host.stop()
+  }
+}
+
+type Results = Awaited<ReturnType<typeof runDriver>>
+
+function ratio(a: number, b: number): number {
+  return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : NaN
+}
+
+function report(all: Partial<Record<DriverKey, Results>>, memory: Awaited<ReturnType<typeof memoryPhase>> | null) {
+  const keys = DRIVERS.filter((d) => all[d.key]).map((d) => d.key)
+  const lines: string[] = []
+  const f = (v: number | undefined, digits = 3): string => (v === undefined || !Number.isFinite(v) ? '–' : v >= 100 ? v.toFixed(0) : v.toFixed(digits))
+  const row = (name: string, vals: (number | undefined)[], r?: number): string =>
+    `${name.padEnd(46)}${vals.map((v) => f(v).padStart(15)).join('')}${r === undefined ? '' : f(r, 3).padStart(15)}`
+  lines.push(`${''.padEnd(46)}${keys.map((k) => all[k]!.label.padStart(15)).join('')}${'nft/iptables'.padStart(15)}`)
+  const pick = (k: DriverKey, fn: (r: Results) => number | undefined): number | undefined => {
+    const r = all[k]
+    return r ? fn(r) : undefined
+  }
+  const ratios: Record<string, number> = {}
+  const add = (name: string, fn: (r: Results) => number | undefined): void => {
+    const vals = keys.map((k) => pick(k, fn))
+    const rr = ratio(pick('nft', fn) ?? NaN, pick('iptables', fn) ?? NaN)
+    ratios[name] = rr
+    lines.push(row(name, vals, rr))
+  }
+  lines.push('-- latency in ms (p50 / p90 / p99), N = forwards already installed')
+  for (const n of PLAN.levels) {
+    const lv = (r: Results) => r.levels.find((l) => l.n === n)
+    for (const [what, key] of [['request→rule', 'rule'], ['request→reply (new MAP)', 'reply'], ['request→reply (public address)', 'publicAddress'], ['renewal', 'renewal'], ['delete (lifetime 0)', 'delete']] as const) {
+      for (const p of ['p50', 'p90', 'p99'] as const) {
+        if (key !== 'rule' && key !== 'reply' && p === 'p90') continue
+        add(`N=${n} ${what} ${p}`, (r) => lv(r)?.[key][p])
+      }
+    }
+  }
+  lines.push('-- throughput: new forwards per second')
+  for (const c of CONCURRENCY) add(`${c} concurrent requesters`, (r) => r.throughput.find((t) => t.concurrency === c)?.rate)
+  lines.push(`-- bulk removal of ${PLAN.bulk} forwards (ms) and other requests meanwhile (ms)`)
+  add('delete-all: request→reply', (r) => r.deleteAll.requestToReplyMs)
+  add('delete-all: probes p99', (r) => r.deleteAll.probes.all.p99)
+  add('delete-all: probes max', (r) => r.deleteAll.probes.all.max)
+  add('expiry (one instant): due→gone', (r) => r.expiry.dueToGoneMs)
+  add('expiry (one instant): probes p99', (r) => r.expiry.probes.all.p99)
+  add('expiry (one instant): probes max', (r) => r.expiry.probes.all.max)
+  add('expiry (2 s leases): last due→gone', (r) => r.expiryRealClock.lastDueToGoneMs)
+  add('expiry (2 s leases): probes p99', (r) => r.expiryRealClock.probes.all.p99)
+  add('expiry (2 s leases): probes max', (r) => r.expiryRealClock.probes.all.max)
+  if (memory) {
+    lines.push(`-- memory per forward at ${memory.forwards} forwards (nft session): heap ${memory.perForward.heapUsed} B, RSS ${memory.perForward.rss} B`)
+  }
+  return { text: lines.join('\n'), ratios }
+}
+
+function targets(all: Partial<Record<DriverKey, Results>>, memory: Awaited<ReturnType<typeof memoryPhase>> | null) {
+  const nft = all.nft
+  const maxN = Math.max(...PLAN.levels)
+  const at = (n: number): number => nft?.levels.find((l) => l.n === n)?.rule.p50 ?? NaN
+  const t: { target: string; measured: string; pass: boolean | null; note?: string }[] = []
+  const note = maxN < 50_000 ? `quick run: measured at N=${maxN}, not 50,000` : undefined
+  t.push({ target: 'nft request→rule p50 ≤ 1 ms at 50,000 forwards', measured: `${f3(at(maxN))} ms at N=${maxN}`, pass: nft ? at(maxN) <= 1 : null, ...(note ? { note } : {}) })
+  t.push({ target: 'nft request→rule p50 at 50,000 ≤ 1.5 × at N=0', measured: `${f3(at(maxN))} / ${f3(at(0))} = ${f3(at(maxN) / at(0))}×`, pass: nft ? at(maxN) <= 1.5 * at(0) : null, ...(note ? { note } : {}) })
+  const tp64 = nft?.throughput.find((x) => x.concurrency === 64)?.rate ?? NaN
+  t.push({ target: '≥ 5,000 new forwards/s with 64 concurrent requesters (nft)', measured: `${tp64}/s`, pass: nft ? tp64 >= 5000 : null })
+  const del = nft?.deleteAll.requestToReplyMs ?? NaN
+  const exp = nft?.expiry.dueToGoneMs ?? NaN
+  const best = Math.min(del, exp)
+  t.push({ target: `delete-all or expiry of ${PLAN.bulk === 10_000 ? '10,000' : PLAN.bulk} forwards ≤ 200 ms (nft)`, measured: `delete-all ${f3(del)} ms, expiry ${f3(exp)} ms`, pass: nft ? best <= 200 : null, ...(PLAN.bulk < 10_000 ? { note: 'quick run: fewer forwards' } : {}) })
+  const p99s = [nft?.deleteAll.probes.all.p99 ?? NaN, nft?.expiry.probes.all.p99 ?? NaN]
+  const maxs = [nft?.deleteAll.probes.all.max ?? NaN, nft?.expiry.probes.all.max ?? NaN]
+  t.push({ target: 'other requests answered in ≤ 10 ms meanwhile (probe p99; max shown)', measured: `delete-all p99 ${f3(p99s[0]!)} (max ${f3(maxs[0]!)}), expiry p99 ${f3(p99s[1]!)} (max ${f3(maxs[1]!)}) ms`, pass: nft ? Math.min(...p99s) <= 10 : null })
+  const heap = memory?.perForward.heapUsed ?? NaN
+  t.push({ target: '≤ 300 bytes of heap per forward', measured: `${heap} B at ${memory?.forwards ?? 0} forwards (RSS ${memory?.perForward.rss ?? NaN} B)`, pass: memory ? heap <= 300 : null, ...(PLAN.memoryForwards < 100_000 ? { note: 'quick run: fewer forwards' } : {}) })
+  return t
+}
+const f3 = (v: number): string => (Number.isFinite(v) ? (Math.round(v * 1000) / 1000).toString() : '–')
+
+function chart(all: Partial<Record<DriverKey, Results>>, m: ReturnType<typeof machine>, stamp: string): string {
+  const ds = DRIVERS.filter((d) => all[d.key])
+  const panels: Panel[] = [
+    { title: 'request→rule p50 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', target: { y: 1, label: 'target 1 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p50 })) })) },
+    { title: 'request→rule p99 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p99 })) })) },
+    { title: 'new forwards per second vs concurrent requesters', kind: 'bar', log: true, yLabel: 'forwards/s', target: { y: 5000, label: 'target 5,000/s' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.throughput.map((t) => ({ x: `${t.concurrency}`, y: t.rate })) })) },
+    { title: `removing ${PLAN.bulk.toLocaleString('en')} forwards (ms)`, kind: 'bar', log: true, yLabel: 'ms', target: { y: 200, label: 'target 200 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.requestToReplyMs }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.dueToGoneMs }, { x: 'expiry (2 s, last due)', y: all[d.key]!.expiryRealClock.lastDueToGoneMs }] })) },
+    { title: 'other requests meanwhile: probe p99 (ms)', kind: 'bar', log: true, yLabel: 'ms', target: { y: 10, label: 'target 10 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.probes.all.p99 }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.probes.all.p99 }, { x: 'expiry (2 s)', y: all[d.key]!.expiryRealClock.probes.all.p99 }] })) },
+    { title: 'renewal p50 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.renewal.p50 })) })) },
+  ]
+  return renderSvg(`wgpmp bench ${stamp}`, `${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.nft}, ${m.iptables}`, panels)
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: run as root (it builds network namespaces)\n')
+    return 1
+  }
+  const m = machine()
+  log(`machine: ${JSON.stringify(m)}`)
+  const stamp = `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}-${QUICK ? 'quick' : 'full'}${WHAT_IF.length ? `-whatif-${WHAT_IF.join('+')}` : ''}`
+  const resultsDir = join(ROOT, 'bench', 'results')
+  mkdirSync(resultsDir, { recursive: true })
+  const lab = createLab()
+  let exiting = false
+  const cleanup = (): void => {
+    destroyLab(lab)
+    for (const tag of [...DRIVERS.map((d) => d.key), 'memory']) rmSync(`/tmp/${lab.id}-${tag}-state.json`, { force: true })
+  }
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (exiting) return
+    exiting = true
+    process.stderr.write(`bench: ${sig}, cleaning up ${lab.id}\n`)
+    cleanup()
+    process.exit(130)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('exit', cleanup)
+  const agents: Agent[] = []
+  try {
+    log(`lab ${lab.id}`)
+    const lg = Agent.start('loadgen', lab.load, 'bench/agents/loadgen.ts', { cwd: ROOT })
+    const prober = Agent.start('prober', lab.inet, 'bench/agents/prober.ts', { cwd: ROOT })
+    agents.push(lg, prober)
+    await lg.call('init', { address: lab.wgAddress, port: 5351 })
+    const all: Partial<Record<DriverKey, Results>> = {}
+    for (const d of DRIVERS) {
+      if (onlyDrivers && !onlyDrivers.includes(d.key)) continue
+      all[d.key] = await runDriver(lab, lg, prober, d, resultsDir, stamp)
+      await lg.call('closeClients')
+    }
+    const memory = WITH_MEMORY ? await memoryPhase(lab, lg) : null
+    const neigh = nsExec(lab.daemon, 'ip', ['neigh', 'show', 'dev', 'wg0']).trim().split('\n').length
+    const rep = report(all, memory)
+    const tg = targets(all, memory)
+    const out = {
+      date: new Date().toISOString(),
+      mode: QUICK ? 'quick' : 'full',
+      whatIf: WHAT_IF,
+      machine: m,
+      plan: PLAN,
+      definitions: {
+        'request→reply': 'load generator: send of the NAT-PMP request to receipt of its reply (monotonic clock, one request outstanding)',
+        'request→rule': 'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
+        renewal: 'request→reply of a MAP for an existing mapping (no kernel change)',
+        throughput: 'successful new TCP forwards per second, each requester (its own client address) sending its next request when the previous reply arrives',
+        'delete-all': 'one NAT-PMP request (internal port 0, lifetime 0) removing one client\'s forwards: request→reply',
+        'expiry (one instant)': 'leases all due at one instant (the daemon\'s clock is moved forward past their deadline): jump to the commit of the last delete',
+        'expiry (2 s leases)': 'leases renewed to the 2 s minimum in a burst (deadlineSpreadMs apart), real clock: last deadline to the commit of the last delete',
+        probes: 'open-loop stream every 2 ms alternating public-address requests and new-MAP requests, counted if sent between the start and the end of the bulk operation',
+        memory: 'process.memoryUsage() after global.gc() in the daemon process, (loaded - baseline) / forwards; baseline after a warm-up round',
+      },
+      drivers: all,
+      memory,
+      ratios: rep.ratios,
+      targets: tg,
+      daemonNeighbourEntries: neigh,
+      durationS: Math.round((nowMs() - T0) / 1000),
+    }
+    const base = join(resultsDir, stamp)
+    writeFileSync(`${base}.json`, JSON.stringify(out, null, 2) + '\n')
+    writeFileSync(`${base}.svg`, chart(all, m, stamp))
+    const pr = (s: string): void => void process.stdout.write(s + '\n')
+    if (WHAT_IF.length) pr(`\nWHAT-IF RUN: ${WHAT_IF.join(', ')} patched into the daemon process (not the daemon as committed)`)
+    pr(`\nwgpmp bench (${QUICK ? 'quick' : 'full'}) on ${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.nft}, ${m.iptables}\n`)
+    pr(rep.text)
+    pr('\nTargets (issue 3); the bench reports, it never fails on a miss:')
+    for (const t of tg) pr(`  [${t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'MISS'}] ${t.target}: ${t.measured}${t.note ? ` (${t.note})` : ''}`)
+    pr(`\nDefinitions: request→rule = until nft/iptables confirmed the batch carrying the forward (the reply comes after it; checked with nft get element / iptables -C and a real TCP connection on a sample). Full definitions in the JSON.`)
+    pr(`Wrote ${base}.json and ${base}.svg (${out.durationS} s)`)
+    return 0
+  } finally {
+    for (const a of agents) await a.stop(3000)
+    cleanup()
+    process.off('exit', cleanup)
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: harness failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  },
+)
+
