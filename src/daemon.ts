@@ -2,7 +2,7 @@
 import { networkInterfaces } from 'node:os'
 import { parseHostPort } from './config/schema-api.js'
 import type { Config } from './config/schema.js'
-import type { ForwardChange, ForwardDriver, Protocol } from './drivers/driver.js'
+import { isV6, type ForwardChange, type ForwardDriver, type Protocol } from './drivers/driver.js'
 import { GroupCommit } from './drivers/batcher.js'
 import { NftDriver } from './drivers/nft.js'
 import { IptablesDriver } from './drivers/iptables.js'
@@ -10,7 +10,7 @@ import { WgpmpError } from './errors.js'
 import { systemExec, type Exec } from './exec.js'
 import { leaseView, loadApiToken, staticView, startApi, clientView, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
-import { inCidr4, parseCidr4, parseIPv4 } from './ip.js'
+import { canonicalAddress, inCidr4, isGlobalV6, isUniqueLocal, parseCidr4, parseCidr6, parseIPv4 } from './ip.js'
 import type { Logger } from './log.js'
 import { systemClock, type Clock } from './mappings/clock.js'
 import { flushConntrack } from './drivers/conntrack.js'
@@ -40,6 +40,10 @@ export interface Deps {
   listen: { host: string; port: number }
   /** Overrides the public address lookup (tests). */
   publicAddress: string
+  /** Overrides the public IPv6 address lookup (tests). */
+  publicAddressV6: string
+  /** Where to bind PCP over IPv6 (default: the address of wg_address_v6, port 5351). */
+  listenV6: { host: string; port: number }
   /** Ports never granted, found at start (default: the WireGuard listen port from `wg`). */
   reservedPorts: readonly number[]
   /** Display names from a wg-easy client list (default: read /etc/wireguard/wg0.json if present). */
@@ -52,6 +56,8 @@ export interface Deps {
 
 export interface Daemon {
   readonly udpAddress: { address: string; port: number } | null
+  /** The IPv6 socket (PCP), when wg_address_v6 is configured. */
+  readonly udpAddressV6: { address: string; port: number } | null
   readonly httpAddress: { address: string; port: number } | null
   readonly table: MappingTable | null
   readonly driver: ForwardDriver | null
@@ -68,6 +74,11 @@ export function interfaceV4(name: string): string | null {
   return networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address ?? null
 }
 
+/** The first global IPv6 address of an interface, or null. */
+export function interfaceV6(name: string): string | null {
+  return networkInterfaces()[name]?.find((a) => a.family === 'IPv6' && isGlobalV6(a.address))?.address ?? null
+}
+
 async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<number[]> {
   try {
     const r = await exec('wg', ['show', ifname, 'listen-port'])
@@ -81,7 +92,7 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
 }
 
 const disabled: Daemon = {
-  udpAddress: null, httpAddress: null, table: null, driver: null,
+  udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
   refreshPeers: () => Promise.resolve(), flushLeases: () => Promise.resolve(0), close: () => Promise.resolve(),
 }
 
@@ -101,6 +112,12 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   if (!publicAddress) {
     throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${config.public_interface} has no IPv4 address; set public_address_v4`)
   }
+  const wg6 = config.wg_address_v6 === undefined ? null : parseCidr6(config.wg_address_v6)
+  const publicV6Raw = wg6 === null ? null : deps.publicAddressV6 ?? config.public_address_v6 ?? interfaceV6(config.public_interface)
+  if (wg6 !== null && !publicV6Raw) {
+    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${config.public_interface} has no global IPv6 address; set public_address_v6 (or remove wg_address_v6)`)
+  }
+  const publicV6 = publicV6Raw ? canonicalAddress(publicV6Raw) : null
   const reserved = new Set<number>([...config.reserved_ports, ...(deps.reservedPorts ?? (await wgListenPort(exec, config.wg_interface, log)))])
   const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
 
@@ -123,8 +140,9 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   const driver: ForwardDriver =
     deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
-  await driver.ensureBase({ publicV4: [publicAddress], wgInterfaces: [config.wg_interface] })
-  log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress }, 'forwarding base installed')
+  const baseParams = { publicV4: [publicAddress], publicV6: publicV6 ? [publicV6] : [], wgInterfaces: [config.wg_interface] }
+  await driver.ensureBase(baseParams)
+  log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress, publicAddressV6: publicV6 ?? undefined }, 'forwarding base installed')
 
   const table = new MappingTable({
     clock,
@@ -134,6 +152,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     maxLifetimeSeconds: config.lifetime_max_seconds,
     maxPerClient: config.max_forwards_per_client,
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
+    isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
   })
   stateStore = new StateStore({
     path: config.state_file, clock, now, log: log.child({ component: 'state' }),
@@ -174,14 +193,18 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     state.changed()
     const gone = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
     if (gone.length > 0 && realKernel) {
-      void flushConntrack(exec, gone, publicAddress).then((r) => {
+      void flushConntrack(exec, gone.filter((f) => !isV6(f.internalAddress)), publicAddress).then((r) => {
         if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped }, 'conntrack flush incomplete')
       })
     }
   }
   const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }))
   const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
-  const statics = new StaticForwards({ store: staticStore, sink: table, commit, addressOf: addressOfClient, log: log.child({ component: 'static' }) })
+  const statics = new StaticForwards({
+    store: staticStore, sink: table, commit, log: log.child({ component: 'static' }),
+    // IPv6 addresses only where IPv6 forwarding is configured.
+    addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || publicV6 !== null),
+  })
   for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
 
   /** Withdraws a client's NAT-PMP/PCP leases (its peer went away or disconnected). */
@@ -242,6 +265,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 
   const inPrefix = (address: string): boolean => {
+    if (isV6(address)) return wg6 !== null && address !== wg6.address // IPv6: any peer address (ULA or routed global prefix)
     const ip = parseIPv4(address)
     return ip !== null && inCidr4(wg, ip) && ip !== wg.addr
   }
@@ -256,7 +280,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
     table, commit, isClient,
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
-    publicAddress: () => publicAddress,
+    publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
     changed: () => {
       expiry.reschedule()
       state.changed()
@@ -274,7 +298,8 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     await hostPorts.refresh() // cached for 250 ms: a port the host just started listening on is not granted
     // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
     // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
-    return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, src) : natpmp.handle(msg, src)
+    const from = canonicalAddress(src) ?? src
+    return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, from) : natpmp.handle(msg, from)
   }
 
   const cleanupOnFailure = async (): Promise<void> => {
@@ -291,6 +316,18 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${listen.host}:${listen.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v4}?`, { cause: err })
   }
   log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
+  let udp6: Awaited<ReturnType<typeof startUdpServer>> | null = null
+  if (wg6 !== null) {
+    const l6 = deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT }
+    try {
+      udp6 = await startUdpServer(l6.host, l6.port, handle, log.child({ component: 'udp6' }), 'udp6')
+    } catch (err) {
+      await udp.close()
+      await cleanupOnFailure()
+      throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on [${l6.host}]:${l6.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v6}?`, { cause: err })
+    }
+    log.info({ address: udp6.address.address, port: udp6.address.port }, 'PCP listening on IPv6')
+  }
 
   const flushLeases = async (): Promise<number> => {
     const r = table.removeAllDynamic()
@@ -339,6 +376,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       })
     } catch (err) {
       await udp.close()
+      await udp6?.close()
       await cleanupOnFailure()
       throw err
     }
@@ -346,7 +384,6 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   peerSync.start()
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
-  const baseParams = { publicV4: [publicAddress], wgInterfaces: [config.wg_interface] }
   const watch = driver instanceof NftDriver
     ? new TableWatch({
         exec, clock, log: log.child({ component: 'watch' }),
@@ -365,6 +402,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   let closed = false
   return {
     udpAddress: udp.address,
+    udpAddressV6: udp6?.address ?? null,
     httpAddress: api?.address ?? null,
     table,
     driver,
@@ -378,6 +416,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       await watch?.stop()
       await api?.close()
       await udp.close()
+      await udp6?.close()
       await batcher.idle()
       await state.close() // leases stay in the state file: the next start restores them
       if (opts?.teardown ?? config.teardown_on_exit) {

@@ -2,17 +2,27 @@
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ErrorObject } from 'ajv'
 import { WgpmpError } from '../errors.js'
-import { parseCidr4, parseIPv4 } from '../ip.js'
+import { parseCidr4, parseCidr6, parseIPv4 } from '../ip.js'
+import { parseIpv6 } from '../protocol/pcp.js'
 import { configSchema, type Config } from './schema.js'
 
 const ajv = (): Ajv => {
   const a = new Ajv({ allErrors: true, useDefaults: true, strict: true })
   a.addFormat('ipv4', { type: 'string', validate: (s: string) => parseIPv4(s) !== null })
   a.addFormat('cidr4', { type: 'string', validate: (s: string) => s.includes('/') && parseCidr4(s) !== null })
+  a.addFormat('ipv6', { type: 'string', validate: (s: string) => s.includes(':') && parseIpv6(s) !== null })
+  a.addFormat('cidr6', { type: 'string', validate: (s: string) => s.includes('/') && parseCidr6(s) !== null })
   return a
 }
 
 let compiled: ReturnType<Ajv['compile']> | null = null
+
+const FORMAT_NAMES: Record<string, string> = {
+  cidr4: 'IPv4 address with prefix (e.g. 10.8.0.1/24)',
+  ipv4: 'IPv4 address',
+  cidr6: 'IPv6 address with prefix (e.g. fd42:42::1/64)',
+  ipv6: 'IPv6 address',
+}
 
 /** One readable line per problem, naming the key: `port_forward_min_port: must be <= 65535`. */
 export function formatAjvErrors(errors: readonly ErrorObject[]): string[] {
@@ -24,7 +34,7 @@ export function formatAjvErrors(errors: readonly ErrorObject[]): string[] {
     }
     if (e.keyword === 'required') return `${(e.params as { missingProperty: string }).missingProperty}: required`
     if (e.keyword === 'enum') return `${path}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
-    if (e.keyword === 'format') return `${path}: not a valid ${(e.params as { format: string }).format === 'cidr4' ? 'IPv4 address with prefix (e.g. 10.8.0.1/24)' : 'IPv4 address'}`
+    if (e.keyword === 'format') return `${path}: not a valid ${FORMAT_NAMES[(e.params as { format: string }).format] ?? 'value'}`
     return `${path || '(config)'}: ${e.message ?? 'invalid'}`
   })
 }
@@ -47,6 +57,9 @@ export function parseConfig(value: unknown, source = 'config'): Readonly<Config>
   }
   const wg = parseCidr4(c.wg_address_v4)
   if (wg && wg.prefix > 30) problems.push(`wg_address_v4: prefix /${wg.prefix} leaves no room for clients (use e.g. /24)`)
+  if (c.wg_address_v6 !== undefined && c.port_forward_driver === 'iptables') {
+    problems.push('wg_address_v6: IPv6 forwards need port_forward_driver "nft" (the iptables-compat driver is IPv4 only)')
+  }
   if (problems.length > 0) throw new WgpmpError('WGPMP_CONFIG_INVALID', `${source}: ${problems.join('; ')}`)
   return deepFreeze(c)
 }

@@ -25,11 +25,21 @@ export const configSchema = {
       default: '10.8.0.1/24',
       description: 'The server\'s WireGuard address with prefix, e.g. "10.8.0.1/24": NAT-PMP listens on it; only clients inside the prefix are served.',
     },
+    wg_address_v6: {
+      type: 'string',
+      format: 'cidr6',
+      description: 'The server\'s WireGuard IPv6 address with prefix, e.g. "fd42:42::1/64". Set it to enable IPv6: PCP is answered on it (port 5351), clients with unique-local addresses get forwards from public_address_v6 (NAT66), clients with global addresses get pinholes. Needs the nft driver.',
+    },
     public_interface: { ...ifname, default: 'eth0', description: 'Where forwarded traffic arrives.' },
     public_address_v4: {
       type: 'string',
       format: 'ipv4',
       description: 'The address NAT-PMP reports and forwards are for. Default: the first IPv4 address of public_interface.',
+    },
+    public_address_v6: {
+      type: 'string',
+      format: 'ipv6',
+      description: 'The IPv6 address IPv6 forwards (NAT66) are for and PCP reports. Default: the first global IPv6 address of public_interface.',
     },
     port_forward_driver: { enum: ['nft', 'iptables'], default: 'nft', description: 'How forwards reach the kernel.' },
     nft_mode: {

@@ -397,8 +397,12 @@ export interface StaticForwardsDeps {
   sink: StaticSink
   /** Commits changes to the kernel in one batch (the daemon's GroupCommit); rejects if refused. */
   commit: (changes: readonly ForwardChange[]) => Promise<void>
-  /** The tunnel address of a client id, or null if no such peer is on the interface now. */
-  addressOf: (clientId: string) => string | null
+  /**
+   * The tunnel addresses of a client id (IPv4 first, then IPv6), or none if no such peer is on the
+   * interface now. A static forward is installed on each: from the public IPv4 address, and from
+   * the public IPv6 address (NAT66) or as a pinhole for an IPv6 address.
+   */
+  addressesOf: (clientId: string) => readonly string[]
   log: Logger
   /** Wall clock for createdAt. Default: new Date(). */
   now?: () => Date
@@ -453,12 +457,14 @@ export class StaticForwards {
    * NAT-PMP lease or is reserved. Rejects (and changes nothing) if the kernel or the disk refuses.
    */
   async create(clientId: string, spec: StaticForwardSpec): Promise<CreateResult> {
-    const address = this.d.addressOf(clientId)
-    if (address === null) return { ok: false, code: 'client-not-found' }
+    const addresses = this.d.addressesOf(clientId)
+    const address = addresses[0]
+    if (address === undefined) return { ok: false, code: 'client-not-found' }
     const clash = this.all().find((f) => overlaps(f, spec))
     if (clash) return { ok: false, code: 'port-taken', message: `${formatSpec(spec)} overlaps the static forward ${formatSpec(clash)}` }
-    const r = reserveStatic(this.d.sink, address, spec)
-    if (!r.ok) return { ok: false, code: 'port-taken', message: describeConflict(r.conflict) }
+    const first = reserveStatic(this.d.sink, address, spec)
+    if (!first.ok) return { ok: false, code: 'port-taken', message: describeConflict(first.conflict) }
+    const r = this.alsoOn(clientId, addresses.slice(1), spec, first)
     const forward: StaticForward = { ...spec, id: forwardId(spec), client: clientId, source: 'api', createdAt: this.now().toISOString() }
     try {
       await this.d.commit(r.changes)
@@ -469,7 +475,7 @@ export class StaticForwards {
     try {
       await this.d.store.put(forward)
     } catch (e) {
-      const back = releaseStatic(this.d.sink, address, spec)
+      const back = this.releaseAll(addresses, spec)
       await this.d.commit(back.changes).catch((err: unknown) => this.d.log.error({ err, forward: forward.id }, 'static forward: cannot withdraw after a state write failed'))
       throw e
     }
@@ -482,8 +488,7 @@ export class StaticForwards {
     const f = this.config.get(forwardId) ?? this.d.store.get(forwardId)
     if (!f || f.client !== clientId) return 'forward-not-found'
     if (f.source === 'config') return 'config-owned'
-    const address = this.d.addressOf(clientId)
-    const r = address === null ? { changes: [], undo: () => {} } : releaseStatic(this.d.sink, address, f)
+    const r = this.releaseAll(this.d.addressesOf(clientId), f)
     try {
       await this.d.commit(r.changes)
     } catch (e) {
@@ -502,22 +507,23 @@ export class StaticForwards {
    * reserved).
    */
   async activate(clientId: string): Promise<{ installed: number; conflicts: Conflict[] }> {
-    const address = this.d.addressOf(clientId)
-    if (address === null) return { installed: 0, conflicts: [] }
+    const addresses = this.d.addressesOf(clientId)
     const changes: ForwardChange[] = []
     const undos: (() => void)[] = []
     const conflicts: Conflict[] = []
     let installed = 0
-    for (const f of this.forClient(clientId)) {
-      const r = reserveStatic(this.d.sink, address, f)
-      if (!r.ok) {
-        conflicts.push(r.conflict)
-        this.d.log.warn({ client: clientId, forward: formatSpec(f), conflict: r.conflict }, 'static forward not installed: port taken')
-        continue
+    for (const address of addresses) {
+      for (const f of this.forClient(clientId)) {
+        const r = reserveStatic(this.d.sink, address, f)
+        if (!r.ok) {
+          conflicts.push(r.conflict)
+          this.d.log.warn({ client: clientId, address, forward: formatSpec(f), conflict: r.conflict }, 'static forward not installed there: port taken')
+          continue
+        }
+        if (r.changes.length > 0) installed++
+        changes.push(...r.changes)
+        undos.push(() => r.undo())
       }
-      if (r.changes.length > 0) installed++
-      changes.push(...r.changes)
-      undos.push(() => r.undo())
     }
     try {
       await this.d.commit(changes)
@@ -526,6 +532,27 @@ export class StaticForwards {
       throw e
     }
     return { installed, conflicts }
+  }
+
+  /** Adds the client's other addresses (IPv6) to a reservation made on its first: best effort, a conflict there is logged, not fatal. */
+  private alsoOn(clientId: string, others: readonly string[], spec: StaticForwardSpec, first: { changes: ForwardChange[]; undo(): void }): { changes: ForwardChange[]; undo(): void } {
+    const changes = [...first.changes]
+    const undos = [() => first.undo()]
+    for (const address of others) {
+      const r = reserveStatic(this.d.sink, address, spec)
+      if (!r.ok) {
+        this.d.log.warn({ client: clientId, address, forward: formatSpec(spec), conflict: r.conflict }, 'static forward not installed there: port taken')
+        continue
+      }
+      changes.push(...r.changes)
+      undos.push(() => r.undo())
+    }
+    return { changes, undo: () => { for (const u of undos.reverse()) u() } }
+  }
+
+  private releaseAll(addresses: readonly string[], spec: StaticForwardSpec): { changes: ForwardChange[]; undo(): void } {
+    const rs = addresses.map((a) => releaseStatic(this.d.sink, a, spec))
+    return { changes: rs.flatMap((r) => r.changes), undo: () => { for (const r of rs.reverse()) r.undo() } }
   }
 
   /**

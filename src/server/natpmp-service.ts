@@ -14,8 +14,12 @@ export interface ServiceDeps {
   commit: (changes: Removal['changes']) => Promise<void>
   /** Seconds since the mapping table started (RFC 6886 §3.6). */
   epochSeconds: () => number
-  /** The public IPv4 to report, or null if unknown (result 3). */
-  publicAddress: () => string | null
+  /**
+   * The external address for a client: the public IPv4 address for an IPv4 client, the public
+   * IPv6 address for a unique-local IPv6 client (NAT66), the client's own for a global one
+   * (pinhole); null if unknown (result 3 / NETWORK_FAILURE).
+   */
+  publicAddress: (client: string) => string | null
   /** May this source address use NAT-PMP? (a peer's tunnel address inside the WireGuard prefix) */
   isClient: (address: string) => boolean | Promise<boolean>
   /** Called after the table changed (arms the expiry timer). */
@@ -30,8 +34,9 @@ const protocolOf = (op: MapOpcode): Protocol => (op === Opcode.MapUdp ? 'udp' : 
 export class NatPmpService {
   constructor(private readonly d: ServiceDeps) {}
 
-  /** The reply bytes, or null to send nothing. Never throws. */
+  /** The reply bytes, or null to send nothing. Never throws. NAT-PMP is IPv4 only (RFC 6886): an IPv6 sender gets nothing. */
   async handle(buf: Uint8Array, source: string): Promise<Uint8Array | null> {
+    if (source.includes(':')) return null
     const epoch = this.d.epochSeconds()
     const decoded = decodeRequest(buf)
     if (!decoded.ok) {
@@ -41,7 +46,7 @@ export class NatPmpService {
     }
     const req = decoded.value
     if (req.op === Opcode.PublicAddress) {
-      const pub = this.d.publicAddress()
+      const pub = this.d.publicAddress(source)
       const result = !(await this.d.isClient(source)) ? ResultCode.NotAuthorized : pub ? ResultCode.Success : ResultCode.NetworkFailure
       this.d.count?.(req.op, result)
       return encodePublicAddressResponse(result, epoch, pub)

@@ -76,7 +76,7 @@ export class PcpService {
       return encodeMapResponse({
         result: PcpResult.Success, lifetimeSeconds, epochSeconds: this.d.epochSeconds(),
         nonce: m.nonce, protocol: m.protocol, internalPort: m.internalPort,
-        assignedExternalPort: externalPort, assignedExternalAddress: this.d.publicAddress() ?? '0.0.0.0',
+        assignedExternalPort: externalPort, assignedExternalAddress: this.d.publicAddress(source) ?? (source.includes(':') ? '::' : '0.0.0.0'),
       })
     }
     if (req.lifetimeSeconds === 0) {
@@ -93,19 +93,26 @@ export class PcpService {
         this.d.log.error({ err, source }, 'pcp: delete refused by the kernel')
         return refuse(PcpResult.NetworkFailure)
       }
+      const removed = removals.flatMap((r) => r.removed)
+      if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
       this.d.changed()
       return answer(existing?.externalPort ?? 0, 0)
     }
     const protocol = protocolOf(m.protocol)
     if (protocol === null) return refuse(PcpResult.UnsuppProtocol)
     if (m.internalPort === 0) return refuse(PcpResult.MalformedRequest) // §11.1: "all ports" only for protocol 0 or delete
-    const pub = this.d.publicAddress()
+    const pub = this.d.publicAddress(source)
+    if (pub === null) return refuse(PcpResult.NetworkFailure)
     const suggestedAddr = m.suggestedExternalAddress
     const wantsOtherAddress = suggestedAddr !== '0.0.0.0' && suggestedAddr !== '::' && suggestedAddr !== pub
     if (req.preferFailure && wantsOtherAddress) return refuse(PcpResult.CannotProvideExternal)
+    // A client whose own IPv6 address is global gets a pinhole: its port, at its address (§11.3 allows
+    // the server to assign a different port only when it translates; a pinhole does not).
+    const pinhole = pub === source
+    if (pinhole && req.preferFailure && m.suggestedExternalPort !== 0 && m.suggestedExternalPort !== m.internalPort) return refuse(PcpResult.CannotProvideExternal)
     const out = this.d.table.map({
       client: source, protocol, internalPort: m.internalPort, suggestedExternalPort: m.suggestedExternalPort,
-      lifetimeSeconds: req.lifetimeSeconds, origin: 'pcp', nonce, exactPort: req.preferFailure && m.suggestedExternalPort !== 0,
+      lifetimeSeconds: req.lifetimeSeconds, origin: 'pcp', nonce, exactPort: req.preferFailure && m.suggestedExternalPort !== 0 && !pinhole, pinhole,
     })
     if (!out.ok) {
       this.d.log.info({ client: source, protocol, internalPort: m.internalPort, reason: out.reason }, 'pcp: map refused')

@@ -9,8 +9,8 @@ export interface UdpServer {
 
 export type Handler = (msg: Uint8Array, source: string) => Promise<Uint8Array | null>
 
-export async function startUdpServer(host: string, port: number, handler: Handler, log: Logger): Promise<UdpServer> {
-  const sock: Socket = createSocket({ type: 'udp4' })
+export async function startUdpServer(host: string, port: number, handler: Handler, log: Logger, type: 'udp4' | 'udp6' = 'udp4'): Promise<UdpServer> {
+  const sock: Socket = createSocket({ type, ...(type === 'udp6' ? { ipv6Only: true } : {}) })
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject)
     sock.bind({ address: host, port, exclusive: true }, () => {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { WgpmpError } from '../errors.js'
 import type { Exec } from '../exec.js'
-import { parseCidr4 } from '../ip.js'
+import { parseCidr4, parseCidr6 } from '../ip.js'
 import type { Clock } from '../mappings/clock.js'
 import { parseWgDump, type WgPeerInfo } from './wg-dump.js'
 
@@ -56,16 +56,21 @@ export function clientId(publicKey: string): string {
 export const isClientId = (s: string): boolean => /^[A-Za-z0-9_-]{12}$/.test(s)
 
 /**
- * The peer's IPv4 tunnel address(es): its allowed IPs that are single IPv4 hosts (/32), in dump
- * order. Subnets routed through the peer (e.g. a LAN behind it) are not its address. Empty if none.
+ * The peer's tunnel address(es): its allowed IPs that are single hosts, IPv4 /32s first, then
+ * IPv6 /128s (canonical text), each in dump order. Subnets routed through the peer (e.g. a LAN
+ * behind it) are not its address. Empty if none.
  */
 export function addressOf(peer: Pick<Peer, 'allowedIps'>): string[] {
-  const out: string[] = []
+  const v4: string[] = []
+  const v6: string[] = []
   for (const c of peer.allowedIps) {
-    const p = parseCidr4(c)
-    if (p && c.includes('/') && p.prefix === 32) out.push(p.address)
+    if (!c.includes('/')) continue
+    const p4 = parseCidr4(c)
+    if (p4 && p4.prefix === 32) v4.push(p4.address)
+    const p6 = c.includes(':') ? parseCidr6(c) : null
+    if (p6 && p6.prefix === 128) v6.push(p6.address)
   }
-  return out
+  return [...v4, ...v6]
 }
 
 // --- names ------------------------------------------------------------------------------------
@@ -150,7 +155,7 @@ export interface TrackedPeer {
   readonly id: string
   readonly publicKey: string
   readonly name: string | null
-  /** IPv4 tunnel addresses (addressOf). */
+  /** Tunnel addresses (addressOf): IPv4 first, then IPv6. */
   readonly addresses: readonly string[]
   readonly endpoint: string | null
   readonly allowedIps: readonly string[]

@@ -6,8 +6,8 @@ export class TestClient {
   private constructor(private readonly sock: Socket, private readonly server: { address: string; port: number }) {}
 
   /** Binds to `bindAddress` (e.g. 127.0.0.2 to act as a second client) on a random port. */
-  static async open(bindAddress: string, server: { address: string; port: number }): Promise<TestClient> {
-    const sock = createSocket('udp4')
+  static async open(bindAddress: string, server: { address: string; port: number }, type: 'udp4' | 'udp6' = 'udp4'): Promise<TestClient> {
+    const sock = createSocket(type)
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject)
       sock.bind(0, bindAddress, () => resolve())

@@ -80,7 +80,7 @@ export async function fakeDeps(): Promise<Fake> {
       if (c.length > 0) batches.push([...c])
       return Promise.resolve()
     },
-    addressOf,
+    addressesOf: (id: string) => peers.find((p) => p.id === id)?.addresses ?? [],
     log: silentLogger(),
   })
   sf.setConfigForwards(new Map([[PHONE, [{ protocol: 'tcp', external: { first: 443, last: 443 }, internal: { first: 8443, last: 8443 } }]]]))

@@ -210,7 +210,7 @@ describe('StaticForwards', () => {
         if (c.length > 0) batches.push([...c])
         return Promise.resolve()
       },
-      addressOf: (id) => addresses.get(id) ?? null,
+      addressesOf: (id) => { const a = addresses.get(id); return a === undefined ? [] : [a] },
       log: silentLogger(),
       now: () => new Date('2026-05-01T12:00:00Z'),
     })

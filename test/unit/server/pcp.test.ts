@@ -118,3 +118,24 @@ describe('PCP over UDP', () => {
     expect(t!.daemon.table!.size).toBe(0)
   })
 })
+
+describe('PCP over IPv6', () => {
+  it('a global IPv6 client gets a pinhole on its own address and port; NAT-PMP over IPv6 gets nothing', async () => {
+    const { peer, KEY_A, startTestDaemon: start6 } = await import('../../helpers/daemon.js')
+    const { TestClient } = await import('../../helpers/natpmp-client.js')
+    const d = await start6({ wg_address_v6: 'fd42:42::1/64' }, { publicAddressV6: '2001:db8:100::1', listenV6: { host: '::1', port: 0 } })
+    t = d
+    d.peers.list = [...d.peers.list, { ...peer(KEY_A.replace('q', 'Q'), '127.0.0.9', Math.floor(d.wall.t / 1000)), allowedIps: ['::1/128'] }]
+    await d.daemon.refreshPeers()
+    const c6 = await TestClient.open('::1', d.daemon.udpAddressV6!, 'udp6')
+    try {
+      const r = await pcp(c6, mapReq({ client: '::1', suggested: 40000 }))
+      expect(r).toMatchObject({ result: 0, lifetimeSeconds: 3600 })
+      expect(r.map).toMatchObject({ internalPort: 6881, assignedExternalPort: 6881, assignedExternalAddress: '::1' })
+      expect(d.driver.dump()).toEqual(['pin/::1/udp/6881 -> ::1:6881'])
+      expect(await c6.sendRaw(encodeRequest({ op: 0 }), 200)).toBeNull()
+    } finally {
+      c6.close()
+    }
+  })
+})

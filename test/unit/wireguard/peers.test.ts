@@ -66,8 +66,8 @@ describe('identity', () => {
     expect(id).toBe('oLCGdaDSDw-O')
   })
 
-  it('addressOf keeps IPv4 /32s only', () => {
-    expect(addressOf({ allowedIps: ['10.8.0.2/32', 'fd00::2/128', '192.168.50.0/24', '10.8.0.9/32'] })).toEqual(['10.8.0.2', '10.8.0.9'])
+  it('addressOf keeps single hosts: IPv4 /32s first, then IPv6 /128s in canonical form', () => {
+    expect(addressOf({ allowedIps: ['10.8.0.2/32', 'FD00:0::2/128', '192.168.50.0/24', 'fd00::/64', '10.8.0.9/32'] })).toEqual(['10.8.0.2', '10.8.0.9', 'fd00::2'])
     expect(addressOf({ allowedIps: [] })).toEqual([])
   })
 })
