@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# wgpmp network-namespace lab: one "internet" router, one WireGuard server, two WireGuard clients.
+# wgpmp network-namespace lab: one "internet" router, one WireGuard server, two WireGuard clients;
+# dual-stack (IPv4 and IPv6, always both).
 #
 #   lab.sh up ID              build the lab (ID: 1-6 chars [a-z0-9]); writes /tmp/wgpmp-lab-ID/env;
 #                             exit 3 if anything of ID exists already (then nothing is touched)
@@ -16,17 +17,33 @@
 #                wgs-ID 10.8.0.1/24, udp 51820; ip_forward=1; default via 198.51.100.254;
 #                table `ip labnat` masquerades 10.8.0.0/24 out eth0 (table inet wgpmp is the daemon's)
 #
+# IPv6 (the tunnel still runs over IPv4: WireGuard's endpoint is 198.51.100.1):
+#
+#   wgpmp-srv-ID eth0 2001:db8:100::1/64 ─ isrv-ID 2001:db8:100::254/64 (the internet host)
+#                wgs-ID fd42:42::1/64 (ULA, like wg-easy v15) and 2001:db8:200::1/64 (routed global);
+#                forwarding=1; default via 2001:db8:100::254; table `ip6 labnat6` masquerades
+#                fd42:42::/64 out eth0 (NAT66, like wg-easy v15)
+#   wgpmp-c1-ID  wgc1-ID fd42:42::2/64   ULA only: its outgoing IPv6 appears from 2001:db8:100::1
+#   wgpmp-c2-ID  wgc2-ID 2001:db8:200::3/64   global: reachable from the internet, no NAT
+#   wgpmp-inet-ID forwarding=1; 2001:db8:200::/64 via 2001:db8:100::1
+#
+# Server peers: c1 AllowedIPs 10.8.0.2/32, fd42:42::2/128; c2 10.8.0.3/32, 2001:db8:200::3/128.
+# Every IPv6 address is added `nodad` (usable at once), accept_ra=0 and accept_dad=0 everywhere.
+#
 # Clients route like wg-quick with AllowedIPs 0.0.0.0/0: the main table's default route is the
 # WireGuard interface, and the host route to the server's endpoint 198.51.100.1 via the underlay
 # gateway sits in table 51820, which only WireGuard's own packets (fwmark 51820) use. So every
 # other packet, including one to 198.51.100.1 itself (hairpin), goes through the tunnel. Like
 # wg-quick, the main-table default route has no gateway: natpmpc needs `-g 10.8.0.1`.
+# Clients have AllowedIPs 0.0.0.0/0, ::/0 and an IPv6 main-table default dev wgX; IPv6 needs no
+# policy routing, since no WireGuard packet is IPv6 (the endpoint is IPv4) and so none can loop.
 #
 # WireGuard is wireguard-go (userspace). Its control socket /var/run/wireguard/IFNAME.sock is
 # shared by all namespaces, which is why the interface names contain ID. Nothing here touches the
 # root namespace: veth pairs are created directly inside the lab namespaces.
 #
-# Needs root, iproute2, wg, wireguard-go, nft, and ping (iputils, or busybox's).
+# Needs root, IPv6 in the kernel (with nft NAT for ip6), iproute2, wg, wireguard-go, nft, and
+# ping (iputils, or busybox's; both take -6).
 set -euo pipefail
 umask 077
 
@@ -93,8 +110,9 @@ wg_pid_in_ns() {
 
 # ---------------------------------------------------------------------------------------- up --
 
-wg_up() { # NS IFNAME ADDR/PLEN: start wireguard-go for IFNAME inside NS, record its pid
-  local ns=$1 ifname=$2 addr=$3 pid
+wg_up() { # NS IFNAME ADDR/PLEN [ADDR6/PLEN...]: start wireguard-go for IFNAME inside NS, record its pid
+  local ns=$1 ifname=$2 addr=$3 pid a
+  shift 3
   [[ ! -e $WG_SOCK_DIR/$ifname.sock ]] || die "$WG_SOCK_DIR/$ifname.sock already exists"
   # wireguard-go creates the tun in the namespace it runs in, then daemonizes; the parent exits
   # once the tun and the control socket exist. setsid: a Ctrl-C meant for the caller must not
@@ -106,15 +124,31 @@ wg_up() { # NS IFNAME ADDR/PLEN: start wireguard-go for IFNAME inside NS, record
   echo "$pid" >"$DIR/$ifname.pid"
   ip -n "$ns" link show "$ifname" >/dev/null || die "$ifname did not appear in $ns"
   ip -n "$ns" address add "$addr" dev "$ifname"
-  say "  $ns: $ifname $addr (wireguard-go pid $pid)"
+  for a in "$@"; do
+    ip -n "$ns" -6 address add "$a" dev "$ifname" nodad
+  done
+  say "  $ns: $ifname $addr${*:+ $*} (wireguard-go pid $pid)"
 }
 
-ping_until() { # NS DST: bounded ping loop
-  local ns=$1 dst=$2 i
+# IPv6 settings of a new namespace, before any link exists in it (new links copy `default`):
+# IPv6 on, no router advertisements, no DAD (every address is added nodad anyway; this also
+# covers the kernel's own link-local addresses). FORWARDING 1 for a router.
+ns6_init() { # NS FORWARDING
+  local ns=$1 fwd=$2 c
+  for c in all default; do
+    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$c.disable_ipv6=0" "net.ipv6.conf.$c.accept_ra=0" \
+      "net.ipv6.conf.$c.accept_dad=0"
+  done
+  ip netns exec "$ns" sysctl -qw "net.ipv6.conf.all.forwarding=$fwd"
+}
+
+ping_until() { # NS DST: bounded ping loop (IPv4 or, for an address with a colon, IPv6)
+  local ns=$1 dst=$2 i fam=()
+  [[ $dst != *:* ]] || fam=(-6)
   for ((i = 1; i <= PING_TRIES; i++)); do
     # Never redirect a function call here: its redirection is active in this shell, so a trap
     # firing meanwhile would print into /dev/null.
-    if ip netns exec "$ns" "${PING[@]}" -q -c1 -W2 "$dst" >/dev/null 2>&1; then
+    if ip netns exec "$ns" "${PING[@]}" "${fam[@]}" -q -c1 -W2 "$dst" >/dev/null 2>&1; then
       say "  $ns -> $dst ok (try $i)"
       return 0
     fi
@@ -122,10 +156,11 @@ ping_until() { # NS DST: bounded ping loop
   die "$ns cannot ping $dst after $PING_TRIES tries"
 }
 
-client_up() { # N NS IFNAME WG_ADDR UNDERLAY_ADDR UNDERLAY_GW INET_SIDE_IFNAME
-  local n=$1 ns=$2 ifname=$3 wgaddr=$4 uaddr=$5 ugw=$6 iside=$7
+client_up() { # N NS IFNAME WG_ADDR WG_ADDR6 UNDERLAY_ADDR UNDERLAY_GW INET_SIDE_IFNAME
+  local n=$1 ns=$2 ifname=$3 wgaddr=$4 wgaddr6=$5 uaddr=$6 ugw=$7 iside=$8
   say "client c$n: namespace $ns, underlay $uaddr via $ugw"
   ip netns add "$ns"
+  ns6_init "$ns" 0
   ip -n "$ns" link set lo up
   ip -n "$ns" link add eth0 type veth peer name "$iside" netns "$NS_INET"
   ip -n "$ns" address add "$uaddr/30" dev eth0
@@ -135,9 +170,9 @@ client_up() { # N NS IFNAME WG_ADDR UNDERLAY_ADDR UNDERLAY_GW INET_SIDE_IFNAME
 
   wg genkey >"$DIR/c$n.key"
   wg pubkey <"$DIR/c$n.key" >"$DIR/c$n.pub"
-  wg_up "$ns" "$ifname" "$wgaddr/24"
+  wg_up "$ns" "$ifname" "$wgaddr/24" "$wgaddr6/64"
   ip netns exec "$ns" wg set "$ifname" private-key "$DIR/c$n.key" fwmark "$WG_MARK" \
-    peer "$(cat "$DIR/srv.pub")" endpoint "$PUBLIC_IP:$WG_PORT" allowed-ips 0.0.0.0/0 \
+    peer "$(cat "$DIR/srv.pub")" endpoint "$PUBLIC_IP:$WG_PORT" allowed-ips 0.0.0.0/0,::/0 \
     persistent-keepalive "$KEEPALIVE"
   ip -n "$ns" link set "$ifname" up
   # wg-quick style: WireGuard's own packets (fwmark) reach the endpoint over the underlay;
@@ -145,7 +180,9 @@ client_up() { # N NS IFNAME WG_ADDR UNDERLAY_ADDR UNDERLAY_GW INET_SIDE_IFNAME
   ip -n "$ns" route add "$PUBLIC_IP/32" via "$ugw" dev eth0 table "$WG_MARK"
   ip -n "$ns" rule add fwmark "$WG_MARK" table "$WG_MARK" priority 100
   ip -n "$ns" route add default dev "$ifname"
-  say "  $ns: default dev $ifname; $PUBLIC_IP via $ugw for fwmark $WG_MARK (WireGuard's own packets)"
+  # IPv6: only the default route. WireGuard's own packets are IPv4, so no ip -6 rule is needed.
+  ip -n "$ns" -6 route add default dev "$ifname"
+  say "  $ns: default dev $ifname (IPv4 and IPv6); $PUBLIC_IP via $ugw for fwmark $WG_MARK (WireGuard's own packets)"
 }
 
 cmd_up() {
@@ -162,6 +199,7 @@ cmd_up() {
   for ns in ip wg wireguard-go nft; do
     command -v "$ns" >/dev/null || die "missing tool: $ns"
   done
+  [[ -d /proc/sys/net/ipv6 ]] || die "this kernel has no IPv6 (no /proc/sys/net/ipv6)"
   if command -v ping >/dev/null; then
     PING=(ping)
   elif command -v busybox >/dev/null; then
@@ -184,30 +222,45 @@ cmd_up() {
   C1_GW=192.0.2.1
   C2_UNDERLAY=192.0.2.6
   C2_GW=192.0.2.5
+  PUBLIC_IP6=2001:db8:100::1
+  INET_IP6=2001:db8:100::254
+  WG_SRV_IP6=fd42:42::1
+  WG_SRV_GLOBAL6=2001:db8:200::1
+  C1_IP6=fd42:42::2
+  C2_IP6=2001:db8:200::3
+  WG_PREFIX6=fd42:42::/64
+  GLOBAL_PREFIX6=2001:db8:200::/64
 
   say "building lab '$id' (namespaces ${ALL_NS[*]})"
   mkdir -m 0700 "$DIR"
 
-  say "internet: namespace $NS_INET, router, $INET_IP/24"
+  say "internet: namespace $NS_INET, router, $INET_IP/24, $INET_IP6/64"
   ip netns add "$NS_INET"
+  ns6_init "$NS_INET" 1
   ip -n "$NS_INET" link set lo up
   ip netns exec "$NS_INET" sysctl -qw net.ipv4.ip_forward=1
 
-  say "server: namespace $NS_SRV, eth0 $PUBLIC_IP/24, default via $INET_IP"
+  say "server: namespace $NS_SRV, eth0 $PUBLIC_IP/24 $PUBLIC_IP6/64, default via $INET_IP, $INET_IP6"
   ip netns add "$NS_SRV"
+  ns6_init "$NS_SRV" 1
   ip -n "$NS_SRV" link set lo up
   ip -n "$NS_SRV" link add eth0 type veth peer name "isrv-$id" netns "$NS_INET"
   ip -n "$NS_SRV" address add "$PUBLIC_IP/24" dev eth0
+  ip -n "$NS_SRV" -6 address add "$PUBLIC_IP6/64" dev eth0 nodad
   ip -n "$NS_SRV" link set eth0 up
   ip -n "$NS_INET" address add "$INET_IP/24" dev "isrv-$id"
+  ip -n "$NS_INET" -6 address add "$INET_IP6/64" dev "isrv-$id" nodad
   ip -n "$NS_INET" link set "isrv-$id" up
   ip -n "$NS_SRV" route add default via "$INET_IP" dev eth0
+  ip -n "$NS_SRV" -6 route add default via "$INET_IP6" dev eth0
   ip netns exec "$NS_SRV" sysctl -qw net.ipv4.ip_forward=1
+  # The internet reaches the clients' global addresses through the server (no NAT).
+  ip -n "$NS_INET" -6 route add "$GLOBAL_PREFIX6" via "$PUBLIC_IP6" dev "isrv-$id"
 
-  say "server: WireGuard $WG_SRV $WG_SRV_IP/24, udp $WG_PORT"
+  say "server: WireGuard $WG_SRV $WG_SRV_IP/24 $WG_SRV_IP6/64 $WG_SRV_GLOBAL6/64, udp $WG_PORT"
   wg genkey >"$DIR/srv.key"
   wg pubkey <"$DIR/srv.key" >"$DIR/srv.pub"
-  wg_up "$NS_SRV" "$WG_SRV" "$WG_SRV_IP/24"
+  wg_up "$NS_SRV" "$WG_SRV" "$WG_SRV_IP/24" "$WG_SRV_IP6/64" "$WG_SRV_GLOBAL6/64"
   ip netns exec "$NS_SRV" wg set "$WG_SRV" private-key "$DIR/srv.key" listen-port "$WG_PORT"
   ip -n "$NS_SRV" link set "$WG_SRV" up
 
@@ -221,18 +274,31 @@ table ip labnat {
 }
 EOF
 
-  client_up 1 "$NS_C1" "$WG_C1" "$C1_IP" "$C1_UNDERLAY" "$C1_GW" "ic1-$id"
-  client_up 2 "$NS_C2" "$WG_C2" "$C2_IP" "$C2_UNDERLAY" "$C2_GW" "ic2-$id"
+  say "server: NAT66, masquerade $WG_PREFIX6 out eth0 (table ip6 labnat6)"
+  ip netns exec "$NS_SRV" nft -f - <<EOF
+table ip6 labnat6 {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "eth0" ip6 saddr $WG_PREFIX6 masquerade
+	}
+}
+EOF
 
-  say "server: peers c1 = $C1_IP/32, c2 = $C2_IP/32"
+  client_up 1 "$NS_C1" "$WG_C1" "$C1_IP" "$C1_IP6" "$C1_UNDERLAY" "$C1_GW" "ic1-$id"
+  client_up 2 "$NS_C2" "$WG_C2" "$C2_IP" "$C2_IP6" "$C2_UNDERLAY" "$C2_GW" "ic2-$id"
+
+  say "server: peers c1 = $C1_IP/32 $C1_IP6/128, c2 = $C2_IP/32 $C2_IP6/128"
   ip netns exec "$NS_SRV" wg set "$WG_SRV" \
-    peer "$(cat "$DIR/c1.pub")" allowed-ips "$C1_IP/32" \
-    peer "$(cat "$DIR/c2.pub")" allowed-ips "$C2_IP/32"
+    peer "$(cat "$DIR/c1.pub")" allowed-ips "$C1_IP/32,$C1_IP6/128" \
+    peer "$(cat "$DIR/c2.pub")" allowed-ips "$C2_IP/32,$C2_IP6/128"
 
-  say "checking: underlay, then each tunnel (ping, at most $PING_TRIES tries each)"
+  say "checking: underlay, then each tunnel, IPv4 then IPv6 (ping, at most $PING_TRIES tries each)"
   ping_until "$NS_INET" "$PUBLIC_IP"
   ping_until "$NS_C1" "$WG_SRV_IP"
   ping_until "$NS_C2" "$WG_SRV_IP"
+  ping_until "$NS_INET" "$PUBLIC_IP6"
+  ping_until "$NS_C1" "$WG_SRV_IP6"
+  ping_until "$NS_C2" "$WG_SRV_GLOBAL6"
 
   local env=$DIR/env
   {
@@ -261,6 +327,14 @@ EOF
     echo "WG_SRV_PID='$(cat "$DIR/$WG_SRV.pid")'"
     echo "WG_C1_PID='$(cat "$DIR/$WG_C1.pid")'"
     echo "WG_C2_PID='$(cat "$DIR/$WG_C2.pid")'"
+    echo "PUBLIC_IP6='$PUBLIC_IP6'"
+    echo "INET_IP6='$INET_IP6'"
+    echo "WG_SRV_IP6='$WG_SRV_IP6'"
+    echo "WG_SRV_GLOBAL6='$WG_SRV_GLOBAL6'"
+    echo "C1_IP6='$C1_IP6'"
+    echo "C2_IP6='$C2_IP6'"
+    echo "WG_PREFIX6='$WG_PREFIX6'"
+    echo "GLOBAL_PREFIX6='$GLOBAL_PREFIX6'"
   } >"$env.tmp"
   mv "$env.tmp" "$env"
 

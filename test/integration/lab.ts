@@ -45,6 +45,18 @@ export interface Lab {
     /** Client underlay (non-tunnel) addresses, 192.0.2.2 and 192.0.2.6. */
     readonly c1Underlay: string
     readonly c2Underlay: string
+    /** The server's public IPv6 address, 2001:db8:100::1 (NAT66 source of c1's outgoing IPv6). */
+    readonly public6: string
+    /** The internet host's IPv6 address, 2001:db8:100::254. */
+    readonly inet6: string
+    /** The server's WireGuard ULA address, fd42:42::1 (prefix fd42:42::/64, env WG_PREFIX6). */
+    readonly wgSrv6: string
+    /** The server's WireGuard global address, 2001:db8:200::1 (prefix 2001:db8:200::/64, env GLOBAL_PREFIX6, routed by inet). */
+    readonly wgSrvGlobal6: string
+    /** c1's IPv6 address, fd42:42::2: ULA only, masqueraded (NAT66) out the server's eth0. */
+    readonly c1v6: string
+    /** c2's IPv6 address, 2001:db8:200::3: global, reachable from inet without NAT. */
+    readonly c2v6: string
   }
   /** The server's WireGuard listen port (51820). */
   readonly wgPort: number
@@ -250,6 +262,12 @@ async function makeLab(id: string): Promise<Lab> {
       c2: need(env, 'C2_IP'),
       c1Underlay: need(env, 'C1_UNDERLAY_IP'),
       c2Underlay: need(env, 'C2_UNDERLAY_IP'),
+      public6: need(env, 'PUBLIC_IP6'),
+      inet6: need(env, 'INET_IP6'),
+      wgSrv6: need(env, 'WG_SRV_IP6'),
+      wgSrvGlobal6: need(env, 'WG_SRV_GLOBAL6'),
+      c1v6: need(env, 'C1_IP6'),
+      c2v6: need(env, 'C2_IP6'),
     },
     wgPort: needInt(env, 'WG_PORT'),
     pubkeys: { srv: need(env, 'WG_SRV_PUBKEY'), c1: need(env, 'WG_C1_PUBKEY'), c2: need(env, 'WG_C2_PUBKEY') },
