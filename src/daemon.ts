@@ -10,7 +10,7 @@ import { WgpmpError } from './errors.js'
 import { systemExec, type Exec } from './exec.js'
 import { leaseView, loadApiToken, staticView, startApi, clientView, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
-import { canonicalAddress, inCidr4, isGlobalV6, isUniqueLocal, parseCidr4, parseCidr6, parseIPv4 } from './ip.js'
+import { canonicalAddress, cidr6Network, inCidr4, isGlobalV6, isUniqueLocal, parseCidr4, parseCidr6, parseIPv4 } from './ip.js'
 import type { Logger } from './log.js'
 import { systemClock, type Clock } from './mappings/clock.js'
 import { flushConntrack } from './drivers/conntrack.js'
@@ -140,7 +140,12 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   const driver: ForwardDriver =
     deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
-  const baseParams = { publicV4: [publicAddress], publicV6: publicV6 ? [publicV6] : [], wgInterfaces: [config.wg_interface] }
+  const baseParams = {
+    publicV4: [publicAddress],
+    publicV6: publicV6 ? [publicV6] : [],
+    guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
+    wgInterfaces: [config.wg_interface],
+  }
   await driver.ensureBase(baseParams)
   log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress, publicAddressV6: publicV6 ?? undefined }, 'forwarding base installed')
 

@@ -72,6 +72,16 @@ export function parseCidr6(s: string): Cidr6 | null {
   return { address: formatIpv6(bytes), bytes, prefix }
 }
 
+/** "2001:db8:200::1/64" -> "2001:db8:200::/64": the prefix with host bits cleared (nftables wants it so). */
+export function cidr6Network(c: Cidr6): string {
+  const b = new Uint8Array(c.bytes)
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, c.prefix - i * 8))
+    b[i] = (b[i] ?? 0) & ((0xff << (8 - keep)) & 0xff)
+  }
+  return `${formatIpv6(b)}/${c.prefix}`
+}
+
 /** Unique-local (fc00::/7, RFC 4193): a client behind the server's address (NAT66) rather than a global one. */
 export function isUniqueLocal(address: string): boolean {
   const b = parseIpv6(address)

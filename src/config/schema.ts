@@ -36,6 +36,13 @@ export const configSchema = {
       format: 'ipv4',
       description: 'The address NAT-PMP reports and forwards are for. Default: the first IPv4 address of public_interface.',
     },
+    ipv6_guarded_prefixes: {
+      type: 'array',
+      items: { type: 'string', format: 'cidr6' },
+      uniqueItems: true,
+      default: [],
+      description: 'Global IPv6 prefixes routed to clients (e.g. ["2001:db8:200::/64"]) that wgpmp firewalls: new connections from outside the tunnel reach them only through PCP pinholes and static forwards, like a home router. Empty: wgpmp drops nothing and pinholes only matter to a firewall of your own.',
+    },
     public_address_v6: {
       type: 'string',
       format: 'ipv6',

@@ -27,6 +27,8 @@ export interface BaseParams {
   readonly publicV4: readonly string[]
   /** IPv6 address(es) IPv6 forwards are for (none: no IPv6 DNAT). */
   readonly publicV6?: readonly string[]
+  /** Global IPv6 prefixes of clients that wgpmp firewalls: new inbound connections only through pinholes. */
+  readonly guardedV6?: readonly string[]
   /** WireGuard interface name(s): NAT-PMP is answered only on these. */
   readonly wgInterfaces: readonly string[]
 }

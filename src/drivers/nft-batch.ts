@@ -70,6 +70,7 @@ export function buildBaseScript(baseRuleset: string, params: BaseParams, table =
   const lines = [`table ${TABLE_FAMILY} ${table} {}`, `delete table ${TABLE_FAMILY} ${table}`, baseRuleset.replace(/table inet wgpmp \{/, `table ${TABLE_FAMILY} ${table} {`)]
   if (params.publicV4.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v4 { ${params.publicV4.join(', ')} }`)
   if (params.publicV6 && params.publicV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v6 { ${params.publicV6.join(', ')} }`)
+  if (params.guardedV6 && params.guardedV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} guarded_v6 { ${params.guardedV6.join(', ')} }`)
   if (params.wgInterfaces.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} wg_ifnames { ${params.wgInterfaces.map(quote).join(', ')} }`)
   return lines.join('\n') + '\n'
 }

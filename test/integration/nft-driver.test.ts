@@ -45,5 +45,22 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
         expect(elems, map).toHaveLength(2)
       }
     })
+
+    it('IPv6 forwards and pinholes live beside IPv4 ones, are listed back and deleted by their own keys', async () => {
+      ns = await createNetns()
+      d = new NftDriver({ exec: ns.exec, nftArgv: ['ip', 'netns', 'exec', ns.name, 'nft'] })
+      await d.ensureBase({ ...CONFORMANCE_BASE, publicV6: ['2001:db8:100::1'], guardedV6: ['2001:db8:200::/64'] })
+      const v4 = fwd('tcp', 40000, '10.8.0.2', 80)
+      const v6 = fwd('tcp', 40000, 'fd42:42::2', 80)
+      const pin = { protocol: 'udp' as const, externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true }
+      await d.apply([{ op: 'add', forward: v4 }, { op: 'add', forward: v6 }, { op: 'add', forward: pin }])
+      expect(await d.list()).toEqual([v4, v6, pin])
+      await expect(d.apply([{ op: 'add', forward: { ...v6, internalAddress: 'fd42:42::9' } }])).rejects.toMatchObject({ code: 'WGPMP_NFT_EXISTS' })
+      await d.apply([{ op: 'delete', forward: v6 }, { op: 'delete', forward: pin }])
+      expect(await d.list()).toEqual([v4])
+      const table = (await ns.exec('nft', ['list', 'table', 'inet', 'wgpmp'])).stdout
+      expect(table).toContain('2001:db8:100::1')
+      expect(table).toContain('2001:db8:200::/64')
+    })
   })
 })

@@ -8,8 +8,8 @@ Each request is an object:
      "third_party": "10.8.0.2", "prefer_failure": true, "filter": "198.51.100.254",
      "nonce": "24 hex digits", "version": 2}
     {"op": "peer", ...map fields..., "peer": "198.51.100.254", "peer_port": 80}
-Every field but "op" is optional. The requests are sent in order from one UDP socket bound to
-CLIENT_ADDRESS (the PCP client address field says the same address) to SERVER:5351, each resent
+Every field but "op" is optional. SERVER and CLIENT_ADDRESS may be IPv6 (then the socket is
+IPv6). The requests are sent in order from one UDP socket bound to CLIENT_ADDRESS (the PCP client address field says the same address) to SERVER:5351, each resent
 up to 3 times 1 s apart until a reply comes from SERVER:5351. One JSON line per request:
 
     {"op", "request_hex", "reply_hex", "len", "version", "r_opcode", "result", "lifetime", "epoch",
@@ -86,7 +86,8 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     server, client, reqs = argv[1], argv[2], json.loads(argv[3])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.bind((client, 0))
         s.settimeout(WAIT_S)
         for req in reqs:
@@ -97,7 +98,7 @@ def main(argv):
                 try:
                     while True:
                         data, src = s.recvfrom(2048)
-                        if src == (server, PCP_PORT):
+                        if ipaddress.ip_address(src[0]) == ipaddress.ip_address(server) and src[1] == PCP_PORT:
                             break
                 except socket.timeout:
                     continue

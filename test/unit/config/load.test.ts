@@ -68,3 +68,17 @@ describe('loadConfig', () => {
     expect((await loadConfig(p)).public_address_v4).toBe('198.51.100.1')
   })
 })
+
+describe('IPv6 keys', () => {
+  it('accepts an IPv6 setup and refuses IPv6 with the iptables driver', () => {
+    expect(parseConfig({ wg_address_v6: 'fd42:42::1/64', public_address_v6: '2001:db8:100::1', ipv6_guarded_prefixes: ['2001:db8:200::/64'] }).wg_address_v6).toBe('fd42:42::1/64')
+    expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1' }))).toContain('wg_address_v6: not a valid IPv6 address with prefix')
+    expect(message(() => parseConfig({ public_address_v6: '10.0.0.1' }))).toContain('public_address_v6: not a valid IPv6 address')
+    expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1/64', port_forward_driver: 'iptables' }))).toContain('IPv6 forwards need port_forward_driver "nft"')
+  })
+  it('cidr6Network clears host bits', async () => {
+    const { cidr6Network, parseCidr6 } = await import('../../../src/ip.js')
+    expect(cidr6Network(parseCidr6('2001:db8:200::1/64')!)).toBe('2001:db8:200::/64')
+    expect(cidr6Network(parseCidr6('fd42:42:0:0:ffff::1/56')!)).toBe('fd42:42::/56')
+  })
+})
