@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { Lab, LabNs } from './lab.js'
+import { waitFor, type Lab, type LabNs } from './lab.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -32,6 +32,20 @@ export const LABNAT_RULESET = `table ip labnat {
 `
 export async function restoreLabnat(lab: Lab): Promise<void> {
   await lab.exec('srv', 'nft', ['-f', '-'], { input: LABNAT_RULESET })
+}
+
+/**
+ * A TCP listener (killed by lab.down()) that reads the request line, then answers "NAME PEER-ADDRESS"
+ * and closes. Unlike traffic.ts's listen(), it never closes with the client's line still unread:
+ * that makes the kernel send a RST, which can discard the answer before the client reads it (talk()
+ * then returns '' although the forward worked; seen about 1 time in 10 in the lab).
+ */
+export async function serveTcp(lab: Lab, ns: LabNs, bind: string, port: number, name: string): Promise<void> {
+  void lab.spawn(ns, 'socat', [`TCP-LISTEN:${port},bind=${bind},reuseaddr,fork`, `SYSTEM:read -r line; echo ${name} $SOCAT_PEERADDR`])
+  await waitFor(async () => (await lab.exec(ns, 'ss', ['-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`), {
+    timeoutMs: 5_000,
+    what: `${name} listening on tcp/${port}`,
+  })
 }
 
 /** VmRSS of a process in KiB (from /proc/PID/status), or null if it is gone. */
@@ -97,7 +111,7 @@ export function decodeNatPmpReply(hex: string): NatPmpReply {
 
 /**
  * Runs in a lab namespace (node, ESM). Packets arrive as hex lines on stdin. PROBE (JSON):
- * bind, dst, port, mode ('request': send packet 0 every gapMs until a reply, at most tries
+ * bind, bindPort, dst, port, mode ('request': send packet 0 every gapMs until a reply, at most tries
  * times; 'stream': send them all, `batch` at a time with gapMs between batches, then wait waitMs),
  * keep (replies kept). Prints one JSON line: sent, errors, count (replies), replies (hex), ms.
  */
@@ -109,7 +123,7 @@ process.stdin.setEncoding('utf8')
 for await (const c of process.stdin) input += c
 const pkts = input.split('\\n').filter((l) => l !== '').map((h) => Buffer.from(h === '-' ? '' : h, 'hex'))
 const sock = dgram.createSocket('udp4')
-await new Promise((res, rej) => { sock.once('error', rej); sock.bind({ address: o.bind, port: 0 }, res) })
+await new Promise((res, rej) => { sock.once('error', rej); sock.bind({ address: o.bind, port: o.bindPort }, res) })
 sock.on('error', () => {})
 const replies = []
 let count = 0
@@ -145,6 +159,8 @@ export interface UdpResult {
 export interface UdpOptions {
   /** Local address to send from (must exist in that namespace). */
   bind: string
+  /** Local port to send from (default: any). */
+  bindPort?: number
   dst: string
   port?: number
   mode: 'request' | 'stream'
@@ -162,6 +178,7 @@ export interface UdpOptions {
 export async function udpSend(lab: Lab, ns: LabNs, packets: readonly Uint8Array[], o: UdpOptions): Promise<UdpResult> {
   const probe = {
     bind: o.bind,
+    bindPort: o.bindPort ?? 0,
     dst: o.dst,
     port: o.port ?? 5351,
     mode: o.mode,
