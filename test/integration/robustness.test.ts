@@ -11,7 +11,7 @@
  *    that expired during the downtime is gone from the kernel;
  *  - `nft flush ruleset`: the forward works again within a few seconds;
  *  - a 20k-packet flood from c2 while c1 maps a port with natpmpc: c1 is served, the daemon lives;
- *  - a seeded fuzz of 6,000 random and mutated NAT-PMP/PCP packets from c1: the daemon still
+ *  - a seeded fuzz of 7,000 random and mutated NAT-PMP/PCP packets from c1: the daemon still
  *    answers correctly, is alive, and its memory stayed bounded.
  */
 import { randomBytes } from 'node:crypto'
@@ -407,7 +407,7 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     expect((await natpmpc(lab, 'c2', [])).out).toContain(`Public IP address : ${lab.ips.public}`)
   })
 
-  it('a fuzz of 6,000 random and mutated NAT-PMP/PCP packets: the daemon still answers correctly, lives, and its memory stays bounded', async () => {
+  it('a fuzz of 7,000 random and mutated NAT-PMP/PCP packets: the daemon still answers correctly, lives, and its memory stays bounded', async () => {
     // A daemon with the rate limit out of the way, so every packet is parsed and answered.
     await wgpmp!.stop('SIGTERM')
     wgpmp = undefined
@@ -421,13 +421,14 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     const rssStart = (await vmRssKb(d.pid))!
     const seed = Number(process.env.WGPMP_FUZZ_SEED ?? randomBytes(4).readUInt32BE(0))
     const rnd = prng(seed)
-    // 6 chunks of 1,000 packets; VmRSS after each. The first chunk is the warm-up: V8 grows its heap
-    // once (JIT, first GCs, c1's lease table filling up to max_forwards_per_client) by some tens of
-    // MB and then stays flat; the bound applies to the 5,000 packets after it.
+    // 7 chunks of 1,000 packets; VmRSS after each. The first 2,000 are the warm-up: V8 grows its heap
+    // (JIT, first GCs, c1's lease table filling up to max_forwards_per_client) by some tens of MB and
+    // then levels off around 120-130 MB (seen over 30,000 packets while writing this test); the
+    // 50 MB bound applies to the 5,000 packets after the warm-up, a looser one to the whole run.
     const rss: number[] = [rssStart]
     let sent = 0
     let answered = 0
-    for (let chunk = 0; chunk < 6; chunk++) {
+    for (let chunk = 0; chunk < 7; chunk++) {
       const packets: Buffer[] = []
       for (let i = 0; i < 1_000; i++) {
         const base = seeds(rnd, lab.ips.c1)
@@ -439,11 +440,11 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
       rss.push((await vmRssKb(d.pid)) ?? NaN)
     }
     await sleep(500)
-    const rssBefore = rss[1]!
+    const rssBefore = rss[2]!
     const rssAfter = await vmRssKb(d.pid)
     rss.push(rssAfter ?? NaN)
     console.log(`fuzz seed ${seed} (replay: WGPMP_FUZZ_SEED=${seed}): ${sent} sent, ${answered} answered; VmRSS kB at start, after each 1,000, at the end: ${rss.join(' ')}; after warm-up ${rssBefore} kB -> ${rssAfter} kB`)
-    expect(sent).toBe(6_000)
+    expect(sent).toBe(7_000)
     expect(answered).toBeGreaterThan(1_000) // the packets did reach the daemon
     expect(rssAfter! - rssStart).toBeLessThan(100 * 1024)
     expect(await alive(d.pid)).toBe(true)
