@@ -2,7 +2,7 @@
 import { networkInterfaces } from 'node:os'
 import { parseHostPort } from './config/schema-api.js'
 import type { Config } from './config/schema.js'
-import { isV6, type ForwardChange, type ForwardDriver, type Protocol } from './drivers/driver.js'
+import { forwardKey, isV6, type Forward, type ForwardChange, type ForwardDriver, type Protocol } from './drivers/driver.js'
 import { GroupCommit } from './drivers/batcher.js'
 import { NftDriver } from './drivers/nft.js'
 import { IptablesDriver } from './drivers/iptables.js'
@@ -146,6 +146,10 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
   }
+  // What the kernel holds from an earlier run (after a crash): ensureBase replaces it, and the
+  // connections of forwards that are not restored must end with them (conntrack), as on any delete.
+  let previous: readonly Forward[] = []
+  if (realKernel) previous = await driver.list().catch(() => [])
   await driver.ensureBase(baseParams)
   log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress, publicAddressV6: publicV6 ?? undefined }, 'forwarding base installed')
 
@@ -267,6 +271,15 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     await commit(changes)
     expiry.reschedule()
     log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates }, 'leases restored')
+  }
+  if (previous.length > 0) {
+    const same = (f: Forward): string => `${forwardKey(f)}>${f.internalAddress}:${f.internalPort}`
+    const now = new Set(table.leases().map((l) => same(toForward(l))))
+    const gone = previous.filter((f) => !now.has(same(f)) && !isV6(f.internalAddress))
+    if (gone.length > 0) {
+      const r = await flushConntrack(exec, gone, publicAddress)
+      log.info({ forwards: gone.length, flowsEnded: r.deleted }, 'forwards left from an earlier run removed with their connections')
+    }
   }
 
   const inPrefix = (address: string): boolean => {

@@ -5,7 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { waitFor, type Lab, type LabNs } from './lab.js'
+import type { Lab, LabNs } from './lab.js'
+import { listen } from './traffic.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -40,13 +41,7 @@ export async function restoreLabnat(lab: Lab): Promise<void> {
  * that makes the kernel send a RST, which can discard the answer before the client reads it (talk()
  * then returns '' although the forward worked; seen about 1 time in 10 in the lab).
  */
-export async function serveTcp(lab: Lab, ns: LabNs, bind: string, port: number, name: string): Promise<void> {
-  void lab.spawn(ns, 'socat', [`TCP-LISTEN:${port},bind=${bind},reuseaddr,fork`, `SYSTEM:read -r line; echo ${name} $SOCAT_PEERADDR`])
-  await waitFor(async () => (await lab.exec(ns, 'ss', ['-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`), {
-    timeoutMs: 5_000,
-    what: `${name} listening on tcp/${port}`,
-  })
-}
+export const serveTcp = (lab: Lab, ns: LabNs, bind: string, port: number, name: string): Promise<void> => listen(lab, ns, 'tcp', bind, port, name)
 
 /** VmRSS of a process in KiB (from /proc/PID/status), or null if it is gone. */
 export async function vmRssKb(pid: number): Promise<number | null> {

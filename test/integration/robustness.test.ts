@@ -342,14 +342,10 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     staleFlowReady = true
   })
 
-  // DAEMON BUG (reported): after a crash, the restart removes a lease that expired during the
-  // downtime from the map (checked above) but does not end the flows that were using it: their
-  // conntrack entries keep the DNAT, and the forward chain's vmap has no verdict for them (policy
-  // accept), so a flow that kept going (here UDP from inet:STALE_FLOW_PORT) still reaches the client
-  // after the restart, through a port nobody holds any more. The daemon flushes conntrack only for
-  // the deletes it commits itself (daemon.ts commit()); a forward dropped by replacing the table on
-  // start is never deleted that way. Remove `.fails` once a restart also ends those flows.
-  it.fails('after kill -9 and restart, a flow through the lease that expired during the downtime no longer reaches the client', async () => {
+  // Regression: a restart used to drop such a lease from the map but leave its conntrack entries,
+  // so a flow that kept going (UDP from inet:STALE_FLOW_PORT) still reached the client. The
+  // daemon now reads the old table before replacing it and ends the flows of what it does not restore.
+  it('after kill -9 and restart, a flow through the lease that expired during the downtime no longer reaches the client', async () => {
     expect(staleFlowReady).toBe(true)
     expect(hasForward(await nftForwards(lab), 'udp', 20301)).toBe(false)
     expect(await staleFlow()).toBe('')

@@ -19,10 +19,14 @@ export async function talk(lab: Lab, from: LabNs, proto: Proto, dst: string, por
   return r.stdout.trim()
 }
 
-/** A listener (killed by lab.down()) that answers every connection or datagram with "NAME PEER-ADDRESS". */
+/**
+ * A listener (killed by lab.down()) that answers every connection or datagram with "NAME PEER-ADDRESS".
+ * It reads the client's line before answering: closing with unread data makes the kernel send a
+ * RST, which can destroy the answer before the client reads it.
+ */
 export async function listen(lab: Lab, ns: LabNs, proto: Proto, bind: string, port: number, name: string): Promise<void> {
   const addr = proto === 'tcp' ? `TCP-LISTEN:${port},bind=${bind},reuseaddr,fork` : `UDP-RECVFROM:${port},bind=${bind},fork`
-  void lab.spawn(ns, 'socat', [addr, `SYSTEM:echo ${name} $SOCAT_PEERADDR`])
+  void lab.spawn(ns, 'socat', [addr, `SYSTEM:read -r line; echo ${name} $SOCAT_PEERADDR`])
   const flag = proto === 'tcp' ? '-Hltn' : '-Hlun'
   await waitFor(async () => (await lab.exec(ns, 'ss', [flag, `sport = :${port}`])).stdout.includes(`:${port}`), {
     timeoutMs: 5_000,
