@@ -331,7 +331,9 @@ async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)
 }
 
 async function memoryPhase(lab: Lab, lg: Agent) {
-  const d = DRIVERS[0]
+  // nft in spawn mode: what the daemon keeps per forward does not depend on the mode, and with
+  // the session's per-batch `list tables` marker (O(forwards) in nft 1.0.x) 100,000 take minutes.
+  const d = WHAT_IF.includes('marker') ? DRIVERS[0] : DRIVERS[1]
   log(`== memory: ${PLAN.memoryForwards} forwards, ${d.label}`)
   const host = Agent.start('host:memory', lab.daemon, 'bench/agents/host.ts', { nodeArgs: ['--expose-gc'], cwd: ROOT })
   try {
@@ -346,7 +348,7 @@ async function memoryPhase(lab: Lab, lg: Agent) {
     const m1 = await host.call<Record<string, number>>('memory')
     const n = m1.forwards! - m0.forwards!
     const per = (k: string): number => Math.round((m1[k]! - m0[k]!) / Math.max(1, n))
-    const res = { forwards: m1.forwards, baseline: m0, loaded: m1, perForward: { heapUsed: per('heapUsed'), rss: per('rss'), external: per('external') }, prefillRate: Math.round(r.rate) }
+    const res = { driver: d.label, forwards: m1.forwards, baseline: m0, loaded: m1, perForward: { heapUsed: per('heapUsed'), rss: per('rss'), external: per('external') }, prefillRate: Math.round(r.rate) }
     log(`  heap ${res.perForward.heapUsed} B/forward, RSS ${res.perForward.rss} B/forward at ${m1.forwards} forwards`)
     await host.call('close', { teardown: true }, 300_000)
     return res
@@ -402,7 +404,7 @@ function report(all: Partial<Record<DriverKey, Results>>, memory: Awaited<Return
   add('expiry (2 s leases): probes p99', (r) => r.expiryRealClock.probes.all.p99)
   add('expiry (2 s leases): probes max', (r) => r.expiryRealClock.probes.all.max)
   if (memory) {
-    lines.push(`-- memory per forward at ${memory.forwards} forwards (nft session): heap ${memory.perForward.heapUsed} B, RSS ${memory.perForward.rss} B`)
+    lines.push(`-- memory per forward at ${memory.forwards} forwards (${memory.driver}): heap ${memory.perForward.heapUsed} B, RSS ${memory.perForward.rss} B`)
   }
   return { text: lines.join('\n'), ratios }
 }
