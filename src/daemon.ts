@@ -91,6 +91,9 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
   return []
 }
 
+/** Deletes per batch in a large removal (see commit). */
+const DELETE_CHUNK = 500
+
 const disabled: Daemon = {
   udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
   refreshPeers: () => Promise.resolve(), flushLeases: () => Promise.resolve(0), close: () => Promise.resolve(),
@@ -195,9 +198,31 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     metrics.observeBatch(size, ms, ok)
     log.debug({ size, ms, ok }, 'batch')
   })
-  /** Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the state. */
+  /**
+   * Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the
+   * state. A removal larger than DELETE_CHUNK (a client's delete-all, a peer with thousands of
+   * leases) goes in chunks, so requests in between wait for one chunk, not for all of it; if a
+   * chunk is refused, the chunks already done are put back, so the caller's undo stays true.
+   */
   const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
-    await batcher.submit(changes)
+    const dels = changes.filter((c) => c.op === 'delete')
+    if (dels.length <= DELETE_CHUNK) {
+      await batcher.submit(changes)
+    } else {
+      const done: ForwardChange[] = []
+      const chunks = [...changes.filter((c) => c.op === 'add'), ...dels]
+      for (let i = 0; i < chunks.length; i += DELETE_CHUNK) {
+        const chunk = chunks.slice(i, i + DELETE_CHUNK)
+        try {
+          await batcher.submit(chunk)
+        } catch (err) {
+          const back = done.map((c): ForwardChange => ({ op: c.op === 'add' ? 'delete' : 'add', forward: c.forward }))
+          await batcher.submit(back).catch((e: unknown) => log.error({ err: e }, 'cannot put back a partly committed removal: some forwards stay missing from the kernel until renewed'))
+          throw err
+        }
+        done.push(...chunk)
+      }
+    }
     if (changes.length === 0) return
     state.changed()
     const gone = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
@@ -296,7 +321,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
-    table, commit, isClient,
+    table, commit, isClient, inflight: new Map(),
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
     changed: () => {

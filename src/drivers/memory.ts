@@ -19,6 +19,12 @@ export class MemoryDriver implements ForwardDriver {
   batches = 0
   /** When set, the next apply() rejects with this error and changes nothing. */
   failNext: Error | null = null
+  /** When set, the Nth apply() from now (1 = the next) rejects with this error and changes nothing. */
+  failAt: { n: number; error: Error } | null = null
+  /** When set, apply() waits for it first (a slow kernel). */
+  gate: Promise<void> | null = null
+  /** Every successful batch's size, in order. */
+  readonly sizes: number[] = []
 
   ensureBase(params: BaseParams): Promise<void> {
     this.base = { publicV4: [...params.publicV4], wgInterfaces: [...params.wgInterfaces] }
@@ -26,7 +32,17 @@ export class MemoryDriver implements ForwardDriver {
     return Promise.resolve()
   }
 
-  apply(changes: readonly ForwardChange[]): Promise<void> {
+  async apply(changes: readonly ForwardChange[]): Promise<void> {
+    if (this.gate) await this.gate
+    if (this.failAt && --this.failAt.n === 0) {
+      const e = this.failAt.error
+      this.failAt = null
+      throw e
+    }
+    return this.applyNow(changes)
+  }
+
+  private applyNow(changes: readonly ForwardChange[]): Promise<void> {
     if (this.failNext) {
       const e = this.failNext
       this.failNext = null
@@ -34,19 +50,27 @@ export class MemoryDriver implements ForwardDriver {
     }
     if (!this.forwards) return Promise.reject(new WgpmpError('WGPMP_NFT_NOT_FOUND', 'memory: base not installed'))
     if (changes.length === 0) return Promise.resolve()
-    const next = new Map(this.forwards)
+    // Validate against an overlay of the keys this batch touches, then apply: all or nothing, O(batch).
+    const overlay = new Map<string, boolean>()
+    const present = (k: string): boolean => overlay.get(k) ?? this.forwards!.has(k)
     for (const c of changes) {
       const k = forwardKey(c.forward)
       if (c.op === 'add') {
-        if (next.has(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_EXISTS', `memory: ${k} exists`))
-        next.set(k, { ...c.forward })
+        if (present(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_EXISTS', `memory: ${k} exists`))
+        overlay.set(k, true)
       } else {
-        if (!next.delete(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_NOT_FOUND', `memory: ${k} not found`))
+        if (!present(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_NOT_FOUND', `memory: ${k} not found`))
+        overlay.set(k, false)
       }
     }
-    this.forwards = next
+    for (const c of changes) {
+      const k = forwardKey(c.forward)
+      if (c.op === 'add') this.forwards.set(k, { ...c.forward })
+      else this.forwards.delete(k)
+    }
     this.lastBatch = changes
     this.batches++
+    this.sizes.push(changes.length)
     return Promise.resolve()
   }
 

@@ -8,11 +8,18 @@ import type { MappingTable, Removal } from './table.js'
 
 /** After a refused delete, try again this much later (the forward stays until then). */
 const RETRY_MS = 2_000
+/**
+ * Leases removed per batch when many are due at once. Between batches the event loop and the
+ * group commit take other requests, so a mass expiry delays them by one chunk, not by all of it.
+ */
+export const EXPIRY_CHUNK = 500
 
 export class ExpiryScheduler {
   private cancel: Cancel | null = null
   private armedFor: number | null = null
   private stopped = false
+  /** A round is committing: it re-arms the timer itself when done. */
+  private firing = false
 
   constructor(
     private readonly clock: Clock,
@@ -23,7 +30,7 @@ export class ExpiryScheduler {
 
   /** Call after any change to the table: arms the timer for the earliest deadline. */
   reschedule(): void {
-    if (this.stopped) return
+    if (this.stopped || this.firing) return
     const next = this.table.nextDeadline()
     if (next === this.armedFor) return
     this.cancel?.()
@@ -34,13 +41,29 @@ export class ExpiryScheduler {
   }
 
   private async fire(): Promise<void> {
+    this.firing = true
+    try {
+      await this.round()
+    } finally {
+      this.firing = false
+    }
+    if (!this.cancel) this.reschedule()
+  }
+
+  /** One chunk of due leases out of the table and the kernel; arms the next round itself when needed. */
+  private async round(): Promise<void> {
     this.cancel = null
     this.armedFor = null
-    const r = this.table.takeExpired()
+    const r = this.table.takeExpired(EXPIRY_CHUNK)
     if (r.removed.length > 0) {
       try {
         await this.commit(r)
         this.log.info({ count: r.removed.length, forwards: r.removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases expired')
+        if (r.removed.length === EXPIRY_CHUNK && !this.stopped) {
+          // More may be due: the next chunk after other work had its turn.
+          this.cancel = this.clock.setTimer(0, () => void this.fire())
+          return
+        }
       } catch (err) {
         r.undo()
         this.log.error({ err, count: r.removed.length }, 'expiry: kernel refused the delete; retrying')
@@ -48,7 +71,6 @@ export class ExpiryScheduler {
         return
       }
     }
-    this.reschedule()
   }
 
   stop(): void {

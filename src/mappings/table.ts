@@ -122,12 +122,14 @@ export class MappingTable {
   private readonly byClient = new Map<number, Set<number>>()
   /** Client address (canonical text) -> small number, for packed keys; never reused. */
   private readonly clientIds = new Map<string, number>()
+  /** Client number -> its canonical text, shared by all its leases (one string per client, not per lease). */
+  private readonly clientNames: string[] = ['']
   /** Per space: external port -> owning client (0 = free). A port belongs to one client for both protocols (RFC 6886 §3.3). */
   private readonly owner = [new Uint32Array(PORTS), new Uint32Array(PORTS)] as const
   /** Per space: external port -> protocols in use (PROTO_BIT). */
   private readonly used = [new Uint8Array(PORTS), new Uint8Array(PORTS)] as const
+  /** (deadline, lease key): lazy deletion, an entry counts only if the lease under its key is due. */
   private readonly heap = new DeadlineHeap()
-  private readonly byId = new Map<number, number>() // lease id -> key, for the heap's lazy deletion
   private nextId = 1
 
   constructor(opts: TableOptions) {
@@ -168,8 +170,10 @@ export class MappingTable {
       if (!intern) return null
       c = this.clientIds.size + 1
       this.clientIds.set(canon, c)
+      this.clientNames[c] = canon
     }
-    return { c, address: canon, space: canon.includes(':') ? V6 : V4 }
+    const name = this.clientNames[c]!
+    return { c, address: name, space: name.includes(':') ? V6 : V4 }
   }
 
   get(client: string, protocol: Protocol, internalPort: number): Lease | undefined {
@@ -228,7 +232,9 @@ export class MappingTable {
         existing.nonce = req.nonce
         existing.origin = 'pcp'
       }
-      this.heap.push(existing.expiresAt, existing.id)
+      // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
+      // comes due; only an earlier one needs an entry of its own.
+      if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
       return {
         ok: true,
         lease: existing,
@@ -414,16 +420,19 @@ export class MappingTable {
     }
   }
 
-  /** Removes and returns every lease whose deadline has passed, as one set of changes. */
-  takeExpired(): Removal {
+  /**
+   * Removes and returns the leases whose deadline has passed, at most `limit` of them (the rest
+   * stay due for the next call), as one set of changes.
+   */
+  takeExpired(limit = Infinity): Removal {
     const now = this.clock.now()
     const keys = new Set<number>()
-    for (let top = this.heap.peek(); top && top.deadline <= now; top = this.heap.peek()) {
+    for (let top = this.heap.peek(); top && top.deadline <= now && keys.size < limit; top = this.heap.peek()) {
       this.heap.pop()
-      const k = this.byId.get(top.id)
-      const lease = k === undefined ? undefined : this.byKey.get(k)
-      // Stale heap entries (renewed or removed leases) are skipped here.
-      if (k !== undefined && lease && lease.expiresAt <= now) keys.add(k)
+      const lease = this.byKey.get(top.id)
+      if (!lease) continue // removed: a stale entry
+      if (lease.expiresAt <= now) keys.add(top.id)
+      else this.heap.push(lease.expiresAt, top.id) // renewed since: back in at its new deadline
     }
     return this.removeKeys([...keys], /* requeue on undo */ true)
   }
@@ -431,10 +440,10 @@ export class MappingTable {
   /** The next deadline (clock ms), or null with no leases. */
   nextDeadline(): number | null {
     for (let top = this.heap.peek(); top; top = this.heap.peek()) {
-      const k = this.byId.get(top.id)
-      const lease = k === undefined ? undefined : this.byKey.get(k)
+      const lease = this.byKey.get(top.id)
       if (lease && lease.expiresAt === top.deadline) return top.deadline
-      this.heap.pop() // stale
+      this.heap.pop()
+      if (lease && lease.expiresAt > top.deadline) this.heap.push(lease.expiresAt, top.id) // renewed: requeue lazily
     }
     return null
   }
@@ -468,7 +477,7 @@ export class MappingTable {
           const k = key(cl.c, l.protocol, l.internalPort)
           if (this.byKey.has(k) || (!l.pinhole && !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true))) continue
           this.insert(cl.c, k, l)
-          if (requeue) this.heap.push(l.expiresAt, l.id)
+          if (requeue) this.heap.push(l.expiresAt, k)
         }
       },
     }
@@ -476,7 +485,6 @@ export class MappingTable {
 
   private insert(c: number, k: number, lease: Lease): void {
     this.byKey.set(k, lease)
-    this.byId.set(lease.id, k)
     let set = this.byClient.get(c)
     if (!set) this.byClient.set(c, (set = new Set()))
     set.add(k)
@@ -485,12 +493,11 @@ export class MappingTable {
       this.owner[space][lease.externalPort] = c
       this.used[space][lease.externalPort]! |= PROTO_BIT[lease.protocol]
     }
-    this.heap.push(lease.expiresAt, lease.id)
+    this.heap.push(lease.expiresAt, k)
   }
 
   private drop(c: number, k: number, lease: Lease): void {
     this.byKey.delete(k)
-    this.byId.delete(lease.id)
     const set = this.byClient.get(c)
     set?.delete(k)
     if (set && set.size === 0) this.byClient.delete(c)

@@ -6,7 +6,7 @@ import { Opcode, ResultCode, type ResultCode as Result } from '../protocol/const
 import { decodeRequest, encodeErrorReply, encodeMapResponse, encodePublicAddressResponse, type MapOpcode } from '../protocol/natpmp.js'
 import type { Protocol } from '../drivers/driver.js'
 import type { Logger } from '../log.js'
-import { natpmpResultFor, type MappingTable, type Removal } from '../mappings/table.js'
+import { natpmpResultFor, type Lease, type MappingTable, type Removal } from '../mappings/table.js'
 
 export interface ServiceDeps {
   table: MappingTable
@@ -27,6 +27,29 @@ export interface ServiceDeps {
   log: Logger
   /** Counts each answered request by opcode and result. */
   count?: (op: number, result: number) => void
+  /**
+   * Commits of new leases still in flight (shared by NAT-PMP and PCP): a retransmit or renewal of
+   * a lease whose forward is not in the kernel yet waits for it, so no reply ever precedes its rule.
+   */
+  inflight: Map<Lease, Promise<void>>
+}
+
+/**
+ * Commits the changes of a table outcome; a new lease is registered in `inflight` meanwhile, and a
+ * renewal (no changes) waits for its lease's commit if that is still running. Rejects if refused.
+ */
+export async function commitOutcome(d: Pick<ServiceDeps, 'commit' | 'inflight'>, lease: Lease, changes: Removal['changes']): Promise<void> {
+  if (changes.length === 0) {
+    await d.inflight.get(lease)
+    return
+  }
+  const p = d.commit(changes)
+  d.inflight.set(lease, p)
+  try {
+    await p
+  } finally {
+    d.inflight.delete(lease)
+  }
 }
 
 const protocolOf = (op: MapOpcode): Protocol => (op === Opcode.MapUdp ? 'udp' : 'tcp')
@@ -87,7 +110,7 @@ export class NatPmpService {
         return reply(natpmpResultFor(out.reason))
       }
       try {
-        await this.d.commit(out.changes)
+        await commitOutcome(this.d, out.lease, out.changes)
       } catch (err) {
         out.undo()
         this.d.log.error({ err, client: source, protocol, externalPort: out.lease.externalPort }, 'natpmp: forward refused by the kernel')

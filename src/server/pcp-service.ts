@@ -15,7 +15,7 @@ import type { Protocol } from '../drivers/driver.js'
 import type { RefusalReason } from '../mappings/table.js'
 import { PcpOpcode, PcpResult } from '../protocol/constants.js'
 import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../protocol/pcp.js'
-import type { ServiceDeps } from './natpmp-service.js'
+import { commitOutcome, type ServiceDeps } from './natpmp-service.js'
 
 /** IANA protocol numbers (RFC 6887 §11.1 uses them). */
 const IANA = { tcp: 6, udp: 17 } as const
@@ -119,7 +119,7 @@ export class PcpService {
       return refuse(pcpResultFor(out.reason))
     }
     try {
-      await this.d.commit(out.changes)
+      await commitOutcome(this.d, out.lease, out.changes)
     } catch (err) {
       out.undo()
       this.d.log.error({ err, client: source, protocol }, 'pcp: forward refused by the kernel')

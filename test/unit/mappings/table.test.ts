@@ -232,4 +232,35 @@ describe('MappingTable', () => {
     expect(table.removeStatic('2001:db8:200::3', 'udp', 27015).changes).toHaveLength(1)
     expect(table.staticCount).toBe(1)
   })
+
+  it('takeExpired(limit) takes at most limit leases; the rest stay due', () => {
+    const { table, clock } = make()
+    for (let i = 1; i <= 5; i++) mapOk(table, req({ internalPort: i, lifetimeSeconds: 120 }))
+    clock.advance(120_000)
+    expect(table.takeExpired(2).removed).toHaveLength(2)
+    expect(table.nextDeadline()).toBe(1_000 + 120_000)
+    expect(table.takeExpired().removed).toHaveLength(3)
+    expect(table.nextDeadline()).toBeNull()
+  })
+  it('a renewal that shortens a lease makes it expire at the new, earlier deadline', () => {
+    const { table, clock } = make()
+    mapOk(table, req({ lifetimeSeconds: 7200 }))
+    mapOk(table, req({ lifetimeSeconds: 120 }))
+    expect(table.nextDeadline()).toBe(1_000 + 120_000)
+    clock.advance(120_000)
+    expect(table.takeExpired().removed).toHaveLength(1)
+  })
+  it('many renewals leave the lease due exactly once, at its last deadline', () => {
+    const { table, clock } = make()
+    mapOk(table, req({ lifetimeSeconds: 120 }))
+    for (let i = 0; i < 50; i++) {
+      clock.advance(10_000)
+      mapOk(table, req({ lifetimeSeconds: 120 }))
+    }
+    clock.advance(119_999)
+    expect(table.takeExpired().removed).toEqual([])
+    clock.advance(1)
+    expect(table.takeExpired().removed).toHaveLength(1)
+    expect(table.nextDeadline()).toBeNull()
+  })
 })

@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
+import { WgpmpError } from '../../../src/errors.js'
 import { ResultCode } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
 import { A, B, KEY_A, KEY_B, peer, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js'
@@ -138,5 +139,55 @@ describe('hostile or broken clients', () => {
     expect((await t.a.send(map(2, 8443, 8443, 3600))).externalPort).not.toBe(8443)
     expect((await t.a.send(map(1, 8443, 8443, 3600))).externalPort).not.toBe(8443) // a port number is withheld for both protocols
     expect((await t.a.send(map(2, 51820, 51820, 3600))).externalPort).not.toBe(51820)
+  })
+})
+
+describe('large removals and slow kernels', () => {
+  /** Maps n TCP ports for client a, one request at a time. */
+  async function mapMany(t: TestDaemon, n: number, lifetime: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const r = await t.a.send(map(2, 2000 + i, 0, lifetime))
+      if (r.result !== 0) throw new Error(`map ${i}: result ${r.result}`)
+    }
+  }
+  it('leases due at the same moment leave in chunks of at most 500, all of them', async () => {
+    const t = await start({ max_forwards_per_client: 5000, lifetime_min_seconds: 120, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
+    await mapMany(t, 1_200, 120)
+    expect(t.driver.dump()).toHaveLength(1_200)
+    const before = t.driver.sizes.length
+    t.clock.advance(121_000)
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 10))
+      t.clock.advance(0) // the fake clock runs the follow-up round the last one queued
+    }
+    expect(t.driver.dump()).toEqual([])
+    const rounds = t.driver.sizes.slice(before)
+    expect(rounds).toEqual([500, 500, 200])
+  })
+  it('a delete-all of 1,200 goes in chunks; if one is refused the rest is put back and the answer is 3', async () => {
+    const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
+    await mapMany(t, 1_200, 3600)
+    t.driver.failAt = { n: 2, error: new WgpmpError('WGPMP_NFT_FAILED', 'refused') }
+    expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(ResultCode.NetworkFailure)
+    expect(t.driver.dump()).toHaveLength(1_200) // the first chunk was put back
+    expect(t.daemon.table!.size).toBe(1_200)
+    const before = t.driver.sizes.length
+    expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(0)
+    expect(t.driver.dump()).toEqual([])
+    expect(t.driver.sizes.slice(before)).toEqual([500, 500, 200])
+  })
+  it('a retransmit of a request whose forward is still being committed waits for it: no reply precedes its rule', async () => {
+    const t = await start()
+    let open!: () => void
+    t.driver.gate = new Promise<void>((r) => (open = r))
+    const first = t.a.send(map(2, 8080, 30000, 3600), 2000)
+    await new Promise((r) => setTimeout(r, 30))
+    const retransmit = t.a.sendRaw(map(2, 8080, 30000, 3600), 150)
+    expect(await retransmit).toBeNull() // no answer while the kernel has not taken it
+    expect(t.driver.dump()).toEqual([])
+    t.driver.gate = null
+    open()
+    expect((await first).externalPort).toBe(30000)
+    expect(t.driver.dump()).toEqual([`tcp/30000 -> ${A}:8080`])
   })
 })
