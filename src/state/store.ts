@@ -176,6 +176,26 @@ export function restorable(state: PersistedState, clock: Clock, nowUnixMs: numbe
   return { leases, expired, duplicates }
 }
 
+/** Leases per slice when rendering a large state: about 1 ms of work between yields. */
+const RENDER_CHUNK = 2000
+
+/**
+ * The state file's text, as snapshot() + JSON.stringify would give, built in slices of leases
+ * with a yield to the event loop between slices (50,000 leases are about 40 ms of work).
+ */
+export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): Promise<string> {
+  const head = snapshot([], epochStart, clock, nowUnixMs, staticForwards)
+  const dynamic = leases.filter((l) => l.origin !== 'static')
+  dynamic.sort((a, b) => (a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1))
+  const parts: string[] = []
+  for (let i = 0; i < dynamic.length; i += RENDER_CHUNK) {
+    if (i > 0) await new Promise((r) => setImmediate(r))
+    parts.push(dynamic.slice(i, i + RENDER_CHUNK).map((l) => JSON.stringify(toPersisted(l, clock, nowUnixMs))).join(','))
+  }
+  const leasesJson = `"leases":[${parts.join(',')}]`
+  return JSON.stringify({ ...head, leases: [] }).replace('"leases":[]', () => leasesJson) + '\n'
+}
+
 // --- loading ----------------------------------------------------------------------------------
 
 export type LoadResult =
@@ -238,8 +258,16 @@ export interface StateStoreOptions {
   /** The document to write, read at write time (so a burst writes only the latest state). */
   snapshot: (nowUnixMs: number) => PersistedState
   log: Logger
-  /** Default 200 ms. 0 writes on the next turn, still one write for changes made in the same turn. */
-  coalesceMs?: number
+  /**
+   * Default 200 ms. 0 writes on the next turn, still one write for changes made in the same turn.
+   * A function is asked at each change (the daemon widens the window as the state grows).
+   */
+  coalesceMs?: number | (() => number)
+  /**
+   * Renders the file's text instead of JSON.stringify(snapshot(now)): the daemon's renderer
+   * yields to the event loop between chunks of leases, so a large state never blocks requests.
+   */
+  render?: (nowUnixMs: number) => Promise<string>
   /** Wall time, unix ms. Default Date.now. */
   now?: () => number
   /** Default writeFileAtomic (mappings/static.ts). */
@@ -253,7 +281,7 @@ export interface StateStoreOptions {
  * changed and then ignores changed().
  */
 export class StateStore {
-  private readonly o: Required<Omit<StateStoreOptions, 'log'>> & { log: Logger }
+  private readonly o: Required<Omit<StateStoreOptions, 'log' | 'render'>> & { log: Logger; render: StateStoreOptions['render'] }
   private dirty = false
   private timer: Cancel | null = null
   private writing: Promise<void> | null = null
@@ -267,6 +295,7 @@ export class StateStore {
       now: () => Date.now(),
       write: writeFileAtomic,
       ...opts,
+      render: opts.render,
     }
   }
 
@@ -279,7 +308,11 @@ export class StateStore {
   changed(): void {
     if (this.closed) return
     this.dirty = true
-    this.arm(this.o.coalesceMs)
+    this.arm(this.window())
+  }
+
+  private window(): number {
+    return typeof this.o.coalesceMs === 'function' ? this.o.coalesceMs() : this.o.coalesceMs
   }
 
   /** Writes now if anything changed (after any write in flight). Rejects if that write fails. */
@@ -316,8 +349,8 @@ export class StateStore {
     this.dirty = false
     const now = this.o.now()
     const run = async (): Promise<void> => {
-      const doc = this.o.snapshot(now)
-      await this.o.write(this.o.path, JSON.stringify(doc) + '\n')
+      const text = this.o.render ? await this.o.render(now) : JSON.stringify(this.o.snapshot(now)) + '\n'
+      await this.o.write(this.o.path, text)
     }
     const p = run()
     this.writing = p
@@ -333,7 +366,7 @@ export class StateStore {
     } finally {
       this.writing = null
       if (this.dirty && !this.closed) {
-        this.arm(this.failures === 0 ? this.o.coalesceMs : Math.min(MAX_RETRY_MS, Math.max(this.o.coalesceMs, 100) * 2 ** this.failures))
+        this.arm(this.failures === 0 ? this.window() : Math.min(MAX_RETRY_MS, Math.max(this.window(), 100) * 2 ** this.failures))
       }
     }
   }

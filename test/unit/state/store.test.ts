@@ -14,6 +14,7 @@ import {
   loadState,
   restorable,
   snapshot,
+  renderState,
   StateStore,
   toPersisted,
   type LeaseRecord,
@@ -259,5 +260,16 @@ describe('StateStore', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('renderState', () => {
+  it('renders exactly what snapshot + JSON.stringify give, in slices', async () => {
+    const clock = new FakeClock(5_000)
+    const many = Array.from({ length: 4_500 }, (_, i) => lease({ id: i, externalPort: 1024 + i, internalPort: 1024 + i }))
+    const fwd = { id: 'tcp-8080', client: 'oLCGdaDSDw-O', protocol: 'tcp' as const, external_port: 8080, internal_port: 80, created_at: 't' }
+    const text = await renderState([...many, lease({ origin: 'static', externalPort: 1 })], 0, clock, T0, [fwd])
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(snapshot(many, 0, clock, T0, [fwd]))))
+    expect(text.endsWith('\n')).toBe(true)
   })
 })
