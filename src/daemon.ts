@@ -93,6 +93,8 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
 
 /** Deletes per batch in a large removal (see commit). */
 const DELETE_CHUNK = 500
+/** Conntrack entries of deleted forwards are removed this long after the delete (one round per burst). */
+const FLOW_FLUSH_DELAY_MS = 20
 
 const disabled: Daemon = {
   udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
@@ -203,6 +205,24 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     log.debug({ size, ms, ok }, 'batch')
   })
   /**
+   * Ends the connections of deleted forwards (conntrack), a few milliseconds later and for a whole
+   * burst at once: a mass expiry in chunks costs one conntrack round, not one per chunk.
+   */
+  let flowsToEnd: Forward[] = []
+  let flowTimer: ReturnType<typeof setTimeout> | null = null
+  const endFlows = (gone: readonly Forward[]): void => {
+    for (const f of gone) if (!isV6(f.internalAddress)) flowsToEnd.push(f)
+    if (flowTimer || flowsToEnd.length === 0) return
+    flowTimer = setTimeout(() => {
+      flowTimer = null
+      const batch = flowsToEnd
+      flowsToEnd = []
+      void flushConntrack(exec, batch, publicAddress).then((r) => {
+        if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
+      })
+    }, FLOW_FLUSH_DELAY_MS)
+  }
+  /**
    * Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the
    * state. A removal larger than DELETE_CHUNK (a client's delete-all, a peer with thousands of
    * leases) goes in chunks, so requests in between wait for one chunk, not for all of it; if a
@@ -229,12 +249,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     }
     if (changes.length === 0) return
     state.changed()
-    const gone = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
-    if (gone.length > 0 && realKernel) {
-      void flushConntrack(exec, gone.filter((f) => !isV6(f.internalAddress)), publicAddress).then((r) => {
-        if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped }, 'conntrack flush incomplete')
-      })
-    }
+    if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
   }
   const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }))
   const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
@@ -458,6 +473,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     async close(opts) {
       if (closed) return
       closed = true
+      if (flowTimer) clearTimeout(flowTimer)
       peerSync.stop()
       expiry.stop()
       await watch?.stop()
