@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --drivers=nft,nft-spawn,iptables] [-- --no-memory]` (root):
+ * `npm run bench [-- --quick] [-- --drivers=nft,nft-spawn,iptables] [-- --no-memory] [-- --out=DIR]` (root):
  * builds its own namespaces (bench/lib/lab.ts), runs the real daemon in one of them for each
  * driver, drives it over UDP with a NAT-PMP load generator in another, and checks forwards with
  * real TCP connections from a third. Prints a table with the issue-3 targets, writes
@@ -88,7 +88,7 @@ const r3 = (v: number): number => Math.round(v * 1000) / 1000
 function benchConfig(d: (typeof DRIVERS)[number], lab: Lab, tag: string): Record<string, unknown> {
   return {
     // The daemon keeps its state in one file; each run gets its own, removed with the lab.
-    state_file: `/tmp/${lab.id}-${tag}-state.json`,
+    state_file: `${process.env.WGPMP_BENCH_STATE_DIR ?? "/tmp"}/${lab.id}-${tag}-state.json`,
     port_forward_enabled: true,
     port_forward_min_port: 1024,
     port_forward_max_port: 65535,
@@ -187,8 +187,12 @@ async function sampleLevel(ctx: Ctx, n: number) {
   }
   await host.call('track', { on: false })
   const st = await host.call<HostStats>('stats', {})
+  const batchMs = summarize(st.durations.filter((x) => x.size === 1).map((x) => x.ms))
   return {
     n,
+    /** The driver's apply() alone, for one-forward batches during this level (ms). */
+    batchApply: batchMs,
+    loopDelayMs: st.loopDelayMs,
     forwards: st.forwards,
     samples: s,
     failures,
@@ -320,7 +324,7 @@ async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)
       have = r.complete ? n : have + r.requested
       const lv = await sampleLevel(ctx, n)
       levels.push({ ...lv, prefill: { ms: r3(r.ms), rate: Math.round(r.rate), complete: r.complete } })
-      log(`  N=${n} (kernel/table ${lv.forwards}): reply p50 ${lv.reply.p50} ms p99 ${lv.reply.p99}, rule p50 ${lv.rule.p50} ms, renew p50 ${lv.renewal.p50} ms (${lv.samples} samples)`)
+      log(`  N=${n} (kernel/table ${lv.forwards}): reply p50 ${lv.reply.p50} ms p99 ${lv.reply.p99}, rule p50 ${lv.rule.p50} ms (driver apply alone p50 ${lv.batchApply.p50} ms, daemon loop delay p50 ${lv.loopDelayMs.p50} ms), renew p50 ${lv.renewal.p50} ms (${lv.samples} samples)`)
     }
     const stats = await host.call<HostStats>('stats', {})
     const closed = await host.call<{ ms: number }>('close', { teardown: true }, 300_000)
@@ -453,7 +457,7 @@ async function main(): Promise<number> {
   const m = machine()
   log(`machine: ${JSON.stringify(m)}`)
   const stamp = `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}-${QUICK ? 'quick' : 'full'}${WHAT_IF.length ? `-whatif-${WHAT_IF.join('+')}` : ''}`
-  const resultsDir = join(ROOT, 'bench', 'results')
+  const resultsDir = args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results')
   mkdirSync(resultsDir, { recursive: true })
   const lab = createLab()
   let exiting = false

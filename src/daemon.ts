@@ -92,9 +92,13 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
 }
 
 /** Deletes per batch in a large removal (see commit). */
-const DELETE_CHUNK = 500
-/** Conntrack entries of deleted forwards are removed this long after the delete (one round per burst). */
-const FLOW_FLUSH_DELAY_MS = 20
+export const DELETE_CHUNK = 250
+/**
+ * Conntrack entries of deleted forwards are removed this long after the delete, for all deletes
+ * of that window at once: each conntrack run dumps the whole conntrack table, which on a busy
+ * server costs milliseconds of CPU, so one per delete slowed every other request (bench/RESULTS.md).
+ */
+const FLOW_FLUSH_DELAY_MS = 250
 
 const disabled: Daemon = {
   udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
@@ -217,7 +221,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       flowTimer = null
       const batch = flowsToEnd
       flowsToEnd = []
-      void flushConntrack(exec, batch, publicAddress).then((r) => {
+      void flushConntrack(exec, batch, publicAddress, { listAbove: 2 }).then((r) => {
         if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
       })
     }, FLOW_FLUSH_DELAY_MS)
@@ -340,7 +344,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
-    table, commit, isClient, inflight: new Map(),
+    table, commit, isClient, inflight: new Map(), removals: new Map(),
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
     changed: () => {

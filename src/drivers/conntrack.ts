@@ -92,6 +92,12 @@ export interface FlushOptions {
   maxProcesses?: number
   /** Default 4. */
   concurrency?: number
+  /**
+   * More forwards than this: list the DNATed flows first (one `conntrack -L` per protocol) and
+   * delete only for forwards that have some. Each `conntrack -D` dumps the whole conntrack table,
+   * so on a busy server listing once is cheaper than one -D per forward. Default: maxProcesses.
+   */
+  listAbove?: number
 }
 
 export interface FlushResult {
@@ -133,7 +139,7 @@ export async function flushConntrack(exec: Exec, forwards: readonly Forward[], p
   }
 
   let todo: readonly Forward[] = forwards
-  if (forwards.length > maxProcesses) {
+  if (forwards.length > (opts.listAbove ?? maxProcesses)) {
     const withFlows = new Set<string>()
     const unlisted = new Set<Protocol>()
     for (const protocol of ['tcp', 'udp'] as const) {

@@ -170,6 +170,20 @@ export function buildIptablesBatch(plan: IptablesPlan, opts: { chainPrefix?: str
   return { nat: block('nat', lines(c.dnat, dnatSpec)), filter: block('filter', lines(c.accept, acceptSpec)) }
 }
 
+/**
+ * A batch that empties the forward chains and writes `forwards` again: for many deletes at once,
+ * because each `-D rule-spec` is a linear search of its chain (10,000 deletes took 36 s), while a
+ * flush and re-add is one pass. Still one transaction per table. Pure.
+ */
+export function buildIptablesRebuild(forwards: readonly Forward[], opts: { chainPrefix?: string } = {}): IptablesBatch {
+  const c = iptablesChains(opts.chainPrefix)
+  const lines = (chain: string, spec: (f: Forward) => string): string[] => [`-F ${chain}`, ...forwards.map((f) => `-A ${chain} ${spec(f)}`)]
+  return { nat: block('nat', lines(c.dnat, dnatSpec)), filter: block('filter', lines(c.accept, acceptSpec)) }
+}
+
+/** More deletes than this in one batch: rebuild the chains instead (buildIptablesRebuild). */
+export const REBUILD_AFTER_DELETES = 64
+
 /** The inverse of a plan (what undoes it). */
 export const invertPlan = (p: IptablesPlan): IptablesPlan => ({ delete: p.add, add: p.delete })
 
@@ -459,13 +473,15 @@ export class IptablesDriver implements ForwardDriver {
       for (const f of plan.delete) next.delete(forwardKey(f))
       for (const f of plan.add) next.set(forwardKey(f), f)
       if (plan.delete.length > 0 || plan.add.length > 0) {
-        const batch = buildIptablesBatch(plan, { chainPrefix: this.#prefix })
+        const opts = { chainPrefix: this.#prefix }
+        const rebuild = plan.delete.length > REBUILD_AFTER_DELETES
+        const batch = rebuild ? buildIptablesRebuild([...next.values()].sort(compareForwards), opts) : buildIptablesBatch(plan, opts)
         await this.#restore(batch.nat)
         try {
           await this.#restore(batch.filter)
         } catch (e) {
           try {
-            await this.#restore(buildIptablesBatch(invertPlan(plan), { chainPrefix: this.#prefix }).nat)
+            await this.#restore(rebuild ? buildIptablesRebuild(current, opts).nat : buildIptablesBatch(invertPlan(plan), opts).nat)
           } catch (e2) {
             throw new WgpmpError('WGPMP_IPTABLES_FAILED', 'iptables: filter batch failed and nat rollback failed; run ensureBase', {
               cause: new AggregateError([e, e2]),

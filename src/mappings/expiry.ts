@@ -12,7 +12,7 @@ const RETRY_MS = 2_000
  * Leases removed per batch when many are due at once. Between batches the event loop and the
  * group commit take other requests, so a mass expiry delays them by one chunk, not by all of it.
  */
-export const EXPIRY_CHUNK = 500
+export const EXPIRY_CHUNK = 250
 
 export class ExpiryScheduler {
   private cancel: Cancel | null = null

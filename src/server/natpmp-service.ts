@@ -32,6 +32,24 @@ export interface ServiceDeps {
    * a lease whose forward is not in the kernel yet waits for it, so no reply ever precedes its rule.
    */
   inflight: Map<Lease, Promise<void>>
+  /**
+   * Each client's deletes run one after another: a retransmitted delete (or a second delete-all)
+   * finds the table already emptied, and must not be answered before the first one's commit.
+   */
+  removals: Map<string, Promise<void>>
+}
+
+/** Runs a client's delete after any delete of that client still in flight (see ServiceDeps.removals). */
+export async function serialRemoval<T>(d: Pick<ServiceDeps, 'removals'>, client: string, run: () => Promise<T>): Promise<T> {
+  const prev = d.removals.get(client) ?? Promise.resolve()
+  const mine = prev.then(run)
+  const settled = mine.then(() => {}, () => {})
+  d.removals.set(client, settled)
+  try {
+    return await mine
+  } finally {
+    if (d.removals.get(client) === settled) d.removals.delete(client)
+  }
 }
 
 /**
@@ -85,18 +103,20 @@ export class NatPmpService {
     const protocol = protocolOf(req.op)
     try {
       if (req.lifetimeSeconds === 0) {
-        // RFC 6886 §3.4: the suggested external port is ignored; internal 0 deletes all of this protocol.
-        const r = this.d.table.remove(source, protocol, req.internalPort)
-        try {
-          await this.d.commit(r.changes)
-        } catch (err) {
-          r.undo()
-          this.d.log.error({ err, source, protocol, internalPort: req.internalPort }, 'natpmp: delete refused by the kernel')
-          return reply(ResultCode.NetworkFailure)
-        }
-        if (r.removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: r.removed.map((l) => l.externalPort) }, 'lease deleted')
-        this.d.changed()
-        return reply(ResultCode.Success)
+        return await serialRemoval(this.d, source, async () => {
+          // RFC 6886 §3.4: the suggested external port is ignored; internal 0 deletes all of this protocol.
+          const r = this.d.table.remove(source, protocol, req.internalPort)
+          try {
+            await this.d.commit(r.changes)
+          } catch (err) {
+            r.undo()
+            this.d.log.error({ err, source, protocol, internalPort: req.internalPort }, 'natpmp: delete refused by the kernel')
+            return reply(ResultCode.NetworkFailure)
+          }
+          if (r.removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: r.removed.map((l) => l.externalPort) }, 'lease deleted')
+          this.d.changed()
+          return reply(ResultCode.Success)
+        })
       }
       const out = this.d.table.map({
         client: source,

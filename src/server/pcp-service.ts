@@ -15,7 +15,7 @@ import type { Protocol } from '../drivers/driver.js'
 import type { RefusalReason } from '../mappings/table.js'
 import { PcpOpcode, PcpResult } from '../protocol/constants.js'
 import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../protocol/pcp.js'
-import { commitOutcome, type ServiceDeps } from './natpmp-service.js'
+import { commitOutcome, serialRemoval, type ServiceDeps } from './natpmp-service.js'
 
 /** IANA protocol numbers (RFC 6887 §11.1 uses them). */
 const IANA = { tcp: 6, udp: 17 } as const
@@ -80,23 +80,25 @@ export class PcpService {
       })
     }
     if (req.lifetimeSeconds === 0) {
-      // Delete (§15): protocol 0 + port 0 removes all of the client's mappings.
-      const protocols: Protocol[] = m.protocol === 0 ? ['tcp', 'udp'] : [protocolOf(m.protocol)].filter((p): p is Protocol => p !== null)
-      if (protocols.length === 0) return refuse(PcpResult.UnsuppProtocol)
-      const existing = m.internalPort === 0 ? undefined : this.d.table.get(source, protocols[0]!, m.internalPort)
-      if (existing?.nonce !== undefined && existing.nonce !== nonce) return refuse(PcpResult.NotAuthorized)
-      const removals = protocols.map((p) => this.d.table.remove(source, p, m.internalPort))
-      try {
-        await this.d.commit(removals.flatMap((r) => r.changes))
-      } catch (err) {
-        for (const r of removals) r.undo()
-        this.d.log.error({ err, source }, 'pcp: delete refused by the kernel')
-        return refuse(PcpResult.NetworkFailure)
-      }
-      const removed = removals.flatMap((r) => r.removed)
-      if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
-      this.d.changed()
-      return answer(existing?.externalPort ?? 0, 0)
+      return await serialRemoval(this.d, source, async () => {
+        // Delete (§15): protocol 0 + port 0 removes all of the client's mappings.
+        const protocols: Protocol[] = m.protocol === 0 ? ['tcp', 'udp'] : [protocolOf(m.protocol)].filter((p): p is Protocol => p !== null)
+        if (protocols.length === 0) return refuse(PcpResult.UnsuppProtocol)
+        const existing = m.internalPort === 0 ? undefined : this.d.table.get(source, protocols[0]!, m.internalPort)
+        if (existing?.nonce !== undefined && existing.nonce !== nonce) return refuse(PcpResult.NotAuthorized)
+        const removals = protocols.map((p) => this.d.table.remove(source, p, m.internalPort))
+        try {
+          await this.d.commit(removals.flatMap((r) => r.changes))
+        } catch (err) {
+          for (const r of removals) r.undo()
+          this.d.log.error({ err, source }, 'pcp: delete refused by the kernel')
+          return refuse(PcpResult.NetworkFailure)
+        }
+        const removed = removals.flatMap((r) => r.removed)
+        if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
+        this.d.changed()
+        return answer(existing?.externalPort ?? 0, 0)
+      })
     }
     const protocol = protocolOf(m.protocol)
     if (protocol === null) return refuse(PcpResult.UnsuppProtocol)

@@ -45,6 +45,7 @@ const TITLES = [
   'deletes a forward by key and keeps the others',
   'replaces a forward with delete + add of the same key in one batch',
   'applies 1,000 adds in one batch',
+  'deletes 300 of 1,000 forwards in one batch and adds one, keeping the rest',
   'rejects a batch with an add of an existing key and changes nothing',
   'rejects a batch with a duplicate add inside it and changes nothing',
   'rejects a batch with a delete of a missing key and changes nothing',
@@ -155,6 +156,16 @@ export function driverConformance(
       const listed = await driver.list()
       expect(listed).toHaveLength(1000)
       expect(listed).toEqual([...many].sort(compareForwards))
+    })
+
+    test('deletes 300 of 1,000 forwards in one batch and adds one, keeping the rest', async () => {
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const many = Array.from({ length: 1000 }, (_, i) => fwd(i % 2 === 0 ? 'udp' : 'tcp', 20000 + i, '10.8.0.2', 1 + i))
+      await driver.apply(many.map(add))
+      const gone = many.slice(100, 400)
+      const extra = fwd('tcp', 45000, '10.8.0.3', 45000)
+      await driver.apply([...gone.map(del), add(extra)])
+      expect(await driver.list()).toEqual([...many.slice(0, 100), ...many.slice(400), extra].sort(compareForwards))
     })
 
     test('rejects a batch with an add of an existing key and changes nothing', async () => {

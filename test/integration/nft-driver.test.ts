@@ -64,3 +64,31 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
     })
   })
 })
+
+describe.runIf(process.getuid?.() === 0)('nft session', () => {
+  it('replaces its nft process every N batches, between batches, and loses nothing', async () => {
+    const { NftSession } = await import('../../src/drivers/nft-session.js')
+    const { buildBatch } = await import('../../src/drivers/nft-batch.js')
+    const ns = await createNetns()
+    const session = new NftSession(['ip', 'netns', 'exec', ns.name, 'nft'], 3)
+    try {
+      const d = new NftDriver({ exec: ns.exec, mode: 'spawn', nftArgv: ['ip', 'netns', 'exec', ns.name, 'nft'] })
+      await d.ensureBase(CONFORMANCE_BASE)
+      const pids = new Set<number>()
+      const runs = Array.from({ length: 10 }, (_, i) => i)
+      for (const i of runs) {
+        const err = await session.run(JSON.stringify(buildBatch([{ op: 'add', forward: fwd('tcp', 30000 + i) }])))
+        expect(err).toBe('')
+        if (session.pid !== undefined) pids.add(session.pid)
+      }
+      // Concurrent batches across a recycle point all settle.
+      const errs = await Promise.all(runs.map((i) => session.run(JSON.stringify(buildBatch([{ op: 'add', forward: fwd('udp', 30000 + i) }])))))
+      expect(errs).toEqual(runs.map(() => ''))
+      expect(await d.list()).toHaveLength(20)
+      expect(pids.size).toBeGreaterThanOrEqual(3)
+    } finally {
+      session.close()
+      await ns.remove()
+    }
+  })
+})

@@ -312,3 +312,13 @@ describe('IptablesDriver with a scripted exec', () => {
     expect(() => new IptablesDriver({ exec: s.exec, chainPrefix: 'WAY-TOO-LONG-PREFIX-X' })).toThrow(/chainPrefix/)
   })
 })
+
+describe('buildIptablesRebuild', () => {
+  it('flushes the forward chains and writes every forward again, one transaction per table', async () => {
+    const { buildIptablesRebuild } = await import('../../../src/drivers/iptables.js')
+    const b = buildIptablesRebuild([{ protocol: 'tcp', externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }])
+    expect(b.nat.split('\n').filter((l) => l.startsWith('-'))).toEqual(['-F WGPMP-DNAT', expect.stringMatching(/^-A WGPMP-DNAT -p tcp .*--dport 8080 .*--to-destination 10\.8\.0\.2:80/)])
+    expect(b.nat.trim().endsWith('COMMIT')).toBe(true)
+    expect(b.filter.split('\n').filter((l) => l.startsWith('-'))[0]).toBe('-F WGPMP-ACCEPT')
+  })
+})

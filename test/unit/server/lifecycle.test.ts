@@ -1,7 +1,9 @@
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { DELETE_CHUNK } from '../../../src/daemon.js'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
+import { EXPIRY_CHUNK } from '../../../src/mappings/expiry.js'
 import { WgpmpError } from '../../../src/errors.js'
 import { ResultCode } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
@@ -150,7 +152,8 @@ describe('large removals and slow kernels', () => {
       if (r.result !== 0) throw new Error(`map ${i}: result ${r.result}`)
     }
   }
-  it('leases due at the same moment leave in chunks of at most 500, all of them', async () => {
+  const chunks = (n: number, size: number): number[] => Array.from({ length: Math.ceil(n / size) }, (_, i) => Math.min(size, n - i * size))
+  it('leases due at the same moment leave in chunks (EXPIRY_CHUNK), all of them', async () => {
     const t = await start({ max_forwards_per_client: 5000, lifetime_min_seconds: 120, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
     await mapMany(t, 1_200, 120)
     expect(t.driver.dump()).toHaveLength(1_200)
@@ -162,19 +165,19 @@ describe('large removals and slow kernels', () => {
     }
     expect(t.driver.dump()).toEqual([])
     const rounds = t.driver.sizes.slice(before)
-    expect(rounds).toEqual([500, 500, 200])
+    expect(rounds).toEqual(chunks(1_200, EXPIRY_CHUNK))
   })
   it('a delete-all of 1,200 goes in chunks; if one is refused the rest is put back and the answer is 3', async () => {
     const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
     await mapMany(t, 1_200, 3600)
     t.driver.failAt = { n: 2, error: new WgpmpError('WGPMP_NFT_FAILED', 'refused') }
     expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(ResultCode.NetworkFailure)
-    expect(t.driver.dump()).toHaveLength(1_200) // the first chunk was put back
+    expect(t.driver.dump()).toHaveLength(1_200) // the chunk already done was put back
     expect(t.daemon.table!.size).toBe(1_200)
     const before = t.driver.sizes.length
     expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(0)
     expect(t.driver.dump()).toEqual([])
-    expect(t.driver.sizes.slice(before)).toEqual([500, 500, 200])
+    expect(t.driver.sizes.slice(before)).toEqual(chunks(1_200, DELETE_CHUNK))
   })
   it('a retransmit of a request whose forward is still being committed waits for it: no reply precedes its rule', async () => {
     const t = await start()
@@ -189,5 +192,18 @@ describe('large removals and slow kernels', () => {
     open()
     expect((await first).externalPort).toBe(30000)
     expect(t.driver.dump()).toEqual([`tcp/30000 -> ${A}:8080`])
+  })
+  it('a retransmitted delete is not answered before the first one is committed', async () => {
+    const t = await start()
+    await t.a.send(map(2, 8080, 30000, 3600))
+    let open!: () => void
+    t.driver.gate = new Promise<void>((r) => (open = r))
+    const first = t.a.send(map(2, 0, 0, 0), 2000)
+    await new Promise((r) => setTimeout(r, 30))
+    expect(await t.a.sendRaw(map(2, 0, 0, 0), 150)).toBeNull() // the table is already empty, the kernel is not
+    t.driver.gate = null
+    open()
+    expect((await first).result).toBe(0)
+    expect(t.driver.dump()).toEqual([])
   })
 })
