@@ -42,6 +42,24 @@ const committed = new Map<string, number>()
 const spawns = new Map<string, number>()
 let onBatch: ((b: Batch) => void) | null = null
 
+/** Resolves with the batches seen once deletes totalling `expect` are committed, or at timeout. */
+async function watchDeletes(expect: number, timeoutMs: number): Promise<{ deleted: number; list: Batch[] }> {
+  let deleted = 0
+  let done: () => void = () => {}
+  const finished = new Promise<void>((r) => (done = r))
+  const list: Batch[] = []
+  onBatch = (b) => {
+    list.push(b)
+    deleted += b.ok ? b.dels : 0
+    if (deleted >= expect) done()
+  }
+  const t = setTimeout(done, timeoutMs)
+  await finished
+  clearTimeout(t)
+  onBatch = null
+  return { deleted, list }
+}
+
 function record(t0: number, changes: readonly ForwardChange[], ok: boolean): void {
   const t1 = nowMs()
   let adds = 0
@@ -227,39 +245,16 @@ serve(
     },
     /** Moves the daemon's clock forward; resolves once deletes totalling `expect` are committed (or timeout). */
     async jump(p: { ms: number; expect: number; timeoutMs: number }) {
-      let deleted = 0
-      let done: () => void = () => {}
-      const finished = new Promise<void>((r) => (done = r))
-      const list: Batch[] = []
-      onBatch = (b) => {
-        list.push(b)
-        deleted += b.ok ? b.dels : 0
-        if (deleted >= p.expect) done()
-      }
-      const t = setTimeout(done, p.timeoutMs)
+      const w = watchDeletes(p.expect, p.timeoutMs)
       const at = nowMs()
       clock.jump(p.ms)
       const afterTake = nowMs()
-      await finished
-      clearTimeout(t)
-      onBatch = null
+      const { deleted, list } = await w
       return { at, afterTake, doneAt: nowMs(), deleted, batches: list.map((b) => ({ t0: b.t0, t1: b.t1, dels: b.dels, adds: b.adds, ok: b.ok })) }
     },
     /** Resolves once deletes totalling `expect` are committed after now (real-clock expiry), or at timeout. */
     async waitDeletes(p: { expect: number; timeoutMs: number }) {
-      let deleted = 0
-      let done: () => void = () => {}
-      const finished = new Promise<void>((r) => (done = r))
-      const list: Batch[] = []
-      onBatch = (b) => {
-        list.push(b)
-        deleted += b.ok ? b.dels : 0
-        if (deleted >= p.expect) done()
-      }
-      const t = setTimeout(done, p.timeoutMs)
-      await finished
-      clearTimeout(t)
-      onBatch = null
+      const { deleted, list } = await watchDeletes(p.expect, p.timeoutMs)
       return { doneAt: nowMs(), deleted, batches: list.map((b) => ({ t0: b.t0, t1: b.t1, dels: b.dels, adds: b.adds, ok: b.ok })) }
     },
     memory,

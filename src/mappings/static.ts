@@ -514,15 +514,9 @@ export class StaticForwards {
     let installed = 0
     for (const address of addresses) {
       for (const f of this.forClient(clientId)) {
-        const r = reserveStatic(this.d.sink, address, f)
-        if (!r.ok) {
-          conflicts.push(r.conflict)
-          this.d.log.warn({ client: clientId, address, forward: formatSpec(f), conflict: r.conflict }, 'static forward not installed there: port taken')
-          continue
-        }
-        if (r.changes.length > 0) installed++
-        changes.push(...r.changes)
-        undos.push(() => r.undo())
+        const r = this.reserveOrWarn(clientId, address, f, changes, undos)
+        if (r.conflict) conflicts.push(r.conflict)
+        else if (r.added > 0) installed++
       }
     }
     try {
@@ -538,16 +532,20 @@ export class StaticForwards {
   private alsoOn(clientId: string, others: readonly string[], spec: StaticForwardSpec, first: { changes: ForwardChange[]; undo(): void }): { changes: ForwardChange[]; undo(): void } {
     const changes = [...first.changes]
     const undos = [() => first.undo()]
-    for (const address of others) {
-      const r = reserveStatic(this.d.sink, address, spec)
-      if (!r.ok) {
-        this.d.log.warn({ client: clientId, address, forward: formatSpec(spec), conflict: r.conflict }, 'static forward not installed there: port taken')
-        continue
-      }
-      changes.push(...r.changes)
-      undos.push(() => r.undo())
-    }
+    for (const address of others) this.reserveOrWarn(clientId, address, spec, changes, undos)
     return { changes, undo: () => { for (const u of undos.reverse()) u() } }
+  }
+
+  /** Reserves spec at address into changes/undos; a conflict is logged and returned, not thrown. */
+  private reserveOrWarn(clientId: string, address: string, spec: StaticForwardSpec, changes: ForwardChange[], undos: (() => void)[]): { added: number; conflict?: Conflict } {
+    const r = reserveStatic(this.d.sink, address, spec)
+    if (!r.ok) {
+      this.d.log.warn({ client: clientId, address, forward: formatSpec(spec), conflict: r.conflict }, 'static forward not installed there: port taken')
+      return { added: 0, conflict: r.conflict }
+    }
+    changes.push(...r.changes)
+    undos.push(() => r.undo())
+    return { added: r.changes.length }
   }
 
   private releaseAll(addresses: readonly string[], spec: StaticForwardSpec): { changes: ForwardChange[]; undo(): void } {
