@@ -94,6 +94,11 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
 /** Deletes per batch in a large removal (see commit). */
 export const DELETE_CHUNK = 250
 /**
+ * For the iptables-compat driver a large removal is one chain rebuild (O(rules)) whatever its size,
+ * so chunks would multiply that cost: it removes in chunks this large instead.
+ */
+const IPTABLES_DELETE_CHUNK = 20_000
+/**
  * Conntrack entries of deleted forwards are removed this long after the delete, for all deletes
  * of that window at once: each conntrack run dumps the whole conntrack table, which on a busy
  * server costs milliseconds of CPU, so one per delete slowed every other request (bench/RESULTS.md).
@@ -208,6 +213,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     metrics.observeBatch(size, ms, ok)
     log.debug({ size, ms, ok }, 'batch')
   })
+  const deleteChunk = driver.name === 'iptables' ? IPTABLES_DELETE_CHUNK : DELETE_CHUNK
   /**
    * Ends the connections of deleted forwards (conntrack), a few milliseconds later and for a whole
    * burst at once: a mass expiry in chunks costs one conntrack round, not one per chunk.
@@ -234,13 +240,13 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
    */
   const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
     const dels = changes.filter((c) => c.op === 'delete')
-    if (dels.length <= DELETE_CHUNK) {
+    if (dels.length <= deleteChunk) {
       await batcher.submit(changes)
     } else {
       const done: ForwardChange[] = []
       const chunks = [...changes.filter((c) => c.op === 'add'), ...dels]
-      for (let i = 0; i < chunks.length; i += DELETE_CHUNK) {
-        const chunk = chunks.slice(i, i + DELETE_CHUNK)
+      for (let i = 0; i < chunks.length; i += deleteChunk) {
+        const chunk = chunks.slice(i, i + deleteChunk)
         try {
           await batcher.submit(chunk)
         } catch (err) {
@@ -255,7 +261,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     state.changed()
     if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
   }
-  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }))
+  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }), deleteChunk)
   const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
   const statics = new StaticForwards({
     store: staticStore, sink: table, commit, log: log.child({ component: 'static' }),

@@ -26,6 +26,8 @@ export class ExpiryScheduler {
     private readonly table: MappingTable,
     private readonly commit: (r: Removal) => Promise<void>,
     private readonly log: Logger,
+    /** Leases per round (default EXPIRY_CHUNK). */
+    private readonly chunk = EXPIRY_CHUNK,
   ) {}
 
   /** Call after any change to the table: arms the timer for the earliest deadline. */
@@ -54,12 +56,12 @@ export class ExpiryScheduler {
   private async round(): Promise<void> {
     this.cancel = null
     this.armedFor = null
-    const r = this.table.takeExpired(EXPIRY_CHUNK)
+    const r = this.table.takeExpired(this.chunk)
     if (r.removed.length > 0) {
       try {
         await this.commit(r)
         this.log.info({ count: r.removed.length, forwards: r.removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases expired')
-        if (r.removed.length === EXPIRY_CHUNK && !this.stopped) {
+        if (r.removed.length === this.chunk && !this.stopped) {
           // More may be due: the next chunk after other work had its turn.
           this.cancel = this.clock.setTimer(0, () => void this.fire())
           return
