@@ -217,6 +217,27 @@ describe('StaticForwards', () => {
     return { sink, batches, sf, store, addresses, refuse: (v: boolean) => (refuse = v) }
   }
 
+  it('a client with an IPv6 address gets the forward on both addresses; a pinhole that cannot translate is skipped there', async () => {
+    const { FakeClock } = await import('../../../src/mappings/clock.js')
+    const { MappingTable } = await import('../../../src/mappings/table.js')
+    const table = new MappingTable({ clock: new FakeClock(0), minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, isPinholeClient: (a) => a.startsWith('2001:') })
+    const batches: ForwardChange[][] = []
+    const addrs = new Map([['alice', ['10.8.0.2', 'fd42:42::2']], ['bob', ['10.8.0.3', '2001:db8:200::3']]])
+    const sf = new StaticForwards({
+      store: await StaticForwardStore.open(join(dir, 'state.json')), sink: table, log: silentLogger(),
+      commit: (c) => (batches.push([...c]), Promise.resolve()),
+      addressesOf: (id) => addrs.get(id) ?? [],
+    })
+    expect((await sf.create('alice', spec('8080:80/tcp'))).ok).toBe(true)
+    expect(batches.at(-1)!.map((c) => `${c.forward.internalAddress}:${c.forward.internalPort}`)).toEqual(['10.8.0.2:80', 'fd42:42::2:80'])
+    expect((await sf.create('bob', spec('443/tcp'))).ok).toBe(true)
+    expect(batches.at(-1)!.map((c) => [c.forward.internalAddress, c.forward.pinhole === true])).toEqual([['10.8.0.3', false], ['2001:db8:200::3', true]])
+    expect((await sf.create('bob', spec('9090:90/tcp'))).ok).toBe(true) // a pinhole cannot map 9090 to 90: IPv4 only
+    expect(batches.at(-1)!.map((c) => c.forward.internalAddress)).toEqual(['10.8.0.3'])
+    expect(await sf.delete('alice', 'tcp-8080')).toBe('deleted')
+    expect(batches.at(-1)!.map((c) => `${c.op} ${c.forward.internalAddress}`)).toEqual(['delete 10.8.0.2', 'delete fd42:42::2'])
+  })
+
   it('a 1000-port range is one batch (2000 elements for both)', async () => {
     const { sf, batches, sink } = await setup()
     const r = await sf.create('alice', spec('20000-20999/both'))

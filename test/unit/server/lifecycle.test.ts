@@ -67,6 +67,13 @@ describe('clients are WireGuard peers', () => {
 })
 
 describe('restarts and crashes', () => {
+  it('a start-up without a working driver fails with a clear message and leaves nothing running', async () => {
+    const { NftDriver } = await import('../../../src/drivers/nft.js')
+    const { systemExec } = await import('../../../src/exec.js')
+    const driver = new NftDriver({ exec: systemExec, mode: 'spawn', nftArgv: ['/nonexistent/nft'] })
+    await expect(startTestDaemon({}, { driver })).rejects.toThrow(/command not found \(install it/)
+  })
+
   it('leases, the epoch and API-created static forwards survive a restart; expired leases do not', async () => {
     const t = await start({ lifetime_min_seconds: 120 })
     await t.a.send(map(2, 8080, 30000, 3600))
