@@ -4,9 +4,7 @@ import { isV6, type BaseParams, type Forward, type ForwardChange, type Protocol 
 export const TABLE_FAMILY = 'inet'
 export const TABLE_NAME = 'wgpmp'
 export const MAP_FORWARDS_V4 = 'forwards_v4'
-export const MAP_ACCEPT_V4 = 'accept_v4'
 export const MAP_FORWARDS_V6 = 'forwards_v6'
-export const MAP_ACCEPT_V6 = 'accept_v6'
 export const SET_PINHOLES_V6 = 'pinholes_v6'
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
@@ -22,15 +20,14 @@ const forwardElem = (f: Forward): Json => [
   { concat: [f.protocol, f.externalPort] },
   { concat: [f.internalAddress, f.internalPort] },
 ]
-const acceptElem = (f: Forward): Json => [{ concat: [f.protocol, f.externalPort] }, { accept: null }]
 const keyElem = (f: Forward): Json => ({ concat: [f.protocol, f.externalPort] })
 const pinholeElem = (f: Forward): Json => ({ concat: [f.internalAddress, f.protocol, f.internalPort] })
 
 /**
  * One atomic batch for a list of changes: each forward is one element of forwards_v4 (the DNAT
- * data map) and one of accept_v4 (the forward-hook verdict map), or of their _v6 twins for an
- * IPv6 forward, or one element of pinholes_v6 for a pinhole. Deletes come first so that a batch
- * may move a key to a new target. An empty list gives an empty batch.
+ * data map, which the forward hook also uses as its accept set), of forwards_v6 for an IPv6
+ * forward, or of pinholes_v6 for a pinhole. Deletes come first so that a batch may move a key to a
+ * new target. An empty list gives an empty batch.
  */
 export function buildBatch(changes: readonly ForwardChange[], table = TABLE_NAME): NftBatch {
   const dels = changes.filter((c) => c.op === 'delete').map((c) => c.forward)
@@ -43,17 +40,13 @@ export function buildBatch(changes: readonly ForwardChange[], table = TABLE_NAME
   })
   const d = groups(dels)
   const a = groups(adds)
-  for (const [fs, fwd, acc] of [[d.v4, MAP_FORWARDS_V4, MAP_ACCEPT_V4], [d.v6, MAP_FORWARDS_V6, MAP_ACCEPT_V6]] as const) {
-    if (fs.length === 0) continue
-    cmds.push({ delete: elemTarget(table, fwd, fs.map(keyElem)) })
-    cmds.push({ delete: elemTarget(table, acc, fs.map(keyElem)) })
+  for (const [fs, map] of [[d.v4, MAP_FORWARDS_V4], [d.v6, MAP_FORWARDS_V6]] as const) {
+    if (fs.length > 0) cmds.push({ delete: elemTarget(table, map, fs.map(keyElem)) })
   }
   if (d.pin.length > 0) cmds.push({ delete: elemTarget(table, SET_PINHOLES_V6, d.pin.map(pinholeElem)) })
   // `create` (not `add`) fails on an existing key, so a collision can never overwrite silently.
-  for (const [fs, fwd, acc] of [[a.v4, MAP_FORWARDS_V4, MAP_ACCEPT_V4], [a.v6, MAP_FORWARDS_V6, MAP_ACCEPT_V6]] as const) {
-    if (fs.length === 0) continue
-    cmds.push({ create: elemTarget(table, fwd, fs.map(forwardElem)) })
-    cmds.push({ create: elemTarget(table, acc, fs.map(acceptElem)) })
+  for (const [fs, map] of [[a.v4, MAP_FORWARDS_V4], [a.v6, MAP_FORWARDS_V6]] as const) {
+    if (fs.length > 0) cmds.push({ create: elemTarget(table, map, fs.map(forwardElem)) })
   }
   if (a.pin.length > 0) cmds.push({ create: elemTarget(table, SET_PINHOLES_V6, a.pin.map(pinholeElem)) })
   return { nftables: cmds }

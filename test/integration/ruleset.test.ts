@@ -12,13 +12,12 @@ interface Fwd {
 
 const RULESET = new URL('../../nft/wgpmp.nft', import.meta.url)
 
-/** One `nft -j` batch: both elements of each forward, as the daemon's driver does it. */
+/** One `nft -j` batch: one element per forward, as the daemon's driver does it. */
 function batch(op: 'add' | 'delete', fwds: readonly Fwd[]): string {
   const cmds = fwds.flatMap((f) => {
     const key = { concat: [f.proto, f.ext] }
     return [
       { [op]: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [op === 'add' ? [key, { concat: [f.addr, f.port] }] : key] } } },
-      { [op]: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v4', elem: [op === 'add' ? [key, { accept: null }] : key] } } },
     ]
   })
   return JSON.stringify({ nftables: cmds })
@@ -93,7 +92,6 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
   afterEach(async () => {
     // Each test starts with empty maps and no remembered flows.
     await nft(['flush', 'map', 'inet', 'wgpmp', 'forwards_v4'])
-    await nft(['flush', 'map', 'inet', 'wgpmp', 'accept_v4'])
     await lab.exec('srv', 'conntrack', ['-F'], { reject: false })
   })
 
@@ -151,6 +149,20 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
     expect(await talk('c1', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.wgSrv}`)
     // Internet traffic keeps its real source.
     expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)
+  })
+
+  it('the forward hook accepts exactly the forwards in the map (checked with the chain set to drop)', async () => {
+    await nftJson(batch('add', [c1Tcp]))
+    // Another table DNATs port 9999 of the public address to the same client: not a wgpmp forward.
+    await nft(['-f', '-'], 'table ip scratchdnat {\n chain pre {\n  type nat hook prerouting priority dstnat - 5; policy accept;\n  ip daddr ' + lab.ips.public + ' tcp dport 9999 dnat to ' + lab.ips.c1 + ':8080\n }\n}\n')
+    await nft(['chain', 'inet', 'wgpmp', 'forward', '{ policy drop; }'])
+    try {
+      expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)
+      expect(await talk('inet', 'tcp', lab.ips.public, 9999)).toBe('')
+    } finally {
+      await nft(['chain', 'inet', 'wgpmp', 'forward', '{ policy accept; }'])
+      await nft(['delete', 'table', 'ip', 'scratchdnat'])
+    }
   })
 
   it('(e) drops NAT-PMP from outside the tunnel and counts it, but not from a client', async () => {

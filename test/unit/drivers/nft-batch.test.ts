@@ -8,7 +8,7 @@ const tcp8080: Forward = { protocol: 'tcp', externalPort: 8080, internalAddress:
 const udp51413: Forward = { protocol: 'udp', externalPort: 51413, internalAddress: '10.8.0.3', internalPort: 51413 }
 
 describe('buildBatch', () => {
-  it('adds: one create per map, every forward in each (golden)', () => {
+  it('adds: one create command, one element per forward (golden)', () => {
     expect(buildBatch([{ op: 'add', forward: tcp8080 }, { op: 'add', forward: udp51413 }])).toEqual(golden('add-tcp-8080-udp-51413.json'))
   })
   it('puts deletes before creates so one batch can move a port to another client (golden)', () => {
@@ -18,9 +18,9 @@ describe('buildBatch', () => {
   it('is empty for no changes', () => {
     expect(buildBatch([])).toEqual({ nftables: [] })
   })
-  it('1,000 forwards are still 2 commands', () => {
+  it('1,000 forwards are still one command', () => {
     const changes = Array.from({ length: 1000 }, (_, i) => ({ op: 'add' as const, forward: { ...tcp8080, externalPort: 10000 + i } }))
-    expect(buildBatch(changes).nftables).toHaveLength(2)
+    expect(buildBatch(changes).nftables).toHaveLength(1)
   })
 })
 
@@ -31,9 +31,7 @@ describe('IPv6', () => {
     expect(buildBatch([{ op: 'add', forward: v6 }, { op: 'add', forward: pin }, { op: 'delete', forward: tcp8080 }])).toEqual({
       nftables: [
         { delete: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [{ concat: ['tcp', 8080] }] } } },
-        { delete: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v4', elem: [{ concat: ['tcp', 8080] }] } } },
         { create: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } } },
-        { create: { element: { family: 'inet', table: 'wgpmp', name: 'accept_v6', elem: [[{ concat: ['udp', 6881] }, { accept: null }]] } } },
         { create: { element: { family: 'inet', table: 'wgpmp', name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } } },
       ],
     })
@@ -41,7 +39,6 @@ describe('IPv6', () => {
   it('list output with all three kinds parses back', () => {
     const out = JSON.stringify({ nftables: [
       { map: { name: 'forwards_v4', elem: [[{ concat: ['tcp', 8080] }, { concat: ['10.8.0.2', 80] }]] } },
-      { map: { name: 'accept_v4', elem: [[{ concat: ['tcp', 8080] }, { accept: null }]] } },
       { map: { name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } },
       { set: { name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } },
       { set: { name: 'public_v6', elem: ['2001:db8:100::1'] } },
