@@ -72,29 +72,27 @@ function record(t0: number, changes: readonly ForwardChange[], ok: boolean): voi
   onBatch?.(b)
 }
 
+/** Runs a driver's apply() and records its batch (time, size, outcome). */
+async function timedApply(apply: () => Promise<void>, changes: readonly ForwardChange[]): Promise<void> {
+  const t0 = nowMs()
+  let ok = false
+  try {
+    await apply()
+    ok = true
+  } finally {
+    if (changes.length > 0) record(t0, changes, ok)
+  }
+}
+
 class TimedNftDriver extends NftDriver {
-  override async apply(changes: readonly ForwardChange[]): Promise<void> {
-    const t0 = nowMs()
-    let ok = false
-    try {
-      await super.apply(changes)
-      ok = true
-    } finally {
-      if (changes.length > 0) record(t0, changes, ok)
-    }
+  override apply(changes: readonly ForwardChange[]): Promise<void> {
+    return timedApply(() => super.apply(changes), changes)
   }
 }
 
 class TimedIptablesDriver extends IptablesDriver {
-  override async apply(changes: readonly ForwardChange[]): Promise<void> {
-    const t0 = nowMs()
-    let ok = false
-    try {
-      await super.apply(changes)
-      ok = true
-    } finally {
-      if (changes.length > 0) record(t0, changes, ok)
-    }
+  override apply(changes: readonly ForwardChange[]): Promise<void> {
+    return timedApply(() => super.apply(changes), changes)
   }
 }
 
