@@ -22,7 +22,7 @@ import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from '.
 import { MappingTable, toForward, type Origin } from './mappings/table.js'
 import { epochFromUnixMs, loadState, renderState, restorable, snapshot, StateStore } from './state/store.js'
 import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
-import { NatPmpService, type ServiceDeps } from './server/natpmp-service.js'
+import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
 import { startUdpServer } from './server/udp.js'
 import { PeerSync } from './wireguard/peer-sync.js'
@@ -91,7 +91,7 @@ async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<nu
   return []
 }
 
-/** Deletes per batch in a large removal (see commit). */
+/** Leases per batch in a large removal (removeInChunks) and per expiry round. */
 export const DELETE_CHUNK = 250
 /**
  * For the iptables-compat driver a large removal is one chain rebuild (O(rules)) whatever its size,
@@ -232,31 +232,9 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       })
     }, FLOW_FLUSH_DELAY_MS)
   }
-  /**
-   * Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the
-   * state. A removal larger than DELETE_CHUNK (a client's delete-all, a peer with thousands of
-   * leases) goes in chunks, so requests in between wait for one chunk, not for all of it; if a
-   * chunk is refused, the chunks already done are put back, so the caller's undo stays true.
-   */
+  /** Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the state. */
   const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
-    const dels = changes.filter((c) => c.op === 'delete')
-    if (dels.length <= deleteChunk) {
-      await batcher.submit(changes)
-    } else {
-      const done: ForwardChange[] = []
-      const chunks = [...changes.filter((c) => c.op === 'add'), ...dels]
-      for (let i = 0; i < chunks.length; i += deleteChunk) {
-        const chunk = chunks.slice(i, i + deleteChunk)
-        try {
-          await batcher.submit(chunk)
-        } catch (err) {
-          const back = done.map((c): ForwardChange => ({ op: c.op === 'add' ? 'delete' : 'add', forward: c.forward }))
-          await batcher.submit(back).catch((e: unknown) => log.error({ err: e }, 'cannot put back a partly committed removal: some forwards stay missing from the kernel until renewed'))
-          throw err
-        }
-        done.push(...chunk)
-      }
-    }
+    await batcher.submit(changes)
     if (changes.length === 0) return
     state.changed()
     if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
@@ -270,15 +248,13 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   })
   for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
 
+  const chunked = { commit, chunk: deleteChunk }
   /** Withdraws a client's NAT-PMP/PCP leases (its peer went away or disconnected). */
   const withdrawLeases = async (address: string, why: string): Promise<void> => {
-    const r = table.removeClient(address)
-    if (r.changes.length === 0) return
     try {
-      await commit(r.changes)
-      log.info({ client: address, why, forwards: r.removed.map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
+      const removed = await removeInChunks(chunked, (limit) => table.removeClient(address, limit))
+      if (removed.length > 0) log.info({ client: address, why, count: removed.length, forwards: removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
     } catch (err) {
-      r.undo()
       log.error({ err, client: address }, 'cannot withdraw leases')
     }
   }
@@ -350,7 +326,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
-    table, commit, isClient, inflight: new Map(), removals: new Map(),
+    table, commit, isClient, inflight: new Map(), removals: new Map(), chunk: deleteChunk,
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
     changed: () => {
@@ -402,16 +378,10 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 
   const flushLeases = async (): Promise<number> => {
-    const r = table.removeAllDynamic()
-    try {
-      await commit(r.changes)
-    } catch (err) {
-      r.undo()
-      throw err
-    }
+    const removed = await removeInChunks(chunked, (limit) => table.removeAllDynamic(limit))
     expiry.reschedule()
-    log.info({ count: r.removed.length }, 'all leases flushed by the operator')
-    return r.removed.length
+    log.info({ count: removed.length }, 'all leases flushed by the operator')
+    return removed.length
   }
 
   // --- the HTTP API and page ---

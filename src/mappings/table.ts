@@ -286,13 +286,16 @@ export class MappingTable {
     }
   }
 
-  /** Removes the client's mapping for (protocol, internal port); internal port 0 removes all of that protocol. */
-  remove(client: string, protocol: Protocol, internalPort: number): Removal {
+  /**
+   * Removes the client's mapping for (protocol, internal port); internal port 0 removes all of that
+   * protocol, at most `limit` of them (call again for the rest: see removeInChunks).
+   */
+  remove(client: string, protocol: Protocol, internalPort: number, limit = Infinity): Removal {
     const cl = this.client(client, false)
     if (cl === null) return { removed: [], changes: [], undo: () => {} }
     const keys =
       internalPort === 0
-        ? [...(this.byClient.get(cl.c) ?? [])].filter((k) => this.byKey.get(k)?.protocol === protocol)
+        ? [...(this.byClient.get(cl.c) ?? [])].filter((k) => this.byKey.get(k)?.protocol === protocol).slice(0, limit)
         : [key(cl.c, protocol, internalPort)]
     return this.removeKeys(keys)
   }
@@ -321,15 +324,20 @@ export class MappingTable {
     return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }] }
   }
 
-  /** Every dynamic lease of a client (its peer was removed or disconnected); static forwards stay. */
-  removeClient(client: string): Removal {
+  /** A client's dynamic leases (its peer was removed or disconnected), at most `limit`; static forwards stay. */
+  removeClient(client: string, limit = Infinity): Removal {
     const cl = this.client(client, false)
-    return this.removeKeys(cl === null ? [] : [...(this.byClient.get(cl.c) ?? [])])
+    return this.removeKeys(cl === null ? [] : [...(this.byClient.get(cl.c) ?? [])].slice(0, limit))
   }
 
-  /** Every dynamic lease, e.g. on an operator's flush. */
-  removeAllDynamic(): Removal {
-    return this.removeKeys([...this.byKey.keys()])
+  /** Dynamic leases, at most `limit` (an operator's flush). */
+  removeAllDynamic(limit = Infinity): Removal {
+    const keys: number[] = []
+    for (const k of this.byKey.keys()) {
+      if (keys.length >= limit) break
+      keys.push(k)
+    }
+    return this.removeKeys(keys)
   }
 
   /**

@@ -37,6 +37,33 @@ export interface ServiceDeps {
    * finds the table already emptied, and must not be answered before the first one's commit.
    */
   removals: Map<string, Promise<void>>
+  /** Leases per batch in a large removal (see removeInChunks). */
+  chunk: number
+}
+
+/**
+ * A large removal (a client's delete-all, a removed peer, a flush) in rounds of `d.chunk`: each
+ * round takes its leases out of the table and commits their deletes before the next round frees
+ * any more ports. So a port is never handed to someone else while its old forward is still in
+ * the kernel, and requests arriving meanwhile wait for one round, not for all of them. If a round
+ * is refused, it is undone and this rejects: the rounds before it stay done (table and kernel
+ * agree), the rest stay mapped. Resolves with every lease removed.
+ */
+export async function removeInChunks(d: Pick<ServiceDeps, 'commit' | 'chunk'>, take: (limit: number) => Removal): Promise<Lease[]> {
+  const removed: Lease[] = []
+  // Bounded: every round that continues removed a full chunk, and the table is finite.
+  for (;;) {
+    const r = take(d.chunk)
+    if (r.removed.length === 0) return removed
+    try {
+      await d.commit(r.changes)
+    } catch (err) {
+      r.undo()
+      throw err
+    }
+    removed.push(...r.removed)
+    if (r.removed.length < d.chunk) return removed
+  }
 }
 
 /** Runs a client's delete after any delete of that client still in flight (see ServiceDeps.removals). */
@@ -105,15 +132,15 @@ export class NatPmpService {
       if (req.lifetimeSeconds === 0) {
         return await serialRemoval(this.d, source, async () => {
           // RFC 6886 §3.4: the suggested external port is ignored; internal 0 deletes all of this protocol.
-          const r = this.d.table.remove(source, protocol, req.internalPort)
+          let removed: Lease[]
           try {
-            await this.d.commit(r.changes)
+            removed = await removeInChunks(this.d, (limit) => this.d.table.remove(source, protocol, req.internalPort, limit))
           } catch (err) {
-            r.undo()
             this.d.log.error({ err, source, protocol, internalPort: req.internalPort }, 'natpmp: delete refused by the kernel')
+            this.d.changed()
             return reply(ResultCode.NetworkFailure)
           }
-          if (r.removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: r.removed.map((l) => l.externalPort) }, 'lease deleted')
+          if (removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: removed.slice(0, 20).map((l) => l.externalPort), count: removed.length }, 'lease deleted')
           this.d.changed()
           return reply(ResultCode.Success)
         })

@@ -12,10 +12,10 @@
  * - Only TCP and UDP; other protocols get UNSUPP_PROTOCOL.
  */
 import type { Protocol } from '../drivers/driver.js'
-import type { RefusalReason } from '../mappings/table.js'
+import type { Lease, RefusalReason } from '../mappings/table.js'
 import { PcpOpcode, PcpResult } from '../protocol/constants.js'
 import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../protocol/pcp.js'
-import { commitOutcome, serialRemoval, type ServiceDeps } from './natpmp-service.js'
+import { commitOutcome, removeInChunks, serialRemoval, type ServiceDeps } from './natpmp-service.js'
 
 /** IANA protocol numbers (RFC 6887 §11.1 uses them). */
 const IANA = { tcp: 6, udp: 17 } as const
@@ -86,15 +86,14 @@ export class PcpService {
         if (protocols.length === 0) return refuse(PcpResult.UnsuppProtocol)
         const existing = m.internalPort === 0 ? undefined : this.d.table.get(source, protocols[0]!, m.internalPort)
         if (existing?.nonce !== undefined && existing.nonce !== nonce) return refuse(PcpResult.NotAuthorized)
-        const removals = protocols.map((p) => this.d.table.remove(source, p, m.internalPort))
+        const removed: Lease[] = []
         try {
-          await this.d.commit(removals.flatMap((r) => r.changes))
+          for (const p of protocols) removed.push(...(await removeInChunks(this.d, (limit) => this.d.table.remove(source, p, m.internalPort, limit))))
         } catch (err) {
-          for (const r of removals) r.undo()
           this.d.log.error({ err, source }, 'pcp: delete refused by the kernel')
+          this.d.changed()
           return refuse(PcpResult.NetworkFailure)
         }
-        const removed = removals.flatMap((r) => r.removed)
         if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
         this.d.changed()
         return answer(existing?.externalPort ?? 0, 0)

@@ -174,17 +174,34 @@ describe('large removals and slow kernels', () => {
     const rounds = t.driver.sizes.slice(before)
     expect(rounds).toEqual(chunks(1_200, EXPIRY_CHUNK))
   })
-  it('a delete-all of 1,200 goes in chunks; if one is refused the rest is put back and the answer is 3', async () => {
+  it('a delete-all of 1,200 goes in rounds; if one is refused the answer is 3 and table and kernel still agree', async () => {
     const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
     await mapMany(t, 1_200, 3600)
     t.driver.failAt = { n: 2, error: new WgpmpError('WGPMP_NFT_FAILED', 'refused') }
     expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(ResultCode.NetworkFailure)
-    expect(t.driver.dump()).toHaveLength(1_200) // the chunk already done was put back
-    expect(t.daemon.table!.size).toBe(1_200)
+    // The first round is done, the refused one undone: both sides hold the same 950.
+    expect(t.driver.dump()).toHaveLength(1_200 - DELETE_CHUNK)
+    expect(t.daemon.table!.size).toBe(1_200 - DELETE_CHUNK)
     const before = t.driver.sizes.length
     expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(0)
     expect(t.driver.dump()).toEqual([])
-    expect(t.driver.sizes.slice(before)).toEqual(chunks(1_200, DELETE_CHUNK))
+    expect(t.driver.sizes.slice(before)).toEqual(chunks(1_200 - DELETE_CHUNK, DELETE_CHUNK))
+  })
+  it('a port freed by a delete-all is not handed out before its old forward left the kernel', async () => {
+    const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000, port_forward_min_port: 30000, port_forward_max_port: 31199 })
+    await mapMany(t, 1_200, 3600) // every port of the range is A's
+    let open!: () => void
+    t.driver.gate = new Promise<void>((r) => (open = r))
+    const all = t.a.send(map(2, 0, 0, 0), 3000)
+    await new Promise((r) => setTimeout(r, 30))
+    // While the first round is in flight only its ports are free; B gets one of them or result 4, never a clash.
+    const b = t.b.send(map(2, 9000, 0, 3600), 3000)
+    t.driver.gate = null
+    open()
+    expect((await all).result).toBe(0)
+    const rb = await b
+    expect([0, ResultCode.OutOfResources]).toContain(rb.result)
+    if (rb.result === 0) expect(t.driver.dump()).toEqual([`tcp/${rb.externalPort} -> ${B}:9000`])
   })
   it('a retransmit of a request whose forward is still being committed waits for it: no reply precedes its rule', async () => {
     const t = await start()
