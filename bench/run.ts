@@ -9,6 +9,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Reply } from './agents/loadgen.js'
 import { clientAddress } from './lib/clients.js'
 import { createLab, destroyLab, nsExec, type Lab } from './lib/lab.js'
 import { machine } from './lib/machine.js'
@@ -44,15 +45,6 @@ const PER_CLIENT = 100
 /** Client indices the daemon is told are WireGuard peers (bench/agents/host.ts). */
 const PEERS = { from: 1, to: 4200 }
 
-interface Reply {
-  ok: boolean
-  result: number
-  t0: number
-  t1: number
-  rtt: number
-  externalPort: number
-  lifetime: number
-}
 interface StreamResult {
   sent: number
   inWindow: number

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ConfigInput } from '../../src/config/schema.js'
 import { isRoot, startLab, waitFor, type Lab } from './lab.js'
-import { labConfig, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
+import { jsonLines, labConfig, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
 
 const PYTHON = '/usr/bin/python3'
 const DIST_PACKAGES = '/usr/lib/python3/dist-packages'
@@ -67,22 +67,10 @@ function startLibtorrent(lab: Lab, infoHash: string): Torrent {
     { reject: false, buffer: false },
   )
   const events: Event[] = []
-  let rest = ''
   let stderr = ''
   let exited = false
-  child.stdout?.setEncoding('utf8')
-  child.stdout?.on('data', (chunk: string) => {
-    rest += chunk
-    const parts = rest.split('\n')
-    rest = parts.pop() ?? ''
-    for (const p of parts) {
-      try {
-        events.push(JSON.parse(p) as Event)
-      } catch {
-        events.push({ event: 'raw', line: p })
-      }
-    }
-  })
+  jsonLines<Event>(child.stdout, (e) => events.push(e), (line) => ({ event: 'raw', line }))
+
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (c: string) => (stderr += c))
   const done = child.then(() => (exited = true))

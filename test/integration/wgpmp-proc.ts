@@ -9,6 +9,24 @@ import { waitFor, type Lab } from './lab.js'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const MAIN = `${ROOT}dist/src/main.js`
 
+/** Calls onLine for each complete line of a child's stdout, parsed as JSON, or with `fallback(line)` if it is not JSON. */
+export function jsonLines<T>(stream: NodeJS.ReadableStream | null | undefined, onLine: (value: T) => void, fallback: (line: string) => T): void {
+  let rest = ''
+  stream?.setEncoding('utf8')
+  stream?.on('data', (chunk: string) => {
+    rest += chunk
+    const parts = rest.split('\n')
+    rest = parts.pop() ?? ''
+    for (const p of parts) {
+      try {
+        onLine(JSON.parse(p) as T)
+      } catch {
+        onLine(fallback(p))
+      }
+    }
+  })
+}
+
 /** Builds dist/ once if it is missing (npm test builds before running; this covers `vitest run` alone). */
 export async function ensureBuilt(): Promise<void> {
   if (!existsSync(MAIN)) await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT })
@@ -44,20 +62,7 @@ export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config')
   await writeFile(configFile, JSON.stringify(config, null, 2))
   const child = lab.spawn('srv', 'node', [MAIN, '--config', configFile], { reject: false, buffer: false })
   const lines: Record<string, unknown>[] = []
-  let rest = ''
-  child.stdout?.setEncoding('utf8')
-  child.stdout?.on('data', (chunk: string) => {
-    rest += chunk
-    const parts = rest.split('\n')
-    rest = parts.pop() ?? ''
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p) as Record<string, unknown>)
-      } catch {
-        lines.push({ msg: p })
-      }
-    }
-  })
+  jsonLines<Record<string, unknown>>(child.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
   let stderr = ''
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (c: string) => (stderr += c))
