@@ -51,6 +51,9 @@ type Event = Record<string, unknown>
 
 interface Torrent {
   readonly events: Event[]
+  /** How the process ended, if it was killed by a signal (a crash: faulthandler's stack is in `stderr`). */
+  crashed(): string | undefined
+  stderr(): string
   /** libtorrent's portmap_log lines so far. */
   logs(): string[]
   waitEvent(pred: (e: Event) => boolean, what: string, timeoutMs?: number): Promise<Event>
@@ -68,25 +71,32 @@ function startLibtorrent(lab: Lab, infoHash: string): Torrent {
   )
   const events: Event[] = []
   let stderr = ''
-  let exited = false
+  let exited: string | undefined
+  let signal: string | undefined
   jsonLines<Event>(child.stdout, (e) => events.push(e), (line) => ({ event: 'raw', line }))
 
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (c: string) => (stderr += c))
-  const done = child.then(() => (exited = true))
+  const done = child.then((r) => {
+    signal = r.signal
+    exited = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`
+  })
   return {
     events,
+    crashed: () => signal,
+    stderr: () => stderr,
     logs: () => events.filter((e) => e.event === 'log').map((e) => String(e.msg)),
-    waitEvent: (pred, what, timeoutMs = 10_000) =>
-      waitFor(
-        () => {
-          const hit = events.find(pred)
-          if (hit) return hit
-          if (exited) throw new Error(`libtorrent client exited before ${what}: ${JSON.stringify(events)} ${stderr}`)
-          return undefined
-        },
-        { timeoutMs, intervalMs: 50, what },
-      ),
+    /** Polls every 50 ms; fails at once if the process has ended, else after timeoutMs. */
+    async waitEvent(pred, what, timeoutMs = 10_000) {
+      const deadline = performance.now() + timeoutMs
+      for (;;) {
+        const hit = events.find(pred)
+        if (hit) return hit
+        const why = exited ? `ended (${exited})` : performance.now() > deadline ? `still running after ${timeoutMs} ms` : null
+        if (why) throw new Error(`libtorrent client ${why} without ${what}; stderr: ${stderr || '(none)'}; events: ${JSON.stringify(events)}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
     async stop() {
       if (!exited) child.kill('SIGTERM')
       await Promise.race([done, new Promise((r) => setTimeout(r, 5_000))])
@@ -132,6 +142,30 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     return { ...(JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Event), exitCode: r.exitCode }
   }
 
+  /**
+   * Starts libtorrent and waits for both mappings. Debian's libtorrent 2.0.8 once died of a signal
+   * right after its first PCP request (CI, 1 run in many; not reproduced in 8 runs alone): if the
+   * process is killed by a signal before it is mapped, its crash is printed, its leases are left to
+   * expire (at most MAX_LIFETIME_S: a new instance has new PCP nonces, which the daemon rightly
+   * refuses for a mapping that still has the old ones), and one fresh instance must then pass.
+   * An exit without a signal (a timeout, a Python error) fails at once.
+   */
+  const startMapped = async (what: string): Promise<{ t: Torrent; ready: Event }> => {
+    for (let attempt = 1; ; attempt++) {
+      const t = (lt = startLibtorrent(lab, infoHash))
+      try {
+        return { t, ready: await t.waitEvent((e) => e.event === 'ready', what, 25_000) }
+      } catch (err) {
+        if (attempt >= 2 || t.crashed() === undefined) throw err
+        console.warn(`libtorrent crashed (${t.crashed()}) before ${what}; one more attempt. Its stderr:\n${t.stderr()}`)
+        await t.stop()
+        await waitFor(async () => !(await nftList()).includes(`: ${lab.ips.c1} . ${LISTEN_PORT}`), {
+          timeoutMs: (MAX_LIFETIME_S + 5) * 1000, intervalMs: 250, what: 'the crashed instance\'s leases to expire',
+        })
+      }
+    }
+  }
+
   beforeAll(async () => {
     lab = await startLab()
     startedAt = Date.now()
@@ -146,8 +180,7 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
   })
 
   it('libtorrent finds 10.8.0.1, maps TCP and UDP over PCP, renews, is reachable, and unmaps on exit', async () => {
-    const t = (lt = startLibtorrent(lab, infoHash))
-    const ready = await t.waitEvent((e) => e.event === 'ready', 'TCP and UDP mapped', 25_000)
+    const { t, ready } = await startMapped('TCP and UDP mapped')
     const port = Number(ready.tcp)
     const logs = t.logs()
 
@@ -269,8 +302,7 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
   it('with pcp_enabled: false, libtorrent gets "unsupported version", falls back to NAT-PMP and is mapped', async () => {
     expect(await wgpmp.stop()).toBe(0)
     wgpmp = await startWgpmp(lab, config({ pcp_enabled: false, state_file: `${lab.dir}/state-nopcp.json` }), 'config-nopcp')
-    const t = (lt = startLibtorrent(lab, infoHash))
-    const ready = await t.waitEvent((e) => e.event === 'ready', 'TCP and UDP mapped over NAT-PMP', 25_000)
+    const { t, ready } = await startMapped('TCP and UDP mapped over NAT-PMP')
     const port = Number(ready.tcp)
     const logs = t.logs()
     const first = logs.findIndex((l) => /==> port map .*transport: PCP/.test(l))

@@ -21,6 +21,7 @@ seconds after start, whichever comes first. Every wait is bounded.
 """
 
 import argparse
+import faulthandler
 import json
 import signal
 import sys
@@ -35,6 +36,8 @@ def emit(**event):
 
 
 def main():
+    # A crash inside libtorrent (a C++ extension) then leaves a stack on stderr for the test to show.
+    faulthandler.enable()
     ap = argparse.ArgumentParser()
     ap.add_argument("--listen", required=True, help="IP:PORT, e.g. 10.8.0.2:6881")
     ap.add_argument("--map-timeout", type=float, default=20.0, help="seconds to wait for both mappings")
