@@ -139,11 +139,10 @@ export const epochToUnixMs = (epochStart: number, clock: Clock, nowUnixMs: numbe
 export const epochFromUnixMs = (epochStartedAtUnixMs: number, clock: Clock, nowUnixMs: number): number =>
   clock.now() - Math.max(0, nowUnixMs - epochStartedAtUnixMs)
 
-/** The whole document: NAT-PMP and PCP leases (not static ones), and the stored static forwards. Pure. */
+/** The whole document: NAT-PMP and PCP leases (not static ones, in the order given), and the stored static forwards. Pure. */
 export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): PersistedState {
   const out: LeaseRecord[] = []
   for (const l of leases) if (l.origin !== 'static') out.push(toPersisted(l, clock, nowUnixMs))
-  out.sort((a, b) => (a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1))
   return {
     version: STATE_VERSION,
     epochStartedAtUnixMs: epochToUnixMs(epochStart, clock, nowUnixMs),
@@ -176,22 +175,42 @@ export function restorable(state: PersistedState, clock: Clock, nowUnixMs: numbe
   return { leases, expired, duplicates }
 }
 
-/** Leases per slice when rendering a large state: about 1 ms of work between yields. */
-const RENDER_CHUNK = 2000
+/** Leases per slice when rendering a large state: well under a millisecond of work between yields. */
+const RENDER_CHUNK = 500
 
 /**
- * The state file's text, as snapshot() + JSON.stringify would give, built in slices of leases
- * with a yield to the event loop between slices (50,000 leases are about 40 ms of work).
+ * One lease record as JSON text: the same keys, order and values as JSON.stringify(toPersisted(…)),
+ * written out directly (4× faster; renderState's unit test holds the two equal). `now` is clock.now().
+ */
+function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
+  const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
+  const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
+  const origin = l.origin === 'pcp' ? 'pcp' : 'nat-pmp'
+  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '')
+  return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
+}
+
+/**
+ * The state file's text, exactly JSON.stringify(snapshot(…)) + newline, built in slices of
+ * RENDER_CHUNK leases with a yield to the event loop between slices, so that saving 50,000 leases
+ * never holds up a request for more than a fraction of a millisecond. `leases` is not kept: a
+ * lease renewed or removed while rendering is written as it is when its slice is reached.
  */
 export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): Promise<string> {
   const head = snapshot([], epochStart, clock, nowUnixMs, staticForwards)
-  const dynamic = leases.filter((l) => l.origin !== 'static')
-  dynamic.sort((a, b) => (a.protocol === b.protocol ? a.externalPort - b.externalPort : a.protocol < b.protocol ? -1 : 1))
+  const now = clock.now()
   const parts: string[] = []
-  for (let i = 0; i < dynamic.length; i += RENDER_CHUNK) {
-    if (i > 0) await new Promise((r) => setImmediate(r))
-    parts.push(dynamic.slice(i, i + RENDER_CHUNK).map((l) => JSON.stringify(toPersisted(l, clock, nowUnixMs))).join(','))
+  let slice: string[] = []
+  for (const l of leases) {
+    if (l.origin === 'static') continue
+    slice.push(leaseJson(l, now, nowUnixMs))
+    if (slice.length === RENDER_CHUNK) {
+      parts.push(slice.join(','))
+      slice = []
+      await new Promise((r) => setImmediate(r))
+    }
   }
+  if (slice.length > 0) parts.push(slice.join(','))
   const leasesJson = `"leases":[${parts.join(',')}]`
   return JSON.stringify({ ...head, leases: [] }).replace('"leases":[]', () => leasesJson) + '\n'
 }

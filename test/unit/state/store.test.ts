@@ -83,10 +83,10 @@ describe('conversions', () => {
     expect(epochFromUnixMs(T0 + 999, b, T0)).toBe(7) // start in the future: epoch 0 now
   })
 
-  it('snapshot keeps NAT-PMP and PCP leases, not static ones, sorted; restorable drops expired and duplicate ports', () => {
+  it('snapshot keeps NAT-PMP and PCP leases in table order, not static ones; restorable drops expired and duplicate ports', () => {
     const clock = new FakeClock(5_000)
     const s = snapshot([lease({ externalPort: 40002 }), lease({ origin: 'static', externalPort: 1 }), lease({ protocol: 'tcp', externalPort: 40009 })], 0, clock, T0)
-    expect(s.leases.map((l) => `${l.protocol}/${l.externalPort}`)).toEqual(['tcp/40009', 'udp/40002'])
+    expect(s.leases.map((l) => `${l.protocol}/${l.externalPort}`)).toEqual(['udp/40002', 'tcp/40009'])
     expect(s).toMatchObject({ version: 1, epochStartedAtUnixMs: T0 - 5_000, savedAtUnixMs: T0 })
     const r = restorable(doc([rec(), rec({ client: '10.8.0.3' }), rec({ externalPort: 5, expiresAtUnixMs: T0 - 1 })]), new FakeClock(0), T0)
     expect(r.leases.map((l) => l.client)).toEqual(['10.8.0.2'])
@@ -264,12 +264,22 @@ describe('StateStore', () => {
 })
 
 describe('renderState', () => {
-  it('renders exactly what snapshot + JSON.stringify give, in slices', async () => {
-    const clock = new FakeClock(5_000)
-    const many = Array.from({ length: 4_500 }, (_, i) => lease({ id: i, externalPort: 1024 + i, internalPort: 1024 + i }))
+  it('renders exactly the text of JSON.stringify(snapshot), in slices, for every kind of lease', async () => {
+    const clock = new FakeClock(5_000.4)
+    const many = Array.from({ length: 1_234 }, (_, i) =>
+      lease({
+        id: i, externalPort: 1024 + i, internalPort: i % 7 === 0 ? 0 : 1024 + i, protocol: i % 2 ? 'udp' : 'tcp',
+        origin: i % 3 === 0 ? 'pcp' : 'nat-pmp', createdAt: 1000.6 + i, expiresAt: 9_999.5 + i * 1000,
+        ...(i % 3 === 0 ? { nonce: '0123456789abcdef01234567' } : {}),
+        ...(i % 5 === 0 ? { client: 'fd00:8::2' } : {}),
+        ...(i % 10 === 0 ? { client: '2001:db8::2', pinhole: true } : {}),
+      }),
+    )
     const fwd = { id: 'tcp-8080', client: 'oLCGdaDSDw-O', protocol: 'tcp' as const, external_port: 8080, internal_port: 80, created_at: 't' }
-    const text = await renderState([...many, lease({ origin: 'static', externalPort: 1 })], 0, clock, T0, [fwd])
-    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(snapshot(many, 0, clock, T0, [fwd]))))
-    expect(text.endsWith('\n')).toBe(true)
+    const withStatic = [...many.slice(0, 600), lease({ origin: 'static', externalPort: 1 }), ...many.slice(600)]
+    const text = await renderState(withStatic, 0, clock, T0, [fwd])
+    expect(text).toBe(JSON.stringify(snapshot(many, 0, clock, T0, [fwd])) + '\n')
+    expect((JSON.parse(text) as PersistedState).leases).toHaveLength(1_234)
+    expect(await renderState([], 0, clock, T0)).toBe(JSON.stringify(snapshot([], 0, clock, T0)) + '\n')
   })
 })
