@@ -182,7 +182,7 @@ export interface PeerTrackerOptions {
   disconnectSeconds?: number
   /** Wall-clock Unix seconds (the handshake times are wall time). Default Date.now() / 1000. */
   unixSeconds?: () => number
-  /** Display name for a public key, or null. */
+  /** Display name for a public key, or null. Asked once, when the peer first appears. */
   nameOf?: (publicKey: string) => string | null
 }
 
@@ -237,11 +237,14 @@ export class PeerTracker {
       if (p.latestHandshake === 0) handshakeAt = null
       else if (!prev || prev.peer.latestHandshake !== p.latestHandshake) handshakeAt = now - Math.max(0, wall - p.latestHandshake) * 1000
       const connected = handshakeAt !== null && now - handshakeAt <= this.disconnectMs
+      // A known peer keeps its id and name, and its addresses while its allowed IPs stay the same:
+      // a refresh of thousands of peers then hashes and parses nothing (it ran every few seconds).
+      const sameIps = prev !== undefined && sameList(prev.peer.allowedIps, p.allowedIps)
       const peer: TrackedPeer = {
-        id: clientId(p.publicKey),
+        id: prev ? prev.peer.id : clientId(p.publicKey),
         publicKey: p.publicKey,
-        name: this.nameOf(p.publicKey),
-        addresses: addressOf(p),
+        name: prev ? prev.peer.name : this.nameOf(p.publicKey),
+        addresses: sameIps ? prev.peer.addresses : addressOf(p),
         endpoint: p.endpoint,
         allowedIps: p.allowedIps,
         latestHandshake: p.latestHandshake,
@@ -250,10 +253,12 @@ export class PeerTracker {
         persistentKeepalive: p.persistentKeepalive,
         connected,
       }
-      if (prev) this.forget(prev.peer)
       this.byKey.set(p.publicKey, { peer, handshakeAt })
-      this.byId.set(peer.id, peer.publicKey)
-      for (const a of peer.addresses) this.byAddress.set(a, peer.publicKey)
+      if (!sameIps) {
+        if (prev) this.forget(prev.peer)
+        this.byId.set(peer.id, peer.publicKey)
+        for (const a of peer.addresses) this.byAddress.set(a, peer.publicKey)
+      }
       if (!prev) {
         events.push({ type: 'added', peer })
         continue

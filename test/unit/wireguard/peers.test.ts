@@ -171,6 +171,20 @@ describe('PeerTracker', () => {
     expect(t.peerByAddress('10.8.0.20')?.publicKey).toBe(K1)
   })
 
+  it('a refresh of known peers asks for no name again, keeps the lookups, and takes the new counters', () => {
+    const asked: string[] = []
+    const t = new PeerTracker({ clock: new FakeClock(0), unixSeconds: () => WALL0, nameOf: (k) => (asked.push(k), k === K1 ? 'seedbox' : null) })
+    t.update([peer(K1, WALL0), peer(K2, WALL0, ['10.8.0.3/32'])])
+    for (let i = 1; i <= 3; i++) expect(t.update([{ ...peer(K1, WALL0), rxBytes: i }, peer(K2, WALL0, ['10.8.0.3/32'])])).toEqual([])
+    expect(asked).toEqual([K1, K2])
+    expect(t.peerByAddress('10.8.0.2')).toMatchObject({ publicKey: K1, name: 'seedbox', rxBytes: 3, id: clientId(K1) })
+    expect(t.peerById(clientId(K2))?.addresses).toEqual(['10.8.0.3'])
+    // Removed and added again: a new peer, so its name is asked for again.
+    t.update([peer(K2, WALL0, ['10.8.0.3/32'])])
+    t.update([peer(K1, WALL0), peer(K2, WALL0, ['10.8.0.3/32'])])
+    expect(asked).toEqual([K1, K2, K1])
+  })
+
   it('an address moved from one peer to another stays with the new owner', () => {
     const { t } = setup()
     t.update([peer(K1, WALL0), peer(K2, WALL0, ['10.8.0.3/32'])])
