@@ -295,7 +295,9 @@ async function expiryRealPhase(ctx: Ctx) {
 
 async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)[number], resultsDir: string, stamp: string) {
   log(`== ${d.label}`)
-  const nodeArgs = ['--expose-gc', ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${stamp}-${d.key}.cpuprofile`] : [])]
+  // One directory per driver and node's default file names: the daemon's main thread and tsx's
+  // loader thread each write a profile (a fixed --cpu-prof-name made the second overwrite the first).
+  const nodeArgs = ['--expose-gc', ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles', `${stamp}-${d.key}`)}`] : [])]
   const host = Agent.start(`host:${d.key}`, lab.daemon, 'bench/agents/host.ts', { nodeArgs, cwd: ROOT })
   const ctx: Ctx = { lab, host, lg, prober, driver: d }
   try {
