@@ -20,7 +20,7 @@ import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
 import { MappingTable, toForward, type Origin } from './mappings/table.js'
-import { epochFromUnixMs, loadState, renderState, restorable, snapshot, StateStore } from './state/store.js'
+import { epochFromUnixMs, loadState, renderStateChunks, restorable, snapshot, StateStore } from './state/store.js'
 import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
 import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
@@ -180,7 +180,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   stateStore = new StateStore({
     path: config.state_file, clock, now, log: log.child({ component: 'state' }),
     snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records()),
-    render: (t) => renderState(table.leases(), epochStart, clock, t, staticStore.records()),
+    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records()),
     // At most one write per 200 ms, wider as the state grows (50,000 leases: one per second), so
     // that saving never takes more than a few percent of a core. A crash loses at most that window.
     coalesceMs: () => Math.max(200, Math.round(table.size / 50)),

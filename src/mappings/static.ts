@@ -227,19 +227,20 @@ type StateFile = FromSchema<typeof stateFileSchema>
 export type StoredForward = FromSchema<typeof storedForwardSchema>
 
 /**
- * Writes data to path atomically and durably: a temp file in the same directory (mode 0600),
+ * Writes data (a string, or its pieces in turn) to path atomically and durably: a temp file in the same directory (mode 0600),
  * fsync, rename over path, fsync the directory. Readers see the old or the new file, never a
  * torn one, even across a power cut. Creates the directory (0700) if missing. Rejects on any
  * I/O error, leaving path untouched and the temp file removed.
  */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | AsyncIterable<string>): Promise<void> {
   const dir = dirname(path)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const tmp = join(dir, `.${path.slice(dir.length + 1)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
   try {
     const fh = await open(tmp, 'wx', 0o600)
     try {
-      await fh.writeFile(data, 'utf8')
+      if (typeof data === 'string') await fh.writeFile(data, 'utf8')
+      else for await (const part of data) await fh.write(part, null, 'utf8')
       await fh.sync()
     } finally {
       await fh.close()

@@ -191,28 +191,42 @@ function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
 }
 
 /**
- * The state file's text, exactly JSON.stringify(snapshot(…)) + newline, built in slices of
- * RENDER_CHUNK leases with a yield to the event loop between slices, so that saving 50,000 leases
- * never holds up a request for more than a fraction of a millisecond. `leases` is not kept: a
- * lease renewed or removed while rendering is written as it is when its slice is reached.
+ * The state file's text, exactly JSON.stringify(snapshot(…)) + newline, in pieces: the head, then
+ * slices of RENDER_CHUNK leases (about 100 kB each) with a yield to the event loop between slices,
+ * then the tail. The writer streams the pieces to the file, so saving 50,000 leases neither holds
+ * up a request for more than a fraction of a millisecond nor builds a 10 MB string. `leases` is
+ * not kept: a lease renewed or removed while rendering is written as it is when its slice is reached.
  */
-export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): Promise<string> {
-  const head = snapshot([], epochStart, clock, nowUnixMs, staticForwards)
+export function renderStateChunks(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): AsyncGenerator<string> {
+  // The clock is read now, with the wall time the caller just took, not when the pieces are
+  // pulled: the writer starts pulling later (after opening the file), and the two must agree.
+  const whole = JSON.stringify(snapshot([], epochStart, clock, nowUnixMs, staticForwards))
+  const at = whole.indexOf('"leases":[]') + '"leases":['.length
   const now = clock.now()
-  const parts: string[] = []
-  let slice: string[] = []
-  for (const l of leases) {
-    if (l.origin === 'static') continue
-    slice.push(leaseJson(l, now, nowUnixMs))
-    if (slice.length === RENDER_CHUNK) {
-      parts.push(slice.join(','))
-      slice = []
-      await new Promise((r) => setImmediate(r))
+  return (async function* pieces(): AsyncGenerator<string> {
+    yield whole.slice(0, at)
+    let slice: string[] = []
+    let first = true
+    for (const l of leases) {
+      if (l.origin === 'static') continue
+      slice.push(leaseJson(l, now, nowUnixMs))
+      if (slice.length === RENDER_CHUNK) {
+        yield (first ? '' : ',') + slice.join(',')
+        first = false
+        slice = []
+        await new Promise((r) => setImmediate(r))
+      }
     }
-  }
-  if (slice.length > 0) parts.push(slice.join(','))
-  const leasesJson = `"leases":[${parts.join(',')}]`
-  return JSON.stringify({ ...head, leases: [] }).replace('"leases":[]', () => leasesJson) + '\n'
+    if (slice.length > 0) yield (first ? '' : ',') + slice.join(',')
+    yield whole.slice(at) + '\n'
+  })()
+}
+
+/** renderStateChunks joined: the whole file as one string. */
+export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): Promise<string> {
+  let text = ''
+  for await (const part of renderStateChunks(leases, epochStart, clock, nowUnixMs, staticForwards)) text += part
+  return text
 }
 
 // --- loading ----------------------------------------------------------------------------------
@@ -283,14 +297,15 @@ export interface StateStoreOptions {
    */
   coalesceMs?: number | (() => number)
   /**
-   * Renders the file's text instead of JSON.stringify(snapshot(now)): the daemon's renderer
-   * yields to the event loop between chunks of leases, so a large state never blocks requests.
+   * Renders the file's text instead of JSON.stringify(snapshot(now)), as one string or in pieces
+   * (the daemon streams renderStateChunks, which yields to the event loop between slices of
+   * leases, so a large state never blocks requests).
    */
-  render?: (nowUnixMs: number) => Promise<string>
+  render?: (nowUnixMs: number) => Promise<string> | AsyncIterable<string>
   /** Wall time, unix ms. Default Date.now. */
   now?: () => number
-  /** Default writeFileAtomic (mappings/static.ts). */
-  write?: (path: string, data: string) => Promise<void>
+  /** Default writeFileAtomic (mappings/static.ts), which takes a string or its pieces. */
+  write?: (path: string, data: string | AsyncIterable<string>) => Promise<void>
 }
 
 /**
@@ -368,8 +383,8 @@ export class StateStore {
     this.dirty = false
     const now = this.o.now()
     const run = async (): Promise<void> => {
-      const text = this.o.render ? await this.o.render(now) : JSON.stringify(this.o.snapshot(now)) + '\n'
-      await this.o.write(this.o.path, text)
+      const data = this.o.render ? await this.o.render(now) : JSON.stringify(this.o.snapshot(now)) + '\n'
+      await this.o.write(this.o.path, data)
     }
     const p = run()
     this.writing = p

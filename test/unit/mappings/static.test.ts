@@ -135,6 +135,22 @@ describe('writeFileAtomic and StaticForwardStore', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600)
   })
 
+  it('writes pieces from an async iterable in order; a failing one leaves the old file and no temp', async () => {
+    const path = join(dir, 'state.json')
+    async function* pieces(fail: boolean) {
+      yield '{"a":'
+      await new Promise((r) => setImmediate(r))
+      yield 'é'.repeat(70_000) // multi-byte text across a large piece
+      if (fail) throw new Error('render failed')
+      yield '}'
+    }
+    await writeFileAtomic(path, pieces(false))
+    expect(await readFile(path, 'utf8')).toBe(`{"a":${'é'.repeat(70_000)}}`)
+    await expect(writeFileAtomic(path, pieces(true))).rejects.toThrow('render failed')
+    expect(await readFile(path, 'utf8')).toBe(`{"a":${'é'.repeat(70_000)}}`)
+    expect(await readdir(dir)).toEqual(['state.json'])
+  })
+
   it('rejects and leaves the old file when the target cannot be replaced', async () => {
     const path = join(dir, 'state.json')
     await writeFile(path, 'old')

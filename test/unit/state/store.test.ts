@@ -15,6 +15,7 @@ import {
   restorable,
   snapshot,
   renderState,
+  renderStateChunks,
   StateStore,
   toPersisted,
   type LeaseRecord,
@@ -156,8 +157,9 @@ describe('StateStore', () => {
   /** A write that the test completes by hand. */
   function manualWrite() {
     const writes: { path: string; data: string; resolve: () => void; reject: (e: Error) => void }[] = []
-    const write = (path: string, data: string): Promise<void> =>
+    const write = (path: string, data: string | AsyncIterable<string>): Promise<void> =>
       new Promise((resolve, reject) => {
+        if (typeof data !== 'string') throw new Error('these tests write strings (no render)')
         writes.push({ path, data, resolve, reject })
       })
     return { writes, write }
@@ -281,5 +283,25 @@ describe('renderState', () => {
     expect(text).toBe(JSON.stringify(snapshot(many, 0, clock, T0, [fwd])) + '\n')
     expect((JSON.parse(text) as PersistedState).leases).toHaveLength(1_234)
     expect(await renderState([], 0, clock, T0)).toBe(JSON.stringify(snapshot([], 0, clock, T0)) + '\n')
+    const pieces: string[] = []
+    for await (const p of renderStateChunks(many, 0, clock, T0)) pieces.push(p)
+    expect(pieces).toHaveLength(1 + 3 + 1) // head, 500 + 500 + 234 leases, tail
+    expect(pieces.join('')).toBe(JSON.stringify(snapshot(many, 0, clock, T0)) + '\n')
+  })
+
+  it('a StateStore with a streaming render writes the whole document to disk', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wgpmp-state-'))
+    try {
+      const clock = new FakeClock(5_000)
+      const leases = Array.from({ length: 1_100 }, (_, i) => lease({ id: i, externalPort: 2000 + i }))
+      const path = join(dir, 'leases.json')
+      const store = new StateStore({ path, clock, log: silentLogger(), now: () => T0, snapshot: () => snapshot(leases, 0, clock, T0), render: (t) => renderStateChunks(leases, 0, clock, t) })
+      store.changed()
+      await store.flush()
+      expect(await readFile(path, 'utf8')).toBe(JSON.stringify(snapshot(leases, 0, clock, T0)) + '\n')
+      expect(store.writes).toBe(1)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
