@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --drivers=nft,nft-spawn,iptables] [-- --no-memory] [-- --out=DIR]` (root):
+ * `npm run bench [-- --quick] [-- --drivers=nft,nft-session,nft-spawn,iptables] [-- --no-memory] [-- --out=DIR]` (root):
  * builds its own namespaces (bench/lib/lab.ts), runs the real daemon in one of them for each
  * driver, drives it over UDP with a NAT-PMP load generator in another, and checks forwards with
  * real TCP connections from a third. Prints a table with the issue-3 targets, writes
@@ -33,7 +33,8 @@ const PLAN = QUICK
 const CONCURRENCY = [1, 16, 64]
 
 const DRIVERS = [
-  { key: 'nft', label: 'nft (session)', driver: 'nft', mode: 'session', color: '#1f77b4' },
+  { key: 'nft', label: 'nft (library)', driver: 'nft', mode: 'library', color: '#1f77b4' },
+  { key: 'nft-session', label: 'nft (session)', driver: 'nft', mode: 'session', color: '#9467bd' },
   { key: 'nft-spawn', label: 'nft (spawn)', driver: 'nft', mode: 'spawn', color: '#2ca02c' },
   { key: 'iptables', label: 'iptables', driver: 'iptables', mode: 'session', color: '#d62728' },
 ] as const
@@ -329,9 +330,8 @@ async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)
 }
 
 async function memoryPhase(lab: Lab, lg: Agent) {
-  // nft in spawn mode: what the daemon keeps per forward does not depend on the mode, and with
-  // the session's per-batch `list tables` marker (O(forwards) in nft 1.0.x) 100,000 take minutes.
-  const d = WHAT_IF.includes('marker') ? DRIVERS[0] : DRIVERS[1]
+  // The default mode (library): what the daemon keeps per forward does not depend on the mode.
+  const d = DRIVERS[0]
   log(`== memory: ${PLAN.memoryForwards} forwards, ${d.label}`)
   const host = Agent.start('host:memory', lab.daemon, 'bench/agents/host.ts', { nodeArgs: ['--expose-gc'], cwd: ROOT })
   try {
@@ -494,7 +494,7 @@ async function main(): Promise<number> {
       plan: PLAN,
       definitions: {
         'request→reply': 'load generator: send of the NAT-PMP request to receipt of its reply (monotonic clock, one request outstanding)',
-        'request→rule': 'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
+        'request→rule': 'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (library: nft_run_cmd_from_buffer returned; session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
         renewal: 'request→reply of a MAP for an existing mapping (no kernel change)',
         throughput: 'successful new TCP forwards per second, each requester (its own client address) sending its next request when the previous reply arrives',
         'delete-all': 'one NAT-PMP request (internal port 0, lifetime 0) removing one client\'s forwards: request→reply',

@@ -166,6 +166,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   if (realKernel) previous = await driver.list().catch(() => [])
   await driver.ensureBase(baseParams)
   log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress, publicAddressV6: publicV6 ?? undefined }, 'forwarding base installed')
+  if (driver instanceof NftDriver && driver.fallback) log.warn({ asked: config.nft_mode, running: driver.mode, why: driver.fallback }, 'nft: a slower mode than asked for runs')
 
   const table = new MappingTable({
     clock,

@@ -50,9 +50,9 @@ export const configSchema = {
     },
     port_forward_driver: { enum: ['nft', 'iptables'], default: 'nft', description: 'How forwards reach the kernel.' },
     nft_mode: {
-      enum: ['session', 'spawn'],
-      default: 'session',
-      description: 'session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f -` per batch.',
+      enum: ['library', 'session', 'spawn'],
+      default: 'library',
+      description: 'library: libnftables in the daemon (through koffi), no process per batch; session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f` per batch. Each falls back to the next if it cannot run (logged at start).',
     },
     pcp_enabled: {
       type: 'boolean',

@@ -6,6 +6,7 @@ import { WgpmpError, type ErrorCode } from '../errors.js'
 import type { Exec } from '../exec.js'
 import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
 import { buildBaseScript, buildBatch, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import { NftLib } from './nft-lib.js'
 import { NftSession } from './nft-session.js'
 
 /** nft/wgpmp.nft, found relative to this file both in src/ (tests) and dist/src/ (built). */
@@ -33,35 +34,75 @@ export interface NftDriverOptions {
   /** Table name inside family inet (default "wgpmp"; tests may use another). */
   table?: string
   /**
-   * 'session' (default): batches go to one long-lived `nft -j -i`; 'spawn': one `nft -j -f -`
-   * per batch (the fallback, and what runs if the session cannot start).
+   * How batches reach the kernel (see NftMode). Default 'library'. Each mode falls back to the
+   * next if it cannot run: library -> session -> spawn; `fallback` says why.
    */
-  mode?: 'session' | 'spawn'
-  /** argv that runs nft for the session, e.g. ['ip','netns','exec','x','nft'] (default ['nft']). */
+  mode?: NftMode
+  /**
+   * argv that runs nft for the session and the other commands, e.g. ['ip','netns','exec','x','nft']
+   * (default ['nft']). Anything but ['nft'] rules out the library, which acts on this process's
+   * own network namespace.
+   */
   nftArgv?: readonly string[]
   /** The base ruleset text (default: nft/wgpmp.nft). */
   baseRuleset?: string
+  /** The library the 'library' mode loads (default libnftables.so.1; tests name a missing one). */
+  libnftables?: string
 }
+
+/**
+ * 'library': libnftables in this process (NftLib, koffi); 'session': one long-lived `nft -j -i`
+ * fed a batch per line (NftSession); 'spawn': one `nft -j -f FILE` per batch.
+ */
+export type NftMode = 'library' | 'session' | 'spawn'
 
 export class NftDriver implements ForwardDriver {
   readonly name = 'nft' as const
   private readonly exec: Exec
   private readonly table: string
   private readonly nftArgv: readonly string[]
-  private session: NftSession | null
+  private lib: NftLib | null = null
+  /** The library is still to be opened (on the first ensureBase or apply). */
+  private libPending: boolean
+  private session: NftSession | null = null
   private readonly baseRuleset: string | undefined
+  private readonly libnftables: string | undefined
+  private why: string | null = null
 
   constructor(opts: NftDriverOptions) {
     this.exec = opts.exec
     this.table = opts.table ?? TABLE_NAME
     this.nftArgv = opts.nftArgv ?? ['nft']
-    this.session = (opts.mode ?? 'session') === 'session' ? new NftSession(this.nftArgv) : null
+    const mode = opts.mode ?? 'library'
+    this.libPending = mode === 'library'
+    if (mode === 'library' && !(this.nftArgv.length === 1 && this.nftArgv[0] === 'nft')) {
+      this.libPending = false
+      this.why = `library: nft runs through ${this.nftArgv.join(' ')}, in another namespace`
+    }
+    if (mode === 'session' || (mode === 'library' && !this.libPending)) this.session = new NftSession(this.nftArgv)
     this.baseRuleset = opts.baseRuleset
+    this.libnftables = opts.libnftables
   }
 
-  /** Which path carries batches now: 'session' or 'spawn'. */
-  get mode(): 'session' | 'spawn' {
-    return this.session ? 'session' : 'spawn'
+  /** Which path carries batches now. Before the first ensureBase/apply, the library counts as running if asked for. */
+  get mode(): NftMode {
+    return this.lib || this.libPending ? 'library' : this.session ? 'session' : 'spawn'
+  }
+
+  /** Why a faster mode than the one asked for is not running (null if none fell back). */
+  get fallback(): string | null {
+    return this.why
+  }
+
+  private async openLibrary(): Promise<void> {
+    if (!this.libPending) return
+    this.libPending = false
+    try {
+      this.lib = await NftLib.open(this.libnftables)
+    } catch (e) {
+      this.why = e instanceof Error ? e.message : String(e)
+      this.session = new NftSession(this.nftArgv)
+    }
   }
 
   private async nft(args: readonly string[], input?: string): Promise<string> {
@@ -74,19 +115,37 @@ export class NftDriver implements ForwardDriver {
   }
 
   async ensureBase(params: BaseParams): Promise<void> {
+    await this.openLibrary()
     const base = this.baseRuleset ?? (await readBaseRuleset())
     await this.nft(['-f', '-'], buildBaseScript(base, params, this.table))
   }
 
   async apply(changes: readonly ForwardChange[]): Promise<void> {
     if (changes.length === 0) return
+    await this.openLibrary()
     const json = JSON.stringify(buildBatch(changes, this.table))
+    if (this.lib) {
+      let errText: string
+      try {
+        errText = await this.lib.run(json)
+      } catch (e) {
+        // The call itself failed (not nft refusing the batch): the session takes over for good.
+        this.why = `library: ${e instanceof Error ? e.message : String(e)}`
+        void this.lib.close()
+        this.lib = null
+        this.session = new NftSession(this.nftArgv)
+        return this.apply(changes)
+      }
+      if (errText !== '') throw new WgpmpError(nftErrorCode(errText), `nft batch of ${changes.length}: ${firstLine(errText)}`, { cause: errText })
+      return
+    }
     if (this.session) {
       let errText: string
       try {
         errText = await this.session.run(json)
       } catch {
         // The session could not run (nft missing from PATH for -i, killed...): fall back for good.
+        this.why = `session: ${this.session.lastError?.message ?? 'cannot run nft -i'}`
         this.session.close()
         this.session = null
         return this.apply(changes)
@@ -122,9 +181,19 @@ export class NftDriver implements ForwardDriver {
     await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`)
   }
 
-  /** Ends the nft session process. The driver still works afterwards (it starts a new one). */
+  /**
+   * Ends the nft session process, or frees the library context once its queued batches are done.
+   * Only the session mode works afterwards (it starts a new process).
+   */
   close(): void {
     this.session?.close()
+    const lib = this.lib
+    this.lib = null
+    this.libPending = false
+    if (lib) {
+      void lib.close()
+      this.session ??= new NftSession(this.nftArgv)
+    }
   }
 }
 

@@ -1,8 +1,56 @@
-/** NftDriver against real nft inside throwaway network namespaces: the shared conformance suite, both modes. */
+/** NftDriver against real nft inside throwaway network namespaces: the shared conformance suite, all three modes. */
+import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { Agent } from '../../bench/lib/rpc.js'
+import type { BaseParams, Forward, ForwardChange, ForwardDriver } from '../../src/drivers/driver.js'
 import { NftDriver } from '../../src/drivers/nft.js'
+import { WgpmpError, type ErrorCode } from '../../src/errors.js'
 import { CONFORMANCE_BASE, driverConformance, fwd } from '../drivers/conformance.js'
 import { createNetns, removeAllNetns, type Netns } from './netns.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/**
+ * The library mode acts on its own process's namespace, so it runs in a child process inside the
+ * test's namespace (nft-lib-agent.ts); this is that driver seen from here, errors and all.
+ */
+class AgentDriver implements ForwardDriver {
+  readonly name = 'nft' as const
+  constructor(readonly agent: Agent) {}
+  private async call<T>(m: string, p: unknown = {}): Promise<T> {
+    try {
+      return await this.agent.call<T>(m, p, 30_000)
+    } catch (e) {
+      const wire = /^[^:]+: (\{.*\})$/s.exec(e instanceof Error ? e.message : '')
+      if (!wire) throw e
+      const { code, message } = JSON.parse(wire[1]!) as { code: ErrorCode | null; message: string }
+      throw code ? new WgpmpError(code, message) : new Error(message)
+    }
+  }
+  ensureBase = (p: BaseParams): Promise<void> => this.call('ensureBase', p)
+  apply = (c: readonly ForwardChange[]): Promise<void> => this.call('apply', c)
+  list = (): Promise<readonly Forward[]> => this.call('list')
+  teardown = (): Promise<void> => this.call('teardown')
+  mode = (): Promise<{ mode: string; fallback: string | null }> => this.call('mode')
+}
+
+const makeLibrary = async () => {
+  const ns = await createNetns()
+  const agent = Agent.start('nft-lib-agent', ns.name, 'test/integration/nft-lib-agent.ts', { cwd: ROOT })
+  const driver = new AgentDriver(agent)
+  return {
+    driver,
+    cleanup: async () => {
+      try {
+        // Every test first installs the base, so the library must be what ran it.
+        expect(await driver.mode()).toEqual({ mode: 'library', fallback: null })
+      } finally {
+        await agent.stop(5_000)
+        await ns.remove()
+      }
+    },
+  }
+}
 
 const makeIn = (mode: 'session' | 'spawn') => async () => {
   const ns = await createNetns()
@@ -19,6 +67,7 @@ const makeIn = (mode: 'session' | 'spawn') => async () => {
 describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
   afterAll(removeAllNetns)
 
+  driverConformance('nft (library)', makeLibrary)
   driverConformance('nft (session)', makeIn('session'))
   driverConformance('nft (spawn)', makeIn('spawn'))
 

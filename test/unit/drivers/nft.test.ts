@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { describe, expect, it } from 'vitest'
+import { existsSync } from 'node:fs'
 import { NftDriver, nftErrorCode } from '../../../src/drivers/nft.js'
+import { NftLib } from '../../../src/drivers/nft-lib.js'
 import { buildBatch } from '../../../src/drivers/nft-batch.js'
 import type { Exec, ExecResult } from '../../../src/exec.js'
 import { WgpmpError } from '../../../src/errors.js'
@@ -17,6 +19,9 @@ function scripted(expected: { argv: string[]; input?: string; result?: Partial<E
   }
   return Object.assign(exec, { done: () => expect(queue).toEqual([]) })
 }
+
+/** Debian's libnftables1 (a dependency of nftables, which scripts/install-deps.sh installs). */
+const hasLibnftables = ['/usr/lib/x86_64-linux-gnu/libnftables.so.1', '/usr/lib/aarch64-linux-gnu/libnftables.so.1', '/lib/x86_64-linux-gnu/libnftables.so.1'].some((p) => existsSync(p))
 
 const fwd = { protocol: 'tcp' as const, externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }
 
@@ -66,5 +71,41 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
   it('classifies stderr', () => {
     expect(nftErrorCode('Error: Could not process rule: No such file or directory')).toBe('WGPMP_NFT_NOT_FOUND')
     expect(nftErrorCode('Error: syntax error')).toBe('WGPMP_NFT_FAILED')
+  })
+})
+
+describe('NftDriver modes', () => {
+  const base = { publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] }
+  it('asks for the library by default; nft run through another argv (a namespace) rules it out', () => {
+    expect(new NftDriver({ exec: scripted([]) }).mode).toBe('library')
+    const d = new NftDriver({ exec: scripted([]), nftArgv: ['ip', 'netns', 'exec', 'x', 'nft'] })
+    expect(d.mode).toBe('session')
+    expect(d.fallback).toMatch(/ip netns exec x nft, in another namespace/)
+    expect(new NftDriver({ exec: scripted([]), mode: 'session' }).fallback).toBeNull()
+  })
+  it('falls back to the session, and says why, when libnftables cannot be loaded', async () => {
+    const exec = scripted([{ argv: ['nft', '-f', '-'] }])
+    const d = new NftDriver({ exec, libnftables: 'libwgpmp-test-missing.so.9', baseRuleset: 'table inet wgpmp { }' })
+    await d.ensureBase(base)
+    exec.done()
+    expect(d.mode).toBe('session')
+    expect(d.fallback).toMatch(/^libnftables \(libwgpmp-test-missing\.so\.9\) through koffi: .*No such file/)
+    d.close()
+  })
+})
+
+describe('NftLib', () => {
+  it('a library that is not there is a WGPMP_NFT_FAILED error naming it', async () => {
+    await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED', message: expect.stringContaining('libwgpmp-test-missing.so.9') as string })
+  })
+  // A command libnftables rejects while parsing never reaches the kernel: no root, no netns needed.
+  it.runIf(hasLibnftables)('returns nft\'s error text for a bad document, one call after another, and rejects once closed', async () => {
+    const lib = await NftLib.open()
+    const bad = JSON.stringify({ nftables: [{ frobnicate: { table: { family: 'inet', name: 'wgpmp' } } }] })
+    const [a, b] = await Promise.all([lib.run(bad), lib.run('{"nftables": [')])
+    expect(a).toMatch(/Error: .*(Unknown object|Parsing command array)/)
+    expect(b).toMatch(/Error/)
+    await lib.close()
+    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED' })
   })
 })
