@@ -1,6 +1,6 @@
 /**
  * ExpiryScheduler: the only code that sets lease timers. One timer, for the earliest deadline;
- * everything due at that moment leaves the table and the kernel in one batch.
+ * everything due at that moment leaves the table and the kernel, EXPIRY_CHUNK leases per batch.
  */
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from './clock.js'
@@ -13,6 +13,8 @@ const RETRY_MS = 2_000
  * group commit take other requests, so a mass expiry delays them by one chunk, not by all of it.
  */
 export const EXPIRY_CHUNK = 250
+/** Chunks in one go before the timer takes over again (250,000 leases at the default chunk). */
+const MAX_ROUNDS = 1000
 
 export class ExpiryScheduler {
   private cancel: Cancel | null = null
@@ -52,26 +54,28 @@ export class ExpiryScheduler {
     if (!this.cancel) this.reschedule()
   }
 
-  /** One chunk of due leases out of the table and the kernel; arms the next round itself when needed. */
+  /**
+   * Due leases out of the table and the kernel, a chunk per batch, until none is due (or
+   * MAX_ROUNDS chunks: the timer then picks the rest up). Between two chunks the event loop runs
+   * while the kernel commits, and requests that arrived meanwhile are committed before the next
+   * chunk (the group commit is first in, first out). After a refused delete it retries later.
+   */
   private async round(): Promise<void> {
     this.cancel = null
     this.armedFor = null
-    const r = this.table.takeExpired(this.chunk)
-    if (r.removed.length > 0) {
+    for (let i = 0; i < MAX_ROUNDS && !this.stopped; i++) {
+      const r = this.table.takeExpired(this.chunk)
+      if (r.removed.length === 0) return
       try {
         await this.commit(r)
-        this.log.info({ count: r.removed.length, forwards: r.removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases expired')
-        if (r.removed.length === this.chunk && !this.stopped) {
-          // More may be due: the next chunk after other work had its turn.
-          this.cancel = this.clock.setTimer(0, () => void this.fire())
-          return
-        }
       } catch (err) {
         r.undo()
         this.log.error({ err, count: r.removed.length }, 'expiry: kernel refused the delete; retrying')
         this.cancel = this.clock.setTimer(RETRY_MS, () => void this.fire())
         return
       }
+      this.log.info({ count: r.removed.length, forwards: r.removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases expired')
+      if (r.removed.length < this.chunk) return
     }
   }
 
