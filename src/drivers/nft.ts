@@ -105,6 +105,20 @@ export class NftDriver implements ForwardDriver {
     }
   }
 
+  /** library -> session (the library call failed), session -> spawn (nft -i cannot run: missing, killed...). */
+  private fallBack(e: unknown): void {
+    if (this.lib) {
+      this.why = `library: ${e instanceof Error ? e.message : String(e)}`
+      void this.lib.close()
+      this.lib = null
+      this.session = new NftSession(this.nftArgv)
+    } else if (this.session) {
+      this.why = `session: ${this.session.lastError?.message ?? 'cannot run nft -i'}`
+      this.session.close()
+      this.session = null
+    }
+  }
+
   private async nft(args: readonly string[], input?: string): Promise<string> {
     const [file, ...pre] = this.nftArgv
     const r = await this.exec(file ?? 'nft', [...pre, ...args], input === undefined ? {} : { input })
@@ -124,30 +138,14 @@ export class NftDriver implements ForwardDriver {
     if (changes.length === 0) return
     await this.openLibrary()
     const json = JSON.stringify(buildBatch(changes, this.table))
-    if (this.lib) {
+    const runner = this.lib ?? this.session
+    if (runner) {
       let errText: string
       try {
-        errText = await this.lib.run(json)
+        errText = await runner.run(json)
       } catch (e) {
-        // The call itself failed (not nft refusing the batch): the session takes over for good.
-        this.why = `library: ${e instanceof Error ? e.message : String(e)}`
-        void this.lib.close()
-        this.lib = null
-        this.session = new NftSession(this.nftArgv)
-        return this.apply(changes)
-      }
-      if (errText !== '') throw new WgpmpError(nftErrorCode(errText), `nft batch of ${changes.length}: ${firstLine(errText)}`, { cause: errText })
-      return
-    }
-    if (this.session) {
-      let errText: string
-      try {
-        errText = await this.session.run(json)
-      } catch {
-        // The session could not run (nft missing from PATH for -i, killed...): fall back for good.
-        this.why = `session: ${this.session.lastError?.message ?? 'cannot run nft -i'}`
-        this.session.close()
-        this.session = null
+        // The path itself failed (not nft refusing the batch): the next one takes over for good.
+        this.fallBack(e)
         return this.apply(changes)
       }
       if (errText !== '') throw new WgpmpError(nftErrorCode(errText), `nft batch of ${changes.length}: ${firstLine(errText)}`, { cause: errText })

@@ -94,6 +94,23 @@ describe('NftDriver modes', () => {
   })
 })
 
+describe('NftDriver session fallback', () => {
+  it('when `nft -i` cannot run, the batch goes through one nft -j -f, and so do later ones', async () => {
+    const nft = '/nonexistent/wgpmp-test-nft'
+    const calls: string[][] = []
+    const exec: Exec = (file, args) => {
+      calls.push([file, ...args.slice(0, 2)])
+      return Promise.resolve({ stdout: '', stderr: '', exitCode: 0 })
+    }
+    const d = new NftDriver({ exec, mode: 'session', nftArgv: [nft] })
+    await d.apply([{ op: 'add', forward: fwd }])
+    expect(d.mode).toBe('spawn')
+    expect(d.fallback).toMatch(/^session: nft session exited \(127\)/)
+    await d.apply([{ op: 'delete', forward: fwd }])
+    expect(calls).toEqual([[nft, '-j', '-f'], [nft, '-j', '-f']])
+  })
+})
+
 describe('NftLib', () => {
   it('a library that is not there is a WGPMP_NFT_FAILED error naming it', async () => {
     await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED', message: expect.stringContaining('libwgpmp-test-missing.so.9') as string })
