@@ -68,22 +68,28 @@ export class NftLib {
    * Runs one JSON document (one transaction for a batch). Resolves with nft's error text, '' on
    * success; rejects only if the library is closed or the call itself fails.
    */
-  run(json: string): Promise<string> {
+  async run(json: string): Promise<string> {
+    const r = await this.query(json)
+    return r.ok ? '' : r.error
+  }
+
+  /** Runs one JSON document and resolves with what `nft -j` would print: its output, or its error text. */
+  query(json: string): Promise<{ ok: boolean; output: string; error: string }> {
     const mine = this.queue.then(() => this.call(json))
     this.queue = mine.catch(() => {})
     return mine
   }
 
-  private call(json: string): Promise<string> {
+  private call(json: string): Promise<{ ok: boolean; output: string; error: string }> {
     const ctx = this.ctx
     if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_NFT_FAILED', 'libnftables context closed'))
-    return new Promise<string>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.api.run.async(ctx, json, (err, rc) => {
         if (err) return reject(new WgpmpError('WGPMP_NFT_FAILED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
         // Reading a buffer also empties it for the next call.
-        this.api.getOutput(ctx)
-        const errText = this.api.getError(ctx) ?? ''
-        resolve(rc === 0 ? '' : errText.trim() === '' ? `libnftables: command failed (${rc})` : errText)
+        const output = this.api.getOutput(ctx) ?? ''
+        const error = this.api.getError(ctx) ?? ''
+        resolve(rc === 0 ? { ok: true, output, error: '' } : { ok: false, output, error: error.trim() === '' ? `libnftables: command failed (${rc})` : error })
       })
     })
   }

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WgpmpError, type ErrorCode } from '../errors.js'
-import type { Exec } from '../exec.js'
+import type { Exec, ExecResult } from '../exec.js'
 import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
 import { buildBaseScript, buildBatch, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 import { NftLib } from './nft-lib.js'
@@ -161,6 +161,24 @@ export class NftDriver implements ForwardDriver {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  }
+
+  /**
+   * `nft -j list chain FAMILY TABLE CHAIN`, through the library when it runs (no process every few
+   * seconds for the table watch), as an exec result: exit code, JSON output, error text.
+   */
+  async listChain(family: string, table: string, chain: string): Promise<ExecResult> {
+    await this.openLibrary()
+    if (this.lib) {
+      try {
+        const r = await this.lib.query(JSON.stringify({ nftables: [{ list: { chain: { family, table, name: chain } } }] }))
+        return { exitCode: r.ok ? 0 : 1, stdout: r.output, stderr: r.error }
+      } catch {
+        // The library call itself failed: the command below says what nft says.
+      }
+    }
+    const [file, ...pre] = this.nftArgv
+    return this.exec(file ?? 'nft', [...pre, '-j', 'list', 'chain', family, table, chain])
   }
 
   async list(): Promise<readonly Forward[]> {

@@ -17,7 +17,7 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import type { Exec } from '../exec.js'
+import type { Exec, ExecResult } from '../exec.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../mappings/clock.js'
 import { nftErrorCode } from './nft.js'
@@ -72,7 +72,13 @@ export function countRules(json: string): number | null {
 }
 
 export interface TableWatchOptions {
+  /** Runs nft for the periodic check (`nft -j list chain`), unless listChain is given. */
   exec: Exec
+  /**
+   * Lists the probe chain as `nft -j list chain` would (the daemon passes the nft driver's, which
+   * asks libnftables in-process instead of spawning nft every interval). Default: exec of nftArgv.
+   */
+  listChain?: (family: string, table: string, chain: string) => Promise<ExecResult>
   clock: Clock
   log: Logger
   /** Called when the table is gone or emptied; awaited before the watch checks again. Errors are logged. */
@@ -91,7 +97,7 @@ export interface TableWatchOptions {
 }
 
 export class TableWatch {
-  private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock'>>
+  private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock' | 'listChain'>>
   private child: MonitorProcess | null = null
   private childStartedAt = 0
   private consecutiveDeaths = 0
@@ -177,7 +183,9 @@ export class TableWatch {
   private async probe(): Promise<LostReason | null> {
     const [file = 'nft', ...pre] = this.o.nftArgv
     try {
-      const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
+      const r = this.d.listChain
+        ? await this.d.listChain(this.o.family, this.o.table, this.o.probeChain)
+        : await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
       if (r.exitCode === 0) return countRules(r.stdout) === 0 ? 'flushed' : null
       if (nftErrorCode(r.stderr) === 'WGPMP_NFT_NOT_FOUND') return 'missing'
       this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')

@@ -3,8 +3,10 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { Agent } from '../../bench/lib/rpc.js'
 import type { BaseParams, Forward, ForwardChange, ForwardDriver } from '../../src/drivers/driver.js'
-import { NftDriver } from '../../src/drivers/nft.js'
+import { NftDriver, nftErrorCode } from '../../src/drivers/nft.js'
+import { countRules } from '../../src/drivers/watch.js'
 import { WgpmpError, type ErrorCode } from '../../src/errors.js'
+import type { ExecResult } from '../../src/exec.js'
 import { CONFORMANCE_BASE, driverConformance, fwd } from '../drivers/conformance.js'
 import { createNetns, removeAllNetns, type Netns } from './netns.js'
 
@@ -32,6 +34,7 @@ class AgentDriver implements ForwardDriver {
   list = (): Promise<readonly Forward[]> => this.call('list')
   teardown = (): Promise<void> => this.call('teardown')
   mode = (): Promise<{ mode: string; fallback: string | null }> => this.call('mode')
+  listChain = (family: string, table: string, chain: string): Promise<ExecResult> => this.call('listChain', { family, table, chain })
 }
 
 const makeLibrary = async () => {
@@ -40,6 +43,7 @@ const makeLibrary = async () => {
   const driver = new AgentDriver(agent)
   return {
     driver,
+    ns,
     cleanup: async () => {
       try {
         // Every test first installs the base, so the library must be what ran it.
@@ -70,6 +74,26 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
   driverConformance('nft (library)', makeLibrary)
   driverConformance('nft (session)', makeIn('session'))
   driverConformance('nft (spawn)', makeIn('spawn'))
+
+  it('library mode: listChain (the table watch\'s check) reads the chain through libnftables: rules, a flushed table, a missing one', async () => {
+    const { driver, ns, cleanup } = await makeLibrary()
+    try {
+      expect((await driver.listChain('inet', 'wgpmp', 'prerouting')).exitCode).not.toBe(0) // no table yet
+      await driver.ensureBase(CONFORMANCE_BASE)
+      const ok = await driver.listChain('inet', 'wgpmp', 'prerouting')
+      expect(ok.exitCode).toBe(0)
+      expect(countRules(ok.stdout)).toBeGreaterThan(0)
+      // Someone else empties the table: the library's cache must not hide it.
+      expect((await ns.exec('nft', ['flush', 'table', 'inet', 'wgpmp'])).exitCode).toBe(0)
+      expect(countRules((await driver.listChain('inet', 'wgpmp', 'prerouting')).stdout)).toBe(0)
+      await driver.teardown()
+      const gone = await driver.listChain('inet', 'wgpmp', 'prerouting')
+      expect(nftErrorCode(gone.stderr)).toBe('WGPMP_NFT_NOT_FOUND')
+      await driver.ensureBase(CONFORMANCE_BASE) // cleanup checks that the library ran it
+    } finally {
+      await cleanup()
+    }
+  })
 
   describe('nft specifics', () => {
     let ns: Netns | undefined

@@ -155,6 +155,34 @@ describe('TableWatch', () => {
     await h.watch.stop()
   })
 
+  it('with listChain given (the nft driver\'s, through libnftables), the check asks it and runs no nft', async () => {
+    const clock = new FakeClock(0)
+    const asked: string[] = []
+    const lost: LostReason[] = []
+    let result: ExecResult = OK
+    const watch = new TableWatch({
+      exec: () => Promise.reject(new Error('the check must not exec nft')),
+      listChain: (family, table, chain) => {
+        asked.push(`${family} ${table} ${chain}`)
+        return Promise.resolve(result)
+      },
+      clock,
+      log: silentLogger(),
+      spawn: () => new FakeChild(7),
+      onLost: (r) => void lost.push(r),
+    })
+    watch.start()
+    clock.advance(5000)
+    await tick()
+    expect(asked).toEqual(['inet wgpmp prerouting'])
+    expect(lost).toEqual([])
+    result = NOT_FOUND
+    clock.advance(5000)
+    await tick()
+    expect(lost).toEqual(['missing'])
+    await watch.stop()
+  })
+
   it('other nft failures are logged, never reported as lost', async () => {
     const h = harness({ table: () => ({ exitCode: 1, stdout: '', stderr: 'Error: Operation not permitted' }) })
     h.watch.start()
