@@ -430,7 +430,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const watch = driver instanceof NftDriver
     ? new TableWatch({
         exec, clock, log: log.child({ component: 'watch' }),
-        listChain: (family, name, chain) => driver.listChain(family, name, chain),
+        listChains: () => driver.listChains(),
         onLost: (reason) => batcher.exclusive(async () => {
           log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
           metrics.countRebuild(reason)

@@ -164,21 +164,21 @@ export class NftDriver implements ForwardDriver {
   }
 
   /**
-   * `nft -j list chain FAMILY TABLE CHAIN`, through the library when it runs (no process every few
-   * seconds for the table watch), as an exec result: exit code, JSON output, error text.
+   * `nft -j list chains`, through the library when it runs (0.4 ms, no process: the table watch
+   * asks every few seconds), as an exec result: exit code, JSON output, error text.
    */
-  async listChain(family: string, table: string, chain: string): Promise<ExecResult> {
+  async listChains(): Promise<ExecResult> {
     await this.openLibrary()
     if (this.lib) {
       try {
-        const r = await this.lib.query(JSON.stringify({ nftables: [{ list: { chain: { family, table, name: chain } } }] }))
+        const r = await this.lib.query(JSON.stringify({ nftables: [{ list: { chains: null } }] }))
         return { exitCode: r.ok ? 0 : 1, stdout: r.output, stderr: r.error }
       } catch {
         // The library call itself failed: the command below says what nft says.
       }
     }
     const [file, ...pre] = this.nftArgv
-    return this.exec(file ?? 'nft', [...pre, '-j', 'list', 'chain', family, table, chain])
+    return this.exec(file ?? 'nft', [...pre, '-j', 'list', 'chains'])
   }
 
   async list(): Promise<readonly Forward[]> {

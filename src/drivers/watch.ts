@@ -1,16 +1,22 @@
 /**
  * TableWatch: notices when someone deletes or flushes wgpmp's table (`nft flush ruleset`, a
- * firewall reload, `nft delete table inet wgpmp`) and calls onLost, so the daemon rebuilds it.
+ * firewall reload, `nft delete table inet wgpmp`, `nft flush table inet wgpmp`) and calls onLost,
+ * so the daemon rebuilds it.
  *
  * Two detectors, because either alone can miss:
- * - at once: a child `nft -j monitor tables` (nft 1.0.6 prints one JSON object per line, e.g.
- *   `{"delete": {"table": {"family": "inet", "name": "wgpmp", "handle": 1}}}`; `flush ruleset`
- *   prints one such delete per table). A delete of our table is only a hint: the watch then
- *   checks, because our own ensureBase() deletes and re-adds the table in one transaction and
- *   the monitor shows that too. If the monitor dies it is restarted with bounded backoff.
- * - periodically (default every 5 s) and right after the monitor dies: `nft -j list chain inet
- *   wgpmp prerouting`. "No such file or directory" means the table is gone; a chain with no rule
- *   means `nft flush table inet wgpmp`, which the table monitor does not report.
+ * - at once: a child `nft -j monitor rules`. Deleting or flushing our table, or flushing the
+ *   ruleset, deletes our rules, and nft 1.0.6 prints one line per deleted rule, e.g.
+ *   `{"delete": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", ...}}}`.
+ *   Forwards are set elements, not rules, so they print nothing. A delete is only a hint: the
+ *   watch then checks, because our own ensureBase() deletes and re-adds the table in one
+ *   transaction and the monitor shows that too. If the monitor dies it is restarted with bounded
+ *   backoff.
+ * - periodically (default every 5 s), and right after each hint or monitor death. The full check
+ *   is `nft -j list chain inet wgpmp prerouting`: "No such file or directory" means the table is
+ *   gone, and a chain with no rule means it was flushed. nft 1.0.6 loads every set element to list
+ *   a chain (45 ms at 10,000 forwards, 400 ms at 50,000), so the full check always runs in an `nft`
+ *   process, never on the daemon's libnftables queue. While the monitor runs, the periodic check
+ *   is the light one when `listChains` is given: `list chains` (0.4 ms) only sees the chain gone.
  * Either way onLost runs at most once at a time; events during it only cause one check after it.
  *
  * The daemon must stop() the watch before its own teardown() (which deletes the table).
@@ -48,16 +54,35 @@ export type SpawnMonitor = (file: string, args: readonly string[]) => MonitorPro
 export const defaultSpawnMonitor: SpawnMonitor = (file, args) =>
   nodeSpawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } })
 
-/** Does this `nft -j monitor` line report the deletion of family/table? Never throws. */
-export function isTableDeleteEvent(line: string, family: string = TABLE_FAMILY, table: string = TABLE_NAME): boolean {
+/**
+ * Does this `nft -j monitor` line report the deletion of family/table, or of one of its rules
+ * (a flush)? Never throws.
+ */
+export function isLossEvent(line: string, family: string = TABLE_FAMILY, table: string = TABLE_NAME): boolean {
   let ev: unknown
   try {
     ev = JSON.parse(line)
   } catch {
     return false
   }
-  const t = (ev as { delete?: { table?: { family?: unknown; name?: unknown } } } | null)?.delete?.table
-  return t?.family === family && t.name === table
+  const del = (ev as { delete?: { table?: { family?: unknown; name?: unknown }; rule?: { family?: unknown; table?: unknown } } } | null)?.delete
+  if (del?.table) return del.table.family === family && del.table.name === table
+  if (del?.rule) return del.rule.family === family && del.rule.table === table
+  return false
+}
+
+/** Interprets `nft -j list chains`: does family/table have this chain? (null if the output is not nft JSON). Never throws. */
+export function hasChain(json: string, family: string, table: string, chain: string): boolean | null {
+  try {
+    const doc = JSON.parse(json) as { nftables?: unknown }
+    if (!Array.isArray(doc.nftables)) return null
+    return doc.nftables.some((o) => {
+      const c = (o as { chain?: { family?: unknown; table?: unknown; name?: unknown } } | null)?.chain
+      return c?.family === family && c.table === table && c.name === chain
+    })
+  } catch {
+    return null
+  }
 }
 
 /** Interprets `nft -j list chain …`: how many rules the chain has (null if the output is not nft JSON). Never throws. */
@@ -72,13 +97,13 @@ export function countRules(json: string): number | null {
 }
 
 export interface TableWatchOptions {
-  /** Runs nft for the periodic check (`nft -j list chain`), unless listChain is given. */
+  /** Runs the full check, `nft -j list chain` (and the light one if listChains is not given). */
   exec: Exec
   /**
-   * Lists the probe chain as `nft -j list chain` would (the daemon passes the nft driver's, which
-   * asks libnftables in-process instead of spawning nft every interval). Default: exec of nftArgv.
+   * `nft -j list chains`, for the light periodic check while the monitor runs (the daemon passes
+   * the nft driver's, which asks libnftables in-process). Without it every check is the full one.
    */
-  listChain?: (family: string, table: string, chain: string) => Promise<ExecResult>
+  listChains?: () => Promise<ExecResult>
   clock: Clock
   log: Logger
   /** Called when the table is gone or emptied; awaited before the watch checks again. Errors are logged. */
@@ -97,7 +122,7 @@ export interface TableWatchOptions {
 }
 
 export class TableWatch {
-  private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock' | 'listChain'>>
+  private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock' | 'listChains'>>
   private child: MonitorProcess | null = null
   private childStartedAt = 0
   private consecutiveDeaths = 0
@@ -157,20 +182,25 @@ export class TableWatch {
     await this.checking
   }
 
-  /** Checks the table now (also what the timers and monitor events call). Resolves when done, onLost included. */
-  check(): Promise<void> {
+  /**
+   * Checks the table now: fully (what monitor events and deaths call), or lightly if asked and
+   * possible (the periodic check while the monitor runs). Resolves when done, onLost included.
+   */
+  check(light = false): Promise<void> {
     if (this.checking) {
-      this.recheck = true
+      this.recheck ||= !light
       return this.checking
     }
     const run = async (): Promise<void> => {
       try {
         // Bounded: each extra round needs an event that arrived during the previous one.
+        let full = !light
         for (let round = 0; round < 3 && this.running; round++) {
           this.recheck = false
-          const reason = await this.probe()
+          const reason = full || !this.d.listChains ? await this.probe() : await this.probeLight(this.d.listChains)
           if (reason) await this.lost(reason)
           if (!this.recheck) break
+          full = true
         }
       } finally {
         this.checking = null
@@ -180,12 +210,22 @@ export class TableWatch {
     return this.checking
   }
 
+  /** `list chains`: sees the table or its probe chain gone, not a flush. */
+  private async probeLight(listChains: () => Promise<ExecResult>): Promise<LostReason | null> {
+    try {
+      const r = await listChains()
+      if (r.exitCode === 0) return hasChain(r.stdout, this.o.family, this.o.table, this.o.probeChain) === false ? 'missing' : null
+      this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
+    } catch (err) {
+      this.d.log.warn({ err }, 'table check could not list chains')
+    }
+    return null
+  }
+
   private async probe(): Promise<LostReason | null> {
     const [file = 'nft', ...pre] = this.o.nftArgv
     try {
-      const r = this.d.listChain
-        ? await this.d.listChain(this.o.family, this.o.table, this.o.probeChain)
-        : await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
+      const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
       if (r.exitCode === 0) return countRules(r.stdout) === 0 ? 'flushed' : null
       if (nftErrorCode(r.stderr) === 'WGPMP_NFT_NOT_FOUND') return 'missing'
       this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
@@ -209,7 +249,7 @@ export class TableWatch {
     if (!this.running) return
     this.periodic = this.d.clock.setTimer(this.o.intervalMs, () => {
       this.periodic = null
-      void this.check().finally(() => this.armPeriodic())
+      void this.check(this.child !== null).finally(() => this.armPeriodic())
     })
   }
 
@@ -218,7 +258,7 @@ export class TableWatch {
     const [file = 'nft', ...pre] = this.o.nftArgv
     let child: MonitorProcess
     try {
-      child = this.o.spawn(file, [...pre, '-j', 'monitor', 'tables'])
+      child = this.o.spawn(file, [...pre, '-j', 'monitor', 'rules'])
     } catch (err) {
       this.d.log.warn({ err }, 'cannot start nft monitor')
       this.monitorDied()
@@ -233,8 +273,8 @@ export class TableWatch {
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl)
         buf = buf.slice(nl + 1)
-        if (isTableDeleteEvent(line, this.o.family, this.o.table)) {
-          this.d.log.debug({ line }, 'nft monitor: our table was deleted')
+        if (isLossEvent(line, this.o.family, this.o.table)) {
+          this.d.log.debug({ line }, 'nft monitor: a rule of our table was deleted')
           void this.check()
         }
       }

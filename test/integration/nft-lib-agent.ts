@@ -28,7 +28,7 @@ serve(
     apply: (p: readonly ForwardChange[]) => wire(() => driver.apply(p)),
     list: () => wire(() => driver.list()),
     teardown: () => wire(() => driver.teardown()),
-    listChain: (p: { family: string; table: string; chain: string }) => wire(() => driver.listChain(p.family, p.table, p.chain)),
+    listChains: () => wire(() => driver.listChains()),
     mode: () => ({ mode: driver.mode, fallback: driver.fallback }),
   },
   () => driver.close(),

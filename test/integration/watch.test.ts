@@ -1,4 +1,4 @@
-/** TableWatch against real nft 1.0.x in a throwaway namespace (wgpmp-rb-*): flush ruleset, monitor killed. */
+/** TableWatch against real nft 1.0.x in a throwaway namespace (wgpmp-rb-*): flush ruleset, flush table, monitor killed. */
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { readBaseRuleset } from '../../src/drivers/nft.js'
@@ -96,9 +96,28 @@ describe.runIf(process.getuid?.() === 0)('TableWatch (netns)', () => {
     expect(w.monitorPid).toBeUndefined() // not restarted yet (60 s backoff): it was the periodic check
   })
 
-  it('`nft flush table` (chains kept, rules gone) is caught by the periodic check', async () => {
+  it('`nft flush table` (chains kept, rules gone) is noticed by the monitor, from its rule deletions', async () => {
     const lost: LostReason[] = []
-    await start({ intervalMs: 500, backoffMs: 60_000, onLost: (r) => void lost.push(r) })
+    await start({
+      intervalMs: 60_000, // no periodic check in time
+      backoffMs: 60_000,
+      onLost: async (r) => {
+        lost.push(r)
+        await install() // the rules back, as the daemon's rebuild does
+      },
+    })
+    await nftIn('flush', 'table', 'inet', 'wgpmp') // one deleted rule, one event, per rule
+    expect(await within(2000, () => lost.length > 0)).not.toBeNull()
+    await sleep(1000)
+    expect(lost).toEqual(['flushed']) // the other events were checked against the rebuilt table
+  })
+
+  it('with the monitor killed, the periodic check (the full one then) finds a flushed table', async () => {
+    const lost: LostReason[] = []
+    const w = await start({ intervalMs: 500, backoffMs: 60_000, onLost: (r) => void lost.push(r) })
+    process.kill(w.monitorPid!, 'SIGKILL') // the monitor we started, by its PID
+    expect(await within(2000, () => w.monitorPid === undefined)).not.toBeNull()
+    await sleep(300)
     await nftIn('flush', 'table', 'inet', 'wgpmp')
     expect(await within(2000, () => lost.length > 0)).not.toBeNull()
     expect(lost[0]).toBe('flushed')

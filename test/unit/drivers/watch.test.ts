@@ -2,13 +2,19 @@
 import { EventEmitter } from 'node:events'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { countRules, isTableDeleteEvent, TableWatch, type LostReason, type MonitorProcess } from '../../../src/drivers/watch.js'
+import { countRules, hasChain, isLossEvent, TableWatch, type LostReason, type MonitorProcess } from '../../../src/drivers/watch.js'
 import type { Exec, ExecResult } from '../../../src/exec.js'
 import { silentLogger } from '../../../src/log.js'
 import { FakeClock } from '../../../src/mappings/clock.js'
 
-// nft 1.0.6, captured in a namespace: `nft -j monitor tables` during `nft flush ruleset`.
+// nft 1.0.6, captured in a namespace: `nft -j monitor tables` / `nft -j monitor rules` during
+// `nft flush ruleset` and `nft flush table`.
 const DELETE_OURS = '{"delete": {"table": {"family": "inet", "name": "wgpmp", "handle": 1}}}'
+const DELETE_OUR_RULE = '{"delete": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 2, "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}}'
+const DELETE_OTHER_RULE = '{"delete": {"rule": {"family": "ip", "table": "filter", "chain": "input", "handle": 7, "expr": []}}}'
+const ADD_OUR_RULE = '{"add": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 4, "expr": []}}}'
+const CHAINS = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"chain": {"family": "ip", "table": "filter", "name": "input", "handle": 1}}]}'
+const CHAINS_WITHOUT_OURS = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "ip", "table": "filter", "name": "prerouting", "handle": 1}}]}'
 const DELETE_OTHER = '{"delete": {"table": {"family": "ip", "name": "other", "handle": 2}}}'
 const ADD_OURS = '{"add": {"table": {"family": "inet", "name": "wgpmp", "handle": 3}}}'
 const CHAIN_OK = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 5}}, {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 9, "expr": []}}]}'
@@ -67,13 +73,23 @@ function harness(opts: { table?: () => ExecResult; onLost?: (r: LostReason) => P
 }
 
 describe('pure helpers', () => {
-  it('isTableDeleteEvent matches only the deletion of our table', () => {
-    expect(isTableDeleteEvent(DELETE_OURS)).toBe(true)
-    expect(isTableDeleteEvent(DELETE_OTHER)).toBe(false)
-    expect(isTableDeleteEvent(ADD_OURS)).toBe(false)
-    expect(isTableDeleteEvent(DELETE_OURS, 'inet', 'other')).toBe(false)
-    expect(isTableDeleteEvent('delete table inet wgpmp')).toBe(false)
-    expect(isTableDeleteEvent('null')).toBe(false)
+  it('isLossEvent matches only the deletion of our table or of one of its rules', () => {
+    expect(isLossEvent(DELETE_OURS)).toBe(true)
+    expect(isLossEvent(DELETE_OUR_RULE)).toBe(true)
+    expect(isLossEvent(DELETE_OTHER)).toBe(false)
+    expect(isLossEvent(DELETE_OTHER_RULE)).toBe(false)
+    expect(isLossEvent(ADD_OURS)).toBe(false)
+    expect(isLossEvent(ADD_OUR_RULE)).toBe(false)
+    expect(isLossEvent(DELETE_OURS, 'inet', 'other')).toBe(false)
+    expect(isLossEvent(DELETE_OUR_RULE, 'inet', 'other')).toBe(false)
+    expect(isLossEvent('delete table inet wgpmp')).toBe(false)
+    expect(isLossEvent('null')).toBe(false)
+  })
+  it('hasChain finds a chain in nft -j list chains output', () => {
+    expect(hasChain(CHAINS, 'inet', 'wgpmp', 'prerouting')).toBe(true)
+    expect(hasChain(CHAINS_WITHOUT_OURS, 'inet', 'wgpmp', 'prerouting')).toBe(false)
+    expect(hasChain(CHAINS, 'inet', 'wgpmp', 'input')).toBe(false)
+    expect(hasChain('garbage', 'inet', 'wgpmp', 'prerouting')).toBeNull()
   })
   it('countRules counts rule objects in nft -j output', () => {
     expect(countRules(CHAIN_OK)).toBe(1)
@@ -84,10 +100,10 @@ describe('pure helpers', () => {
 })
 
 describe('TableWatch', () => {
-  it('runs `nft -j monitor tables` with the argv prefix and probes the chain with it', async () => {
+  it('runs `nft -j monitor rules` with the argv prefix and probes the chain with it', async () => {
     const h = harness()
     h.watch.start()
-    expect(h.spawned).toEqual([['ip', 'netns', 'exec', 'ns1', 'nft', '-j', 'monitor', 'tables']])
+    expect(h.spawned).toEqual([['ip', 'netns', 'exec', 'ns1', 'nft', '-j', 'monitor', 'rules']])
     expect(h.watch.monitorPid).toBe(1000)
     h.clock.advance(5000)
     await tick()
@@ -107,6 +123,19 @@ describe('TableWatch', () => {
     await tick()
     expect(h.lost).toEqual(['missing'])
     expect(h.watch.losses).toBe(1)
+    await h.watch.stop()
+  })
+
+  it('a deleted rule of our table (a flush), confirmed by an empty chain, calls onLost', async () => {
+    const h = harness()
+    h.watch.start()
+    h.setTable(() => ({ exitCode: 0, stdout: CHAIN_EMPTY, stderr: '' }))
+    h.children[0]!.line(DELETE_OTHER_RULE)
+    await tick()
+    expect(h.probes).toHaveLength(0)
+    h.children[0]!.line(DELETE_OUR_RULE)
+    await tick()
+    expect(h.lost).toEqual(['flushed'])
     await h.watch.stop()
   })
 
@@ -155,31 +184,61 @@ describe('TableWatch', () => {
     await h.watch.stop()
   })
 
-  it('with listChain given (the nft driver\'s, through libnftables), the check asks it and runs no nft', async () => {
+  it('with listChains given, the periodic check is the light one while the monitor runs; events and a dead monitor get the full one', async () => {
     const clock = new FakeClock(0)
-    const asked: string[] = []
+    const full: string[] = []
+    const light: number[] = []
     const lost: LostReason[] = []
-    let result: ExecResult = OK
+    const children: FakeChild[] = []
+    let chains = CHAINS
+    let chain = OK
+    let failSpawn = false
     const watch = new TableWatch({
-      exec: () => Promise.reject(new Error('the check must not exec nft')),
-      listChain: (family, table, chain) => {
-        asked.push(`${family} ${table} ${chain}`)
-        return Promise.resolve(result)
-      },
+      exec: (file, args) => (full.push([file, ...args].join(' ')), Promise.resolve(chain)),
+      listChains: () => (light.push(clock.now()), Promise.resolve({ exitCode: 0, stdout: chains, stderr: '' })),
       clock,
       log: silentLogger(),
-      spawn: () => new FakeChild(7),
+      spawn: () => {
+        if (failSpawn) throw new Error('EAGAIN')
+        const c = new FakeChild(7 + children.length)
+        children.push(c)
+        return c
+      },
       onLost: (r) => void lost.push(r),
     })
     watch.start()
     clock.advance(5000)
     await tick()
-    expect(asked).toEqual(['inet wgpmp prerouting'])
-    expect(lost).toEqual([])
-    result = NOT_FOUND
+    expect(light).toEqual([5000]) // light: no nft process, no element dump
+    expect(full).toEqual([])
+    chains = CHAINS_WITHOUT_OURS // someone deleted the table
     clock.advance(5000)
     await tick()
     expect(lost).toEqual(['missing'])
+    chains = CHAINS
+    chain = { exitCode: 0, stdout: CHAIN_EMPTY, stderr: '' } // someone flushed it: only the monitor and the full check see that
+    children[0]!.line(DELETE_OUR_RULE)
+    await tick()
+    expect(full).toEqual(['nft -j list chain inet wgpmp prerouting'])
+    expect(lost).toEqual(['missing', 'flushed'])
+    chain = OK
+    children[0]!.emit('exit', 1, null) // the monitor died: checked fully at once
+    await tick()
+    expect(full).toHaveLength(2)
+    clock.advance(5000) // restarted 500 ms later, so the periodic check at 15,000 ms is light again
+    await tick()
+    expect(children).toHaveLength(2)
+    expect(light.at(-1)).toBe(15_000)
+    expect(full).toHaveLength(2)
+    failSpawn = true
+    children[1]!.emit('exit', 1, null) // dies again and cannot be restarted
+    await tick()
+    expect(full).toHaveLength(3)
+    clock.advance(5000) // the periodic check at 20,000 ms, with no monitor: the full one
+    await tick()
+    expect(full).toHaveLength(4)
+    expect(light.at(-1)).toBe(15_000)
+    expect(lost).toEqual(['missing', 'flushed'])
     await watch.stop()
   })
 
