@@ -151,19 +151,12 @@ export const DEFAULT_PEER_DISCONNECT_SECONDS = 300
 /** Below REJECT_AFTER_TIME a healthy peer between two handshakes would look disconnected. */
 export const MIN_PEER_DISCONNECT_SECONDS = 180
 
-export interface TrackedPeer {
+/** A peer as `wg show dump` gave it (but whether it has a preshared key), with what wgpmp knows of it. */
+export interface TrackedPeer extends Omit<Peer, 'hasPresharedKey'> {
   readonly id: string
-  readonly publicKey: string
   readonly name: string | null
   /** Tunnel addresses (addressOf): IPv4 first, then IPv6. */
   readonly addresses: readonly string[]
-  readonly endpoint: string | null
-  readonly allowedIps: readonly string[]
-  /** Unix seconds; 0 = never. */
-  readonly latestHandshake: number
-  readonly rxBytes: number
-  readonly txBytes: number
-  readonly persistentKeepalive: number | null
   /** A handshake within the disconnect time. */
   readonly connected: boolean
 }

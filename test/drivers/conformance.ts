@@ -20,8 +20,8 @@ export const fwd = (protocol: 'tcp' | 'udp', externalPort: number, internalAddre
   internalAddress,
   internalPort,
 })
-const add = (forward: Forward): ForwardChange => ({ op: 'add', forward })
-const del = (forward: Forward): ForwardChange => ({ op: 'delete', forward })
+export const add = (forward: Forward): ForwardChange => ({ op: 'add', forward })
+export const del = (forward: Forward): ForwardChange => ({ op: 'delete', forward })
 
 /**
  * Codes a driver may use for "exists" / "not found". The lead's drivers use the WGPMP_NFT_* codes

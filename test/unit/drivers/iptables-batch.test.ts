@@ -1,6 +1,5 @@
 /** Golden tests for the pure parts of the iptables driver: planning, batches, iptables-save parsing. */
 import { describe, expect, it } from 'vitest'
-import type { Forward, ForwardChange } from '../../../src/drivers/driver.js'
 import {
   buildIptablesBase,
   buildIptablesBatch,
@@ -14,15 +13,8 @@ import {
 } from '../../../src/drivers/iptables.js'
 import type { Exec } from '../../../src/exec.js'
 import { isWgpmpError } from '../../../src/errors.js'
+import { add, del, fwd as f } from '../../drivers/conformance.js'
 
-const f = (protocol: 'tcp' | 'udp', externalPort: number, internalAddress: string, internalPort: number): Forward => ({
-  protocol,
-  externalPort,
-  internalAddress,
-  internalPort,
-})
-const add = (forward: Forward): ForwardChange => ({ op: 'add', forward })
-const del = (forward: Forward): ForwardChange => ({ op: 'delete', forward })
 const codeOf = (fn: () => unknown): unknown => {
   try {
     fn()
