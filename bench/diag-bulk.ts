@@ -12,12 +12,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ForwardChange } from '../src/drivers/driver.js'
+import type { ForwardChange } from '../src/core/forward.js'
 import { buildBatch } from '../src/drivers/nft-batch.js'
 import { NftLib } from '../src/drivers/nft-lib.js'
 import { NftDriver } from '../src/drivers/nft.js'
 import { NftSession } from '../src/drivers/nft-session.js'
-import { systemExec } from '../src/exec.js'
+import { systemExec } from '../src/core/exec.js'
 
 const N = Number(process.argv[2] ?? 10_000)
 const fwd = (i: number): ForwardChange['forward'] => ({ protocol: i % 2 ? 'udp' : 'tcp', externalPort: 1024 + (i >> 1), internalAddress: '10.8.128.9', internalPort: 1000 + (i % 50000) })

@@ -13,8 +13,8 @@ import { join } from 'node:path'
 import { buildBatch } from '../src/drivers/nft-batch.js'
 import { NftDriver } from '../src/drivers/nft.js'
 import { NftSession } from '../src/drivers/nft-session.js'
-import { systemExec } from '../src/exec.js'
-import type { ForwardChange } from '../src/drivers/driver.js'
+import { systemExec } from '../src/core/exec.js'
+import type { ForwardChange } from '../src/core/forward.js'
 import { summarize } from './lib/stats.js'
 
 const ns = `wgpmp-bench-${randomBytes(3).toString('hex')}-x`

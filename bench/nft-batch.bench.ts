@@ -1,6 +1,6 @@
 /** Hot path: building and serialising one `nft -j` batch (what NftDriver.apply writes per group commit). */
 import { bench, describe } from 'vitest'
-import type { ForwardChange } from '../src/drivers/driver.js'
+import type { ForwardChange } from '../src/core/forward.js'
 import { buildBatch } from '../src/drivers/nft-batch.js'
 
 const changes = (n: number, op: 'add' | 'delete'): ForwardChange[] =>

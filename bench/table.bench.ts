@@ -4,7 +4,7 @@
  * so the size stays put, and expiry is measured by moving a fake clock over one due lease.
  */
 import { bench, describe } from 'vitest'
-import type { Clock } from '../src/mappings/clock.js'
+import type { Clock } from '../src/core/clock.js'
 import { MappingTable } from '../src/mappings/table.js'
 
 const client = (i: number): string => `10.8.${128 + (i >> 8)}.${i & 255}`

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { flushForwards, listForwards } from './cli/control.js'
 import { loadConfig } from './config/load.js'
 import { startDaemon } from './daemon.js'
-import { isWgpmpError } from './errors.js'
+import { isWgpmpError } from './core/errors.js'
 import { createLogger } from './log.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -6,7 +6,7 @@
 import { request } from 'undici'
 import { parseHostPort } from '../config/schema-api.js'
 import type { Config } from '../config/schema.js'
-import { WgpmpError } from '../errors.js'
+import { WgpmpError } from '../core/errors.js'
 import { loadApiToken } from '../http/api.js'
 import type { ForwardView } from '../http/schemas.js'
 import { loadState } from '../state/store.js'
@@ -48,10 +48,10 @@ async function api(config: Readonly<Config>, method: 'GET' | 'DELETE', path: str
   try {
     r = await request(`http://${host}:${hp.port}${path}`, { method, headers: { authorization: `Bearer ${token}` }, headersTimeout: 10_000, bodyTimeout: 10_000 })
   } catch (e) {
-    throw new WgpmpError('WGPMP_NOT_FOUND', `cannot reach the daemon's API at ${config.api_listen} (${(e as Error).message}); is wgpmp running?`, { cause: e })
+    throw new WgpmpError('WGPMP_API_UNREACHABLE', `cannot reach the daemon's API at ${config.api_listen} (${(e as Error).message}); is wgpmp running?`, { cause: e })
   }
   const body = await r.body.json().catch(() => null)
-  if (r.statusCode >= 400) throw new WgpmpError('WGPMP_NOT_FOUND', `API ${method} ${path}: ${r.statusCode} ${(body as { error?: string } | null)?.error ?? ''}`.trim())
+  if (r.statusCode >= 400) throw new WgpmpError('WGPMP_API_REFUSED', `API ${method} ${path}: ${r.statusCode} ${(body as { error?: string } | null)?.error ?? ''}`.trim())
   return body
 }
 

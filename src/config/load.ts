@@ -1,9 +1,9 @@
 /** Config loading: parse, validate against the schema (ajv, defaults filled), cross-field checks, freeze. */
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ErrorObject } from 'ajv'
-import { WgpmpError } from '../errors.js'
-import { parseCidr4, parseCidr6, parseIPv4 } from '../ip.js'
-import { parseIpv6 } from '../protocol/pcp.js'
+import { WgpmpError } from '../core/errors.js'
+import { parseCidr4, parseCidr6, parseIPv4 } from '../core/ip.js'
+import { parseIpv6 } from '../core/ip.js'
 import { configSchema, type Config } from './schema.js'
 
 const ajv = (): Ajv => {

@@ -4,7 +4,8 @@
  * that carried its changes is committed (or refused). If a combined batch is refused, each
  * submission is retried alone, so one bad change fails only its own request.
  */
-import { forwardKey, type ForwardChange, type ForwardDriver } from './driver.js'
+import { type ForwardDriver } from './driver.js'
+import { forwardKey, type ForwardChange } from '../core/forward.js'
 
 interface Job {
   changes: readonly ForwardChange[]

@@ -19,8 +19,8 @@
  * batch costs at most 2 + maxProcesses processes, whatever its size. conntrack 1.4.7 has no port
  * range filter, and `-D --orig-dst PUBLIC` without a port would also end live forwards' flows.
  */
-import type { Exec } from '../exec.js'
-import type { Forward, Protocol } from './driver.js'
+import type { Exec } from '../core/exec.js'
+import type { Forward, Protocol } from '../core/forward.js'
 
 /** Most conntrack processes per flush (and per-forward deletes above the listing path). */
 export const DEFAULT_CONNTRACK_MAX_PROCESSES = 32

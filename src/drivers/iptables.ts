@@ -1,17 +1,10 @@
 /** IptablesDriver: one DNAT and one ACCEPT rule per forward in wgpmp's own chains, changed only via `iptables-restore --noflush`. */
 import { isIPv4 } from 'node:net'
-import { WgpmpError, type ErrorCode } from '../errors.js'
-import type { Exec } from '../exec.js'
+import { WgpmpError, type ErrorCode } from '../core/errors.js'
+import type { Exec } from '../core/exec.js'
 import { NATPMP_PORT } from '../protocol/constants.js'
-import {
-  compareForwards,
-  forwardKey,
-  type BaseParams,
-  type Forward,
-  type ForwardChange,
-  type ForwardDriver,
-  type Protocol,
-} from './driver.js'
+import { type BaseParams, type ForwardDriver } from './driver.js'
+import { compareForwards, forwardKey, type Forward, type ForwardChange, type Protocol } from '../core/forward.js'
 
 /*
  * Layout (chain names for the default prefix WGPMP). The same traffic is matched as by
@@ -115,7 +108,7 @@ export function validateBaseParams(params: BaseParams): void {
 /**
  * Checks changes in order against current (adds must not collide on (protocol, externalPort),
  * deletes must name an existing key; the delete's target is taken from current) and returns the
- * net effect. Throws WGPMP_NFT_EXISTS / WGPMP_NFT_NOT_FOUND / WGPMP_FORWARD_INVALID; an empty
+ * net effect. Throws WGPMP_FORWARD_EXISTS / WGPMP_FORWARD_MISSING / WGPMP_FORWARD_INVALID; an empty
  * change list gives an empty plan.
  */
 export function planChanges(current: readonly Forward[], changes: readonly ForwardChange[]): IptablesPlan {
@@ -125,10 +118,10 @@ export function planChanges(current: readonly Forward[], changes: readonly Forwa
     validateForward(c.forward)
     const k = forwardKey(c.forward)
     if (c.op === 'add') {
-      if (after.has(k)) throw new WgpmpError('WGPMP_NFT_EXISTS', `iptables: forward ${k} exists`)
+      if (after.has(k)) throw new WgpmpError('WGPMP_FORWARD_EXISTS', `iptables: forward ${k} exists`)
       after.set(k, { ...c.forward })
     } else if (!after.delete(k)) {
-      throw new WgpmpError('WGPMP_NFT_NOT_FOUND', `iptables: forward ${k} not found`)
+      throw new WgpmpError('WGPMP_FORWARD_MISSING', `iptables: forward ${k} not found`)
     }
   }
   const same = (a: Forward, b: Forward): boolean =>
@@ -294,10 +287,10 @@ export function parseIptablesSave(text: string, table: string): SavedTable {
 }
 
 const bad = (spec: string, why: string): WgpmpError =>
-  new WgpmpError('WGPMP_IPTABLES_FAILED', `iptables: unexpected rule in wgpmp's DNAT chain (${why}): ${spec}`)
+  new WgpmpError('WGPMP_KERNEL_UNEXPECTED', `iptables: unexpected rule in wgpmp's DNAT chain (${why}): ${spec}`)
 
 /**
- * One DNAT rule back into a Forward. Throws WGPMP_IPTABLES_FAILED on anything wgpmp would not
+ * One DNAT rule back into a Forward. Throws WGPMP_KERNEL_UNEXPECTED on anything wgpmp would not
  * have written (an extra match changes what the rule does, so it is never silently ignored).
  */
 export function parseDnatRule(spec: string): Forward {
@@ -346,7 +339,7 @@ export function parseDnatRule(spec: string): Forward {
 
 /**
  * The forwards in a saved nat table, sorted; null when our DNAT chain does not exist (no base).
- * Throws WGPMP_IPTABLES_FAILED on a foreign rule or on two rules for one (protocol, port).
+ * Throws WGPMP_KERNEL_UNEXPECTED on a foreign rule or on two rules for one (protocol, port).
  */
 export function parseForwards(nat: SavedTable, opts: { chainPrefix?: string } = {}): Forward[] | null {
   const { dnat } = iptablesChains(opts.chainPrefix)
@@ -379,8 +372,8 @@ const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== 
 
 /** Maps iptables-restore's stderr to a code: a -D whose rule is gone is a missing forward. */
 export function iptablesErrorCode(stderr: string): ErrorCode {
-  if (/does a matching rule exist/i.test(stderr)) return 'WGPMP_NFT_NOT_FOUND'
-  return 'WGPMP_IPTABLES_FAILED'
+  if (/does a matching rule exist/i.test(stderr)) return 'WGPMP_FORWARD_MISSING'
+  return 'WGPMP_KERNEL_REFUSED'
 }
 
 export class IptablesDriver implements ForwardDriver {
@@ -443,7 +436,7 @@ export class IptablesDriver implements ForwardDriver {
    * Removes any previous wgpmp chains and hooks (including stale jumps left by a crash, so a
    * restart never duplicates hooks), then installs empty chains for params. Existing forwards
    * are dropped. Not atomic across the two tables: a failure in filter leaves nat's new base;
-   * call it again. Rejects WGPMP_CONFIG_INVALID on bad params, WGPMP_IPTABLES_FAILED otherwise.
+   * call it again. Rejects WGPMP_CONFIG_INVALID on bad params, WGPMP_KERNEL_REFUSED otherwise.
    */
   ensureBase(params: BaseParams): Promise<void> {
     return this.#serial(async () => {
@@ -458,16 +451,16 @@ export class IptablesDriver implements ForwardDriver {
 
   /**
    * Applies all changes or none. Changes are checked in order against the kernel's current
-   * forwards (an add of an existing (protocol, port) rejects WGPMP_NFT_EXISTS, a delete of a
-   * missing one WGPMP_NFT_NOT_FOUND; a delete matches by key), then the net effect is written:
+   * forwards (an add of an existing (protocol, port) rejects WGPMP_FORWARD_EXISTS, a delete of a
+   * missing one WGPMP_FORWARD_MISSING; a delete matches by key), then the net effect is written:
    * nat, then filter; if filter fails, nat is restored. An empty list does nothing (no process).
-   * Rejects WGPMP_NFT_NOT_FOUND when the base is not installed.
+   * Rejects WGPMP_FORWARD_MISSING when the base is not installed.
    */
   apply(changes: readonly ForwardChange[]): Promise<void> {
     if (changes.length === 0) return Promise.resolve()
     return this.#serial(async () => {
       const current = parseForwards(await this.#save('nat'), { chainPrefix: this.#prefix })
-      if (current === null) throw new WgpmpError('WGPMP_NFT_NOT_FOUND', 'iptables: base chains not installed (ensureBase first)')
+      if (current === null) throw new WgpmpError('WGPMP_FORWARD_MISSING', 'iptables: base chains not installed (ensureBase first)')
       const plan = planChanges(current, changes)
       const next = new Map(current.map((f) => [forwardKey(f), f]))
       for (const f of plan.delete) next.delete(forwardKey(f))
@@ -483,7 +476,7 @@ export class IptablesDriver implements ForwardDriver {
           try {
             await this.#restore(rebuild ? buildIptablesRebuild(current, opts).nat : buildIptablesBatch(invertPlan(plan), opts).nat)
           } catch (e2) {
-            throw new WgpmpError('WGPMP_IPTABLES_FAILED', 'iptables: filter batch failed and nat rollback failed; run ensureBase', {
+            throw new WgpmpError('WGPMP_KERNEL_REFUSED', 'iptables: filter batch failed and nat rollback failed; run ensureBase', {
               cause: new AggregateError([e, e2]),
             })
           }
@@ -497,7 +490,7 @@ export class IptablesDriver implements ForwardDriver {
   /**
    * The forwards in the kernel's DNAT chain, sorted by protocol then port. Resolves [] when
    * wgpmp's chains are not there (before ensureBase, after teardown). Rejects
-   * WGPMP_IPTABLES_FAILED if the chain holds a rule wgpmp would not have written.
+   * WGPMP_KERNEL_UNEXPECTED if the chain holds a rule wgpmp would not have written.
    */
   list(): Promise<readonly Forward[]> {
     return this.#serial(async () => parseForwards(await this.#save('nat'), { chainPrefix: this.#prefix }) ?? [])

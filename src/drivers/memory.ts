@@ -1,13 +1,7 @@
 /** MemoryDriver: the in-memory ForwardDriver for unit tests (knftables' Fake): all-or-nothing batches. */
-import { WgpmpError } from '../errors.js'
-import {
-  compareForwards,
-  forwardKey,
-  type BaseParams,
-  type Forward,
-  type ForwardChange,
-  type ForwardDriver,
-} from './driver.js'
+import { WgpmpError } from '../core/errors.js'
+import { type BaseParams, type ForwardDriver } from './driver.js'
+import { compareForwards, forwardKey, type Forward, type ForwardChange } from '../core/forward.js'
 
 export class MemoryDriver implements ForwardDriver {
   readonly name = 'memory' as const
@@ -48,7 +42,7 @@ export class MemoryDriver implements ForwardDriver {
       this.failNext = null
       return Promise.reject(e)
     }
-    if (!this.forwards) return Promise.reject(new WgpmpError('WGPMP_NFT_NOT_FOUND', 'memory: base not installed'))
+    if (!this.forwards) return Promise.reject(new WgpmpError('WGPMP_FORWARD_MISSING', 'memory: base not installed'))
     if (changes.length === 0) return Promise.resolve()
     // Validate against an overlay of the keys this batch touches, then apply: all or nothing, O(batch).
     const overlay = new Map<string, boolean>()
@@ -56,10 +50,10 @@ export class MemoryDriver implements ForwardDriver {
     for (const c of changes) {
       const k = forwardKey(c.forward)
       if (c.op === 'add') {
-        if (present(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_EXISTS', `memory: ${k} exists`))
+        if (present(k)) return Promise.reject(new WgpmpError('WGPMP_FORWARD_EXISTS', `memory: ${k} exists`))
         overlay.set(k, true)
       } else {
-        if (!present(k)) return Promise.reject(new WgpmpError('WGPMP_NFT_NOT_FOUND', `memory: ${k} not found`))
+        if (!present(k)) return Promise.reject(new WgpmpError('WGPMP_FORWARD_MISSING', `memory: ${k} not found`))
         overlay.set(k, false)
       }
     }

@@ -1,5 +1,6 @@
 /** Pure builders for wgpmp's nftables input: the base-ruleset script and `nft -j` element batches. */
-import { isV6, type BaseParams, type Forward, type ForwardChange, type Protocol } from './driver.js'
+import { type BaseParams } from './driver.js'
+import { isV6, type Forward, type ForwardChange, type Protocol } from '../core/forward.js'
 
 export const TABLE_FAMILY = 'inet'
 export const TABLE_NAME = 'wgpmp'

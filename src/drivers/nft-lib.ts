@@ -10,7 +10,7 @@
  *
  * It acts on the network namespace of this process, like `nft` without `ip netns exec`.
  */
-import { WgpmpError } from '../errors.js'
+import { WgpmpError } from '../core/errors.js'
 
 /** NFT_CTX_OUTPUT_JSON (libnftables(3)): JSON in and out, as `nft -j`. */
 const NFT_CTX_OUTPUT_JSON = 1 << 4
@@ -34,7 +34,7 @@ export class NftLib {
   }
 
   /**
-   * Loads koffi and libnftables and makes a JSON context. Rejects with WGPMP_NFT_FAILED (saying
+   * Loads koffi and libnftables and makes a JSON context. Rejects with WGPMP_KERNEL_REFUSED (saying
    * what is missing) if either cannot be loaded: the caller then uses an `nft` process instead.
    */
   static async open(library = 'libnftables.so.1'): Promise<NftLib> {
@@ -60,7 +60,7 @@ export class NftLib {
       }
       return new NftLib(api, ctx)
     } catch (e) {
-      throw new WgpmpError('WGPMP_NFT_FAILED', `libnftables (${library}) through koffi: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+      throw new WgpmpError('WGPMP_EXEC_FAILED', `libnftables (${library}) through koffi: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
     }
   }
 
@@ -82,10 +82,10 @@ export class NftLib {
 
   private call(json: string): Promise<{ ok: boolean; output: string; error: string }> {
     const ctx = this.ctx
-    if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_NFT_FAILED', 'libnftables context closed'))
+    if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_KERNEL_REFUSED', 'libnftables context closed'))
     return new Promise((resolve, reject) => {
       this.api.run.async(ctx, json, (err, rc) => {
-        if (err) return reject(new WgpmpError('WGPMP_NFT_FAILED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
+        if (err) return reject(new WgpmpError('WGPMP_KERNEL_REFUSED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
         // Reading a buffer also empties it for the next call.
         const output = this.api.getOutput(ctx) ?? ''
         const error = this.api.getError(ctx) ?? ''

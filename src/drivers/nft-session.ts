@@ -12,7 +12,7 @@
  * the marker failed, no marker line would come back and the batch would never settle.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { WgpmpError } from '../errors.js'
+import { WgpmpError } from '../core/errors.js'
 
 const MARKER = JSON.stringify({ nftables: [{ list: { flowtables: null } }] })
 
@@ -63,8 +63,8 @@ export class NftSession {
       this.dead = e
       for (const p of this.pending.splice(0)) p.reject(e)
     }
-    child.on('error', (e) => fail(new WgpmpError('WGPMP_NFT_FAILED', `nft session: ${e.message}`, { cause: e })))
-    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_NFT_FAILED', `nft session exited (${signal ?? code})`)))
+    child.on('error', (e) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session: ${e.message}`, { cause: e })))
+    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session exited (${signal ?? code})`)))
     child.stdin?.on('error', () => {}) // EPIPE surfaces through 'exit'
     this.child = child
     this.dead = null

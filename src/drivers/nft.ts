@@ -2,9 +2,10 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { WgpmpError, type ErrorCode } from '../errors.js'
-import type { Exec, ExecResult } from '../exec.js'
-import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from './driver.js'
+import { WgpmpError, type ErrorCode } from '../core/errors.js'
+import type { Exec, ExecResult } from '../core/exec.js'
+import { type BaseParams, type ForwardDriver } from './driver.js'
+import { compareForwards, type Forward, type ForwardChange } from '../core/forward.js'
 import { buildBaseScript, buildBatch, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 import { NftLib } from './nft-lib.js'
 import { NftSession } from './nft-session.js'
@@ -19,14 +20,14 @@ export async function readBaseRuleset(): Promise<string> {
       // try the next location
     }
   }
-  throw new WgpmpError('WGPMP_NFT_FAILED', 'nft/wgpmp.nft not found next to the program')
+  throw new WgpmpError('WGPMP_RULESET_MISSING', 'nft/wgpmp.nft not found next to the program')
 }
 
 /** Maps nft's stderr to a stable code (knftables' wrapError). */
 export function nftErrorCode(stderr: string): ErrorCode {
-  if (/File exists/i.test(stderr)) return 'WGPMP_NFT_EXISTS'
-  if (/No such file or directory/i.test(stderr)) return 'WGPMP_NFT_NOT_FOUND'
-  return 'WGPMP_NFT_FAILED'
+  if (/File exists/i.test(stderr)) return 'WGPMP_FORWARD_EXISTS'
+  if (/No such file or directory/i.test(stderr)) return 'WGPMP_FORWARD_MISSING'
+  return 'WGPMP_KERNEL_REFUSED'
 }
 
 export interface NftDriverOptions {
@@ -186,7 +187,7 @@ export class NftDriver implements ForwardDriver {
     try {
       out = await this.nft(['-j', 'list', 'table', TABLE_FAMILY, this.table])
     } catch (e) {
-      if (e instanceof WgpmpError && e.code === 'WGPMP_NFT_NOT_FOUND') return [] // no table: no forwards
+      if (e instanceof WgpmpError && e.code === 'WGPMP_FORWARD_MISSING') return [] // no table: no forwards
       throw e
     }
     return parseForwardsMap(out).sort(compareForwards)

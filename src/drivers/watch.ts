@@ -23,9 +23,9 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import type { Exec, ExecResult } from '../exec.js'
+import type { Exec, ExecResult } from '../core/exec.js'
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../mappings/clock.js'
+import type { Cancel, Clock } from '../core/clock.js'
 import { nftErrorCode } from './nft.js'
 import { TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 
@@ -227,7 +227,7 @@ export class TableWatch {
     try {
       const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
       if (r.exitCode === 0) return countRules(r.stdout) === 0 ? 'flushed' : null
-      if (nftErrorCode(r.stderr) === 'WGPMP_NFT_NOT_FOUND') return 'missing'
+      if (nftErrorCode(r.stderr) === 'WGPMP_FORWARD_MISSING') return 'missing'
       this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
     } catch (err) {
       this.d.log.warn({ err }, 'table check could not run nft')

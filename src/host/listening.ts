@@ -15,8 +15,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Protocol } from '../drivers/driver.js'
-import type { Clock } from '../mappings/clock.js'
+import type { Protocol } from '../core/forward.js'
+import type { Clock } from '../core/clock.js'
 
 /** TCP_LISTEN in include/net/tcp_states.h; /proc/net/tcp prints it as "0A". */
 export const TCP_STATE_LISTEN = 0x0a

@@ -18,9 +18,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { Ajv, type ErrorObject } from 'ajv'
 import type { Registry } from 'prom-client'
-import { WgpmpError } from '../errors.js'
+import { WgpmpError } from '../core/errors.js'
 import type { Logger } from '../log.js'
-import type { Lease } from '../mappings/table.js'
+import type { Lease } from '../core/forward.js'
 import {
   formatRange,
   specFromBody,

@@ -4,6 +4,7 @@
  * apiSchemas is what the docs print (it is not served: the routes are exactly those of issue 4).
  */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
+import { ORIGINS } from '../core/forward.js'
 import { staticForwardBodySchema } from '../mappings/static.js'
 
 const portOrRange = { oneOf: [{ type: 'integer' }, { type: 'string' }] } as const
@@ -20,7 +21,7 @@ export const forwardViewSchema = {
     external_port: { ...portOrRange, description: 'A port, or a range "first-last" for static forwards.' },
     internal_port: portOrRange,
     client_address: { ...nullable({ type: 'string' }), description: 'The tunnel address traffic goes to; null while the peer is not on the interface.' },
-    origin: { enum: ['nat-pmp', 'pcp', 'static'], description: 'nat-pmp and pcp leases expire; static forwards do not.' },
+    origin: { enum: ORIGINS, description: 'Leases of the protocol front-ends (nat-pmp, pcp, upnp) expire; static forwards do not.' },
     lifetime_seconds: { ...nullable({ type: 'integer' }), description: 'Granted lifetime; null for static forwards (no expiry).' },
     seconds_left: nullable({ type: 'integer' }),
     created_at: { type: 'string', description: 'ISO 8601.' },

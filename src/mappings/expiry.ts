@@ -3,7 +3,7 @@
  * everything due at that moment leaves the table and the kernel, EXPIRY_CHUNK leases per batch.
  */
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from './clock.js'
+import type { Cancel, Clock } from '../core/clock.js'
 import type { MappingTable, Removal } from './table.js'
 
 /** After a refused delete, try again this much later (the forward stays until then). */

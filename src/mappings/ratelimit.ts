@@ -16,8 +16,8 @@
  *   tracked), so with a /24 at most 253 entries exist; 4096 covers a /20 fully and bounds a /16.
  *   Each entry is a few dozen bytes, so the table stays well under 1 MB.
  */
-import { WgpmpError } from '../errors.js'
-import type { Clock } from './clock.js'
+import { WgpmpError } from '../core/errors.js'
+import type { Clock } from '../core/clock.js'
 
 export const DEFAULT_RATE_PER_SECOND = 20
 export const DEFAULT_BURST = 40

@@ -8,35 +8,10 @@
  * opens its own address's port: no DNAT, no shared port, external = internal).
  */
 import { ResultCode } from '../protocol/constants.js'
-import type { Forward, ForwardChange, Protocol } from '../drivers/driver.js'
-import { canonicalAddress } from '../ip.js'
-import type { Clock } from './clock.js'
+import { toForward, type ForwardChange, type DynamicOrigin, type Lease, type Protocol } from '../core/forward.js'
+import { canonicalAddress } from '../core/ip.js'
+import type { Clock } from '../core/clock.js'
 import { DeadlineHeap } from './heap.js'
-
-/** nat-pmp and pcp leases are dynamic (they expire); static forwards never expire. */
-export type Origin = 'nat-pmp' | 'pcp' | 'static'
-
-export interface Lease {
-  readonly id: number
-  readonly client: string
-  readonly protocol: Protocol
-  /** The internal port the client asked for; 0 for a symmetric mapping. */
-  readonly internalPort: number
-  readonly externalPort: number
-  /** Where the forward points: internalPort, or externalPort for a symmetric mapping. */
-  readonly targetPort: number
-  /** A client with a global IPv6 address: its own port is opened, nothing is translated. */
-  readonly pinhole: boolean
-  origin: Origin
-  /** PCP mapping nonce (hex), once a PCP client has used this mapping (RFC 6887 §11.3). */
-  nonce?: string
-  /** Granted lifetime in seconds (after clamping); 0 for a static forward. */
-  lifetimeSeconds: number
-  /** Clock ms. */
-  readonly createdAt: number
-  /** Clock ms; Infinity for a static forward. */
-  expiresAt: number
-}
 
 export interface TableOptions {
   clock: Clock
@@ -62,7 +37,7 @@ export interface MapRequest {
   /** Must be > 0 (0 is a delete: use remove()). */
   readonly lifetimeSeconds: number
   /** 'pcp' for PCP MAP (default 'nat-pmp'). A PCP and a NAT-PMP request for the same key are one mapping. */
-  readonly origin?: 'nat-pmp' | 'pcp'
+  readonly origin?: DynamicOrigin
   /** PCP nonce (hex): a renewal with another nonce is refused (RFC 6887 §11.3). */
   readonly nonce?: string
   /** PCP PREFER_FAILURE: only the suggested port will do (RFC 6887 §13.2). */
@@ -96,14 +71,6 @@ const PROTO_BIT: Record<Protocol, number> = { udp: 1, tcp: 2 }
 const PORTS = 65536
 /** Random probes before a full scan; at 90% occupancy 32 probes miss with p ≈ 3%. */
 const RANDOM_PROBES = 32
-
-export const toForward = (l: Lease): Forward => ({
-  protocol: l.protocol,
-  externalPort: l.externalPort,
-  internalAddress: l.client,
-  internalPort: l.targetPort,
-  ...(l.pinhole ? { pinhole: true } : {}),
-})
 
 /** Address spaces of external ports: the public IPv4 address, the public IPv6 address. Pinholes own no shared port. */
 const V4 = 0
@@ -307,7 +274,7 @@ export class MappingTable {
    */
   restore(l: {
     client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
-    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: 'nat-pmp' | 'pcp'; nonce?: string; pinhole?: boolean
+    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: DynamicOrigin; nonce?: string; pinhole?: boolean
   }): { ok: true; changes: readonly ForwardChange[] } | { ok: false } {
     const cl = this.client(l.client)
     if (cl === null) return { ok: false }

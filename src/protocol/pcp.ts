@@ -9,6 +9,7 @@
  * clamping, and answering PEER with UNSUPP_OPCODE. For those it gets the parsed options and
  * `pcpErrorReplyFor`, which builds the RFC 6887 §8.3 error reply from the request bytes.
  */
+import { formatIpv6, ipv4ToMapped, mappedToIpv4, parseIpv6 } from '../core/ip.js'
 import {
   NATPMP_VERSION,
   PCP_FILTER_MAX_PREFIX,
@@ -155,125 +156,6 @@ function writeResponseHeader(out: Uint8Array, opcode: number, result: number, li
 // ------------------------------------------------------------------------------------------------
 // Addresses (§5: IPv4 is carried as an IPv4-mapped IPv6 address, ::ffff:a.b.c.d)
 // ------------------------------------------------------------------------------------------------
-
-const DECIMAL_OCTET = /^(?:0|[1-9][0-9]{0,2})$/
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/
-
-/** Parses dotted-quad IPv4 ("10.8.0.2") into 4 bytes; null if invalid (leading zeros rejected). */
-export function parseIpv4(text: string): Uint8Array | null {
-  const parts = text.split('.')
-  if (parts.length !== 4) return null
-  const out = new Uint8Array(4)
-  const v = view(out)
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] ?? ''
-    if (!DECIMAL_OCTET.test(p)) return null
-    const n = Number(p)
-    if (n > 255) return null
-    v.setUint8(i, n)
-  }
-  return out
-}
-
-/**
- * Parses IPv6 text (RFC 4291 §2.2: `::` compression, optional dotted IPv4 tail) into 16 bytes.
- * Returns null if invalid. Zone ids (`%eth0`) and brackets are not accepted.
- */
-export function parseIpv6(text: string): Uint8Array | null {
-  if (text.length === 0 || text.length > 45) return null
-  const halves = text.split('::')
-  if (halves.length > 2) return null
-  const groupsOf = (s: string): string[] => (s === '' ? [] : s.split(':'))
-  const head = groupsOf(halves[0] ?? '')
-  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : []
-  const words: number[] = []
-  const all = [...head, ...tail]
-  const headWords: number[] = []
-  const tailWords: number[] = []
-  for (let i = 0; i < all.length; i++) {
-    const g = all[i] ?? ''
-    const target = i < head.length ? headWords : tailWords
-    // A dotted IPv4 tail must end the address: last group, and not followed by `::`.
-    const last = i === all.length - 1 && (halves.length === 1 || i >= head.length)
-    if (last && g.includes('.')) {
-      const v4 = parseIpv4(g)
-      if (v4 === null) return null
-      const d = view(v4)
-      target.push(d.getUint16(0), d.getUint16(2))
-    } else if (HEX_GROUP.test(g)) {
-      target.push(parseInt(g, 16))
-    } else {
-      return null
-    }
-  }
-  const explicit = headWords.length + tailWords.length
-  if (halves.length === 2) {
-    if (explicit > 7) return null // `::` stands for at least one zero group
-    words.push(...headWords, ...new Array<number>(8 - explicit).fill(0), ...tailWords)
-  } else {
-    if (explicit !== 8) return null
-    words.push(...headWords)
-  }
-  const out = new Uint8Array(PcpLen.Address)
-  const v = view(out)
-  words.forEach((w, i) => v.setUint16(i * 2, w))
-  return out
-}
-
-/** True if the 16 bytes are IPv4-mapped: all 96 prefix bits checked, as §5 requires. */
-export function isIpv4Mapped(addr: Uint8Array): boolean {
-  if (addr.byteLength !== PcpLen.Address) return false
-  const v = view(addr)
-  return v.getUint32(0) === 0 && v.getUint32(4) === 0 && v.getUint32(8) === 0xffff
-}
-
-/** `10.8.0.2` → the 16 bytes of `::ffff:10.8.0.2`; null if the text is not IPv4. */
-export function ipv4ToMapped(ip: string): Uint8Array | null {
-  const v4 = parseIpv4(ip)
-  if (v4 === null) return null
-  const out = new Uint8Array(PcpLen.Address)
-  view(out).setUint32(8, 0xffff)
-  out.set(v4, 12)
-  return out
-}
-
-/** The IPv4 text of an IPv4-mapped address; null if the 16 bytes are not IPv4-mapped. */
-export function mappedToIpv4(addr: Uint8Array): string | null {
-  if (!isIpv4Mapped(addr)) return null
-  const v = view(addr)
-  return `${v.getUint8(12)}.${v.getUint8(13)}.${v.getUint8(14)}.${v.getUint8(15)}`
-}
-
-/**
- * Formats 16 bytes as canonical IPv6 text (RFC 5952: lower case, no leading zeros, the longest
- * run of two or more zero groups compressed, the first on a tie; IPv4-mapped as ::ffff:a.b.c.d).
- * Returns '' if the input is not 16 bytes.
- */
-export function formatIpv6(addr: Uint8Array): string {
-  if (addr.byteLength !== PcpLen.Address) return ''
-  const v4 = mappedToIpv4(addr)
-  if (v4 !== null) return `::ffff:${v4}`
-  const v = view(addr)
-  const words = Array.from({ length: 8 }, (_, i) => v.getUint16(i * 2))
-  let bestStart = -1
-  let bestLen = 0
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && words[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':')
-  if (bestLen < 2) return hex(words)
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`
-}
 
 /** Text for a PCP address field: IPv4 text if IPv4-mapped, else canonical IPv6. */
 export function formatPcpAddress(addr: Uint8Array): string {

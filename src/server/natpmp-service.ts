@@ -4,9 +4,10 @@
  */
 import { Opcode, ResultCode, type ResultCode as Result } from '../protocol/constants.js'
 import { decodeRequest, encodeErrorReply, encodeMapResponse, encodePublicAddressResponse, type MapOpcode } from '../protocol/natpmp.js'
-import type { Protocol } from '../drivers/driver.js'
+import type { Protocol } from '../core/forward.js'
 import type { Logger } from '../log.js'
-import { natpmpResultFor, type Lease, type MappingTable, type Removal } from '../mappings/table.js'
+import { natpmpResultFor, type MappingTable, type Removal } from '../mappings/table.js'
+import { type Lease } from '../core/forward.js'
 
 export interface ServiceDeps {
   table: MappingTable

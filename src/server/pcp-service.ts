@@ -11,8 +11,9 @@
  * - PEER is answered UNSUPP_OPCODE: wgpmp creates inbound forwards only.
  * - Only TCP and UDP; other protocols get UNSUPP_PROTOCOL.
  */
-import type { Protocol } from '../drivers/driver.js'
-import type { Lease, RefusalReason } from '../mappings/table.js'
+import type { Protocol } from '../core/forward.js'
+import type { RefusalReason } from '../mappings/table.js'
+import type { Lease } from '../core/forward.js'
 import { PcpOpcode, PcpResult } from '../protocol/constants.js'
 import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../protocol/pcp.js'
 import { commitOutcome, removeInChunks, serialRemoval, type ServiceDeps } from './natpmp-service.js'

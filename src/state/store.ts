@@ -16,11 +16,10 @@
 import { open, readFile, rename } from 'node:fs/promises'
 import { Ajv } from 'ajv'
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
-import type { Protocol } from '../drivers/driver.js'
-import { WgpmpError } from '../errors.js'
+import { DYNAMIC_ORIGINS, dynamicOrigin, type DynamicOrigin, type Lease, type Protocol } from '../core/forward.js'
+import { WgpmpError } from '../core/errors.js'
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../mappings/clock.js'
-import type { Lease } from '../mappings/table.js'
+import type { Cancel, Clock } from '../core/clock.js'
 import { storedForwardSchema, writeFileAtomic, type StoredForward } from '../mappings/static.js'
 
 export const STATE_VERSION = 1
@@ -47,7 +46,7 @@ export const leaseRecordSchema = {
     lifetimeSeconds: { type: 'integer', minimum: 1, maximum: 4294967295 },
     expiresAtUnixMs: unixMs,
     createdAtUnixMs: unixMs,
-    origin: { enum: ['nat-pmp', 'pcp'], description: 'Absent in older files: nat-pmp.' },
+    origin: { enum: DYNAMIC_ORIGINS, description: 'Absent in older files: nat-pmp.' },
     pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
   },
@@ -81,7 +80,7 @@ export interface RestoredLease {
   readonly lifetimeSeconds: number
   readonly createdAt: number
   readonly expiresAt: number
-  readonly origin: 'nat-pmp' | 'pcp'
+  readonly origin: DynamicOrigin
   readonly nonce?: string
   readonly pinhole?: boolean
 }
@@ -98,7 +97,7 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): Leas
     lifetimeSeconds: lease.lifetimeSeconds,
     expiresAtUnixMs: Math.max(0, Math.round(nowUnixMs + (lease.expiresAt - now))),
     createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
-    origin: lease.origin === 'pcp' ? 'pcp' : 'nat-pmp',
+    origin: dynamicOrigin(lease.origin),
     ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
     ...(lease.pinhole ? { pinhole: true } : {}),
   }
@@ -185,7 +184,7 @@ const RENDER_CHUNK = 500
 function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
   const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
   const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
-  const origin = l.origin === 'pcp' ? 'pcp' : 'nat-pmp'
+  const origin = dynamicOrigin(l.origin)
   const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '')
   return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
 }

@@ -3,7 +3,7 @@
  * hands the resulting events to the daemon. One refresh at a time; concurrent callers share it.
  */
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../mappings/clock.js'
+import type { Cancel, Clock } from '../core/clock.js'
 import type { PeerEvent, PeerSource, PeerTracker } from './peers.js'
 
 /** An unknown source may trigger an immediate refresh at most this often. */

@@ -4,10 +4,10 @@
  */
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { WgpmpError } from '../errors.js'
-import type { Exec } from '../exec.js'
-import { parseCidr4, parseCidr6 } from '../ip.js'
-import type { Clock } from '../mappings/clock.js'
+import { WgpmpError } from '../core/errors.js'
+import type { Exec } from '../core/exec.js'
+import { parseCidr4, parseCidr6 } from '../core/ip.js'
+import type { Clock } from '../core/clock.js'
 import { parseWgDump, type WgPeerInfo } from './wg-dump.js'
 
 /** One peer of the interface, as last read from WireGuard. */
@@ -27,14 +27,14 @@ export class WgPeerSource implements PeerSource {
     this.ifname = opts.ifname
   }
 
-  /** Rejects with WGPMP_PEER_UNKNOWN when `wg` fails (interface missing, no permission) or prints something unparsable. */
+  /** Rejects with WGPMP_WG_FAILED when `wg` fails (interface missing, no permission) or prints something unparsable. */
   async refresh(): Promise<Peer[]> {
     const r = await this.exec('wg', ['show', this.ifname, 'dump'])
     if (r.exitCode !== 0) {
-      throw new WgpmpError('WGPMP_PEER_UNKNOWN', `wg show ${this.ifname} dump: exit ${r.exitCode}: ${r.stderr.trim() || 'no output'}`)
+      throw new WgpmpError('WGPMP_WG_FAILED', `wg show ${this.ifname} dump: exit ${r.exitCode}: ${r.stderr.trim() || 'no output'}`)
     }
     const d = parseWgDump(r.stdout)
-    if (!d.ok) throw new WgpmpError('WGPMP_PEER_UNKNOWN', `wg show ${this.ifname} dump: line ${d.line}: ${d.error}`)
+    if (!d.ok) throw new WgpmpError('WGPMP_WG_FAILED', `wg show ${this.ifname} dump: line ${d.line}: ${d.error}`)
     return [...d.value.peers]
   }
 }

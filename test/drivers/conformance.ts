@@ -1,7 +1,8 @@
 /** driverConformance: the one vitest suite every ForwardDriver (memory, nft, iptables) passes. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { compareForwards, type BaseParams, type Forward, type ForwardChange, type ForwardDriver } from '../../src/drivers/driver.js'
-import { isWgpmpError, type ErrorCode } from '../../src/errors.js'
+import { type BaseParams, type ForwardDriver } from '../../src/drivers/driver.js'
+import { compareForwards, type Forward, type ForwardChange } from '../../src/core/forward.js'
+import { isWgpmpError, type ErrorCode } from '../../src/core/errors.js'
 
 export interface ConformanceSkip {
   readonly reason: string
@@ -27,8 +28,8 @@ export const del = (forward: Forward): ForwardChange => ({ op: 'delete', forward
  * Codes a driver may use for "exists" / "not found". The lead's drivers use the WGPMP_NFT_* codes
  * for all backends today; the suite insists on exactly these so all drivers stay interchangeable.
  */
-const EXISTS: ErrorCode = 'WGPMP_NFT_EXISTS'
-const NOT_FOUND: ErrorCode = 'WGPMP_NFT_NOT_FOUND'
+const EXISTS: ErrorCode = 'WGPMP_FORWARD_EXISTS'
+const NOT_FOUND: ErrorCode = 'WGPMP_FORWARD_MISSING'
 
 async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
   const e: unknown = await p.then(
@@ -63,7 +64,7 @@ export type ConformanceTest = (typeof TITLES)[number]
  *
  * Decisions the suite pins down (proposed for the ForwardDriver doc comment):
  * - list() before ensureBase and after teardown resolves [] (nothing installed = no forwards).
- * - apply() without a base rejects WGPMP_NFT_NOT_FOUND.
+ * - apply() without a base rejects WGPMP_FORWARD_MISSING.
  * - A delete matches by (protocol, externalPort); an add/delete pair for one key in one batch
  *   is a replace.
  */

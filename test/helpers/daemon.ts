@@ -7,7 +7,7 @@ import type { ConfigInput } from '../../src/config/schema.js'
 import { startDaemon, type Daemon, type Deps } from '../../src/daemon.js'
 import { MemoryDriver } from '../../src/drivers/memory.js'
 import { silentLogger } from '../../src/log.js'
-import { FakeClock } from '../../src/mappings/clock.js'
+import { FakeClock } from '../../src/core/clock.js'
 import type { Peer, PeerSource } from '../../src/wireguard/peers.js'
 import { TestClient } from './natpmp-client.js'
 

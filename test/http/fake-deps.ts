@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ForwardChange, Protocol } from '../../src/drivers/driver.js'
+import type { ForwardChange, Protocol } from '../../src/core/forward.js'
 import { clientView, staticView, type ApiDeps } from '../../src/http/api.js'
 import { createMetrics } from '../../src/http/metrics.js'
 import type { ForwardView } from '../../src/http/schemas.js'

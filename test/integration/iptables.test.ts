@@ -1,9 +1,9 @@
 /** IptablesDriver against real iptables (iptables-nft on Debian 12) inside throwaway network namespaces. */
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import type { ForwardChange } from '../../src/drivers/driver.js'
+import type { ForwardChange } from '../../src/core/forward.js'
 import { IptablesDriver } from '../../src/drivers/iptables.js'
-import type { Exec } from '../../src/exec.js'
-import { isWgpmpError } from '../../src/errors.js'
+import type { Exec } from '../../src/core/exec.js'
+import { isWgpmpError } from '../../src/core/errors.js'
 import { NATPMP_PORT } from '../../src/protocol/constants.js'
 import { CONFORMANCE_BASE, driverConformance, fwd } from '../drivers/conformance.js'
 import { createNetns, removeAllNetns, type Netns } from './netns.js'
@@ -116,7 +116,7 @@ describe.runIf(process.getuid?.() === 0)('iptables driver (netns)', () => {
       const before = await save(ns, 'nat')
       failFilter = true
       const e: unknown = await d.apply([add(fwd('udp', 40001)), { op: 'delete', forward: keep }]).catch((x: unknown) => x)
-      expect(e).toMatchObject({ code: 'WGPMP_IPTABLES_FAILED' })
+      expect(e).toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
       expect((e as Error).message).toContain('(-A WGPMP-ACCEPT -p udp') // the driver's own line 3
       expect((e as Error).cause).toMatchObject({ exitCode: 1, stderr: expect.stringContaining('No chain/target/match') as unknown })
       expect(await save(ns, 'nat')).toEqual(before)
@@ -131,7 +131,7 @@ describe.runIf(process.getuid?.() === 0)('iptables driver (netns)', () => {
       const r = await ns.exec('iptables', ['-t', 'nat', '-A', 'WGPMP-DNAT', '-s', '192.0.2.1', '-p', 'tcp', '--dport', '1', '-j', 'DNAT', '--to-destination', '10.0.0.1:2'])
       expect(r.exitCode).toBe(0)
       const e: unknown = await d.list().catch((x: unknown) => x)
-      expect(isWgpmpError(e, 'WGPMP_IPTABLES_FAILED')).toBe(true)
+      expect(isWgpmpError(e, 'WGPMP_KERNEL_UNEXPECTED')).toBe(true)
       await d.ensureBase(CONFORMANCE_BASE) // and ensureBase cleans it up
       expect(await d.list()).toEqual([])
     })

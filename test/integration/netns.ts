@@ -1,6 +1,6 @@
 /** Throwaway network namespaces (wgpmp-ipt-*) for driver integration tests; never the root namespace. */
 import { randomBytes } from 'node:crypto'
-import { systemExec, type Exec } from '../../src/exec.js'
+import { systemExec, type Exec } from '../../src/core/exec.js'
 
 const live = new Set<string>()
 

@@ -2,11 +2,12 @@
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { Agent } from '../../bench/lib/rpc.js'
-import type { BaseParams, Forward, ForwardChange, ForwardDriver } from '../../src/drivers/driver.js'
+import type { BaseParams, ForwardDriver } from '../../src/drivers/driver.js'
+import type { Forward, ForwardChange } from '../../src/core/forward.js'
 import { NftDriver } from '../../src/drivers/nft.js'
 import { hasChain } from '../../src/drivers/watch.js'
-import { WgpmpError, type ErrorCode } from '../../src/errors.js'
-import type { ExecResult } from '../../src/exec.js'
+import { WgpmpError, type ErrorCode } from '../../src/core/errors.js'
+import type { ExecResult } from '../../src/core/exec.js'
 import { CONFORMANCE_BASE, driverConformance, fwd } from '../drivers/conformance.js'
 import { createNetns, removeAllNetns, type Netns } from './netns.js'
 
@@ -128,7 +129,7 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
       const pin = { protocol: 'udp' as const, externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true }
       await d.apply([{ op: 'add', forward: v4 }, { op: 'add', forward: v6 }, { op: 'add', forward: pin }])
       expect(await d.list()).toEqual([v4, v6, pin])
-      await expect(d.apply([{ op: 'add', forward: { ...v6, internalAddress: 'fd42:42::9' } }])).rejects.toMatchObject({ code: 'WGPMP_NFT_EXISTS' })
+      await expect(d.apply([{ op: 'add', forward: { ...v6, internalAddress: 'fd42:42::9' } }])).rejects.toMatchObject({ code: 'WGPMP_FORWARD_EXISTS' })
       await d.apply([{ op: 'delete', forward: v6 }, { op: 'delete', forward: pin }])
       expect(await d.list()).toEqual([v4])
       const table = (await ns.exec('nft', ['list', 'table', 'inet', 'wgpmp'])).stdout

@@ -5,10 +5,11 @@
  * as the WgpmpError it was.
  */
 import { serve } from '../../bench/lib/rpc.js'
-import type { BaseParams, ForwardChange } from '../../src/drivers/driver.js'
+import type { BaseParams } from '../../src/drivers/driver.js'
+import type { ForwardChange } from '../../src/core/forward.js'
 import { NftDriver } from '../../src/drivers/nft.js'
-import { isWgpmpError } from '../../src/errors.js'
-import { systemExec } from '../../src/exec.js'
+import { isWgpmpError } from '../../src/core/errors.js'
+import { systemExec } from '../../src/core/exec.js'
 
 const driver = new NftDriver({ exec: systemExec, mode: 'library' })
 

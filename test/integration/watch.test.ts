@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { readBaseRuleset } from '../../src/drivers/nft.js'
 import { TableWatch, type LostReason } from '../../src/drivers/watch.js'
-import { systemExec } from '../../src/exec.js'
+import { systemExec } from '../../src/core/exec.js'
 import { silentLogger } from '../../src/log.js'
-import { systemClock } from '../../src/mappings/clock.js'
+import { systemClock } from '../../src/core/clock.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig, parseConfig } from '../../../src/config/load.js'
-import { WgpmpError } from '../../../src/errors.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 
 const message = (fn: () => unknown): string => {
   try {
@@ -77,7 +77,7 @@ describe('IPv6 keys', () => {
     expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1/64', port_forward_driver: 'iptables' }))).toContain('IPv6 forwards need port_forward_driver "nft"')
   })
   it('cidr6Network clears host bits', async () => {
-    const { cidr6Network, parseCidr6 } = await import('../../../src/ip.js')
+    const { cidr6Network, parseCidr6 } = await import('../../../src/core/ip.js')
     expect(cidr6Network(parseCidr6('2001:db8:200::1/64')!)).toBe('2001:db8:200::/64')
     expect(cidr6Network(parseCidr6('fd42:42:0:0:ffff::1/56')!)).toBe('fd42:42::/56')
   })

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { compact, GroupCommit } from '../../../src/drivers/batcher.js'
-import type { Forward, ForwardChange } from '../../../src/drivers/driver.js'
+import type { Forward, ForwardChange } from '../../../src/core/forward.js'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
-import { WgpmpError } from '../../../src/errors.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 
 const f = (externalPort: number, internalAddress = '10.8.0.2'): Forward => ({ protocol: 'tcp', externalPort, internalAddress, internalPort: externalPort })
 const add = (p: number): ForwardChange => ({ op: 'add', forward: f(p) })

@@ -8,9 +8,9 @@ import {
   parseConntrackList,
   parseDeleteResult,
 } from '../../../src/drivers/conntrack.js'
-import type { Forward, Protocol } from '../../../src/drivers/driver.js'
-import { WgpmpError } from '../../../src/errors.js'
-import type { Exec, ExecResult } from '../../../src/exec.js'
+import type { Forward, Protocol } from '../../../src/core/forward.js'
+import { WgpmpError } from '../../../src/core/errors.js'
+import type { Exec, ExecResult } from '../../../src/core/exec.js'
 
 const PUB = '198.51.100.1'
 const fwd = (protocol: Protocol, externalPort: number, internalAddress = '10.8.0.2', internalPort = externalPort): Forward => ({ protocol, externalPort, internalAddress, internalPort })

@@ -11,8 +11,8 @@ import {
   planChanges,
   tokenize,
 } from '../../../src/drivers/iptables.js'
-import type { Exec } from '../../../src/exec.js'
-import { isWgpmpError } from '../../../src/errors.js'
+import type { Exec } from '../../../src/core/exec.js'
+import { isWgpmpError } from '../../../src/core/errors.js'
 import { add, del, fwd as f } from '../../drivers/conformance.js'
 
 const codeOf = (fn: () => unknown): unknown => {
@@ -80,9 +80,9 @@ describe('planChanges', () => {
   })
 
   it('rejects collisions, missing deletes and malformed forwards', () => {
-    expect(codeOf(() => planChanges([a], [add(f('tcp', 8080, '10.8.0.9', 1))]))).toBe('WGPMP_NFT_EXISTS')
-    expect(codeOf(() => planChanges([], [add(b), add(b)]))).toBe('WGPMP_NFT_EXISTS')
-    expect(codeOf(() => planChanges([a], [del(f('udp', 8080, '10.8.0.2', 80))]))).toBe('WGPMP_NFT_NOT_FOUND')
+    expect(codeOf(() => planChanges([a], [add(f('tcp', 8080, '10.8.0.9', 1))]))).toBe('WGPMP_FORWARD_EXISTS')
+    expect(codeOf(() => planChanges([], [add(b), add(b)]))).toBe('WGPMP_FORWARD_EXISTS')
+    expect(codeOf(() => planChanges([a], [del(f('udp', 8080, '10.8.0.2', 80))]))).toBe('WGPMP_FORWARD_MISSING')
     for (const bad of [
       f('tcp', 0, '10.8.0.2', 80),
       f('tcp', 65536, '10.8.0.2', 80),
@@ -243,10 +243,10 @@ describe('parsing iptables-save', () => {
       '-p tcp -m tcp --dport 0 -j DNAT --to-destination 10.0.0.1:2',
       '-p tcp -m tcp --dport',
     ]) {
-      expect(codeOf(() => parseDnatRule(spec)), spec).toBe('WGPMP_IPTABLES_FAILED')
+      expect(codeOf(() => parseDnatRule(spec)), spec).toBe('WGPMP_KERNEL_UNEXPECTED')
     }
     const dup = `*nat\n:WGPMP-DNAT - [0:0]\n-A WGPMP-DNAT -p udp -m udp --dport 1 -j DNAT --to-destination 10.0.0.1:2\n-A WGPMP-DNAT -p udp -m udp --dport 1 -j DNAT --to-destination 10.0.0.3:4\nCOMMIT\n`
-    expect(codeOf(() => parseForwards(parseIptablesSave(dup, 'nat')))).toBe('WGPMP_IPTABLES_FAILED')
+    expect(codeOf(() => parseForwards(parseIptablesSave(dup, 'nat')))).toBe('WGPMP_KERNEL_UNEXPECTED')
   })
 })
 
@@ -286,7 +286,7 @@ describe('IptablesDriver with a scripted exec', () => {
     })
     const d = new IptablesDriver({ exec: s.exec })
     const e: unknown = await d.apply([add(f('udp', 5, '10.8.0.5', 6))]).catch((x: unknown) => x)
-    expect(e).toMatchObject({ code: 'WGPMP_IPTABLES_FAILED', cause: { exitCode: 1, line: '-A WGPMP-ACCEPT -p udp -m conntrack --ctreplsrc 10.8.0.5 --ctorigdstport 5 --ctreplsrcport 6 -j ACCEPT' } })
+    expect(e).toMatchObject({ code: 'WGPMP_KERNEL_REFUSED', cause: { exitCode: 1, line: '-A WGPMP-ACCEPT -p udp -m conntrack --ctreplsrc 10.8.0.5 --ctorigdstport 5 --ctreplsrcport 6 -j ACCEPT' } })
     expect(s.calls.map((c) => c.input)).toEqual([
       undefined,
       '*nat\n-A WGPMP-DNAT -p udp -m udp --dport 5 -j DNAT --to-destination 10.8.0.5:6\nCOMMIT\n',

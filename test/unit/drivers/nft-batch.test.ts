@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { buildBaseScript, buildBatch, parseForwardsMap } from '../../../src/drivers/nft-batch.js'
-import type { Forward } from '../../../src/drivers/driver.js'
+import type { Forward } from '../../../src/core/forward.js'
 
 const golden = (name: string): unknown => JSON.parse(readFileSync(new URL(`../../fixtures/nft/${name}`, import.meta.url), 'utf8'))
 const tcp8080: Forward = { protocol: 'tcp', externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }

@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs'
 import { NftDriver, nftErrorCode } from '../../../src/drivers/nft.js'
 import { NftLib } from '../../../src/drivers/nft-lib.js'
 import { buildBatch } from '../../../src/drivers/nft-batch.js'
-import type { Exec, ExecResult } from '../../../src/exec.js'
-import { WgpmpError } from '../../../src/errors.js'
+import type { Exec, ExecResult } from '../../../src/core/exec.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 
 /** knftables-style scripted exec: each call must match the next expectation, else the test fails. */
 function scripted(expected: { argv: string[]; input?: string; result?: Partial<ExecResult> }[]): Exec & { done(): void } {
@@ -51,7 +51,7 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
     const d = new NftDriver({ exec, mode: 'spawn' })
     const err = await d.apply([{ op: 'add', forward: fwd }]).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(WgpmpError)
-    expect((err as WgpmpError).code).toBe('WGPMP_NFT_EXISTS')
+    expect((err as WgpmpError).code).toBe('WGPMP_FORWARD_EXISTS')
     expect((err as WgpmpError).cause).toBe(stderr)
   })
   it('list() of a missing table is empty; other failures reject', async () => {
@@ -61,7 +61,7 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
     ])
     const d = new NftDriver({ exec, mode: 'spawn' })
     expect(await d.list()).toEqual([])
-    await expect(d.list()).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED' })
+    await expect(d.list()).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
   })
   it('runs nft through the given argv (e.g. inside a namespace)', async () => {
     const exec = scripted([{ argv: ['ip', 'netns', 'exec', 'x', 'nft', '-f', '-'] }])
@@ -69,8 +69,8 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
     exec.done()
   })
   it('classifies stderr', () => {
-    expect(nftErrorCode('Error: Could not process rule: No such file or directory')).toBe('WGPMP_NFT_NOT_FOUND')
-    expect(nftErrorCode('Error: syntax error')).toBe('WGPMP_NFT_FAILED')
+    expect(nftErrorCode('Error: Could not process rule: No such file or directory')).toBe('WGPMP_FORWARD_MISSING')
+    expect(nftErrorCode('Error: syntax error')).toBe('WGPMP_KERNEL_REFUSED')
   })
 })
 
@@ -112,8 +112,8 @@ describe('NftDriver session fallback', () => {
 })
 
 describe('NftLib', () => {
-  it('a library that is not there is a WGPMP_NFT_FAILED error naming it', async () => {
-    await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED', message: expect.stringContaining('libwgpmp-test-missing.so.9') as string })
+  it('a library that is not there is a WGPMP_EXEC_FAILED error naming it', async () => {
+    await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({ code: 'WGPMP_EXEC_FAILED', message: expect.stringContaining('libwgpmp-test-missing.so.9') as string })
   })
   // A command libnftables rejects while parsing never reaches the kernel: no root, no netns needed.
   it.runIf(hasLibnftables)('returns nft\'s error text for a bad document, one call after another, and rejects once closed', async () => {
@@ -123,6 +123,6 @@ describe('NftLib', () => {
     expect(a).toMatch(/Error: .*(Unknown object|Parsing command array)/)
     expect(b).toMatch(/Error/)
     await lib.close()
-    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_NFT_FAILED' })
+    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
   })
 })

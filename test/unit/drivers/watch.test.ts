@@ -3,9 +3,9 @@ import { EventEmitter } from 'node:events'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { countRules, hasChain, isLossEvent, TableWatch, type LostReason, type MonitorProcess } from '../../../src/drivers/watch.js'
-import type { Exec, ExecResult } from '../../../src/exec.js'
+import type { Exec, ExecResult } from '../../../src/core/exec.js'
 import { silentLogger } from '../../../src/log.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
+import { FakeClock } from '../../../src/core/clock.js'
 
 // nft 1.0.6, captured in a namespace: `nft -j monitor tables` / `nft -j monitor rules` during
 // `nft flush ruleset` and `nft flush table`.

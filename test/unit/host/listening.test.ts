@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { isListening, ListeningPortsCache, listeningPortsIn, parseProcNet, readListeningPorts, type ListeningPorts } from '../../../src/host/listening.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
+import { FakeClock } from '../../../src/core/clock.js'
 
 const FIXTURES = new URL('../../fixtures/proc/', import.meta.url)
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8')

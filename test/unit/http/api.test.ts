@@ -9,7 +9,7 @@ import { request } from 'undici'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadApiToken, startApi, type ApiServer } from '../../../src/http/api.js'
 import { apiSchemas } from '../../../src/http/schemas.js'
-import { isWgpmpError } from '../../../src/errors.js'
+import { isWgpmpError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import { fakeDeps, PHONE, SEEDBOX, type Fake } from '../../http/fake-deps.js'
 

@@ -1,9 +1,9 @@
 /** RateLimiter: token bucket per client, drop counting, bounded memory, validated options. */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { FakeClock } from '../../../src/mappings/clock.js'
+import { FakeClock } from '../../../src/core/clock.js'
 import { DEFAULT_BURST, DEFAULT_MAX_TRACKED_CLIENTS, DEFAULT_RATE_PER_SECOND, RateLimiter } from '../../../src/mappings/ratelimit.js'
-import { isWgpmpError } from '../../../src/errors.js'
+import { isWgpmpError } from '../../../src/core/errors.js'
 
 const count = (n: number, f: () => boolean): number => {
   let ok = 0

@@ -2,8 +2,8 @@ import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { ForwardChange, Protocol } from '../../../src/drivers/driver.js'
-import { isWgpmpError } from '../../../src/errors.js'
+import type { ForwardChange, Protocol } from '../../../src/core/forward.js'
+import { isWgpmpError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import {
   StaticForwardStore,
@@ -234,7 +234,7 @@ describe('StaticForwards', () => {
   }
 
   it('a client with an IPv6 address gets the forward on both addresses; a pinhole that cannot translate is skipped there', async () => {
-    const { FakeClock } = await import('../../../src/mappings/clock.js')
+    const { FakeClock } = await import('../../../src/core/clock.js')
     const { MappingTable } = await import('../../../src/mappings/table.js')
     const table = new MappingTable({ clock: new FakeClock(0), minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, isPinholeClient: (a) => a.startsWith('2001:') })
     const batches: ForwardChange[][] = []

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FakeClock } from '../../../src/mappings/clock.js'
+import { FakeClock } from '../../../src/core/clock.js'
 import { MappingTable, type MapRequest } from '../../../src/mappings/table.js'
 
 const A = '10.8.0.2'

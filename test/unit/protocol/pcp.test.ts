@@ -11,19 +11,14 @@ import {
   encodeMapResponseBody,
   encodePcpRequest,
   encodePcpResponse,
-  formatIpv6,
   formatPcpAddress,
-  ipv4ToMapped,
-  isIpv4Mapped,
-  mappedToIpv4,
-  parseIpv4,
-  parseIpv6,
   parsePcpAddress,
   pcpErrorLifetime,
   pcpErrorReplyFor,
   type PcpDecoded,
   type PcpRequest,
 } from '../../../src/protocol/pcp.js'
+import { formatIpv6, ipv4ToMapped, isIpv4Mapped, mappedToIpv4, parseIpv4, parseIpv6 } from '../../../src/core/ip.js'
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

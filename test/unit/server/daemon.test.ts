@@ -3,7 +3,7 @@ import { parseConfig } from '../../../src/config/load.js'
 import type { ConfigInput } from '../../../src/config/schema.js'
 import { startDaemon } from '../../../src/daemon.js'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
-import { WgpmpError } from '../../../src/errors.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import { Opcode, ResultCode } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
@@ -87,7 +87,7 @@ describe('daemon over UDP (memory driver, fake clock)', () => {
   })
   it('answers result 3 and keeps state consistent when the kernel refuses', async () => {
     const { a, driver } = await start()
-    driver.failNext = new WgpmpError('WGPMP_NFT_FAILED', 'boom')
+    driver.failNext = new WgpmpError('WGPMP_KERNEL_REFUSED', 'boom')
     expect(await a.send(map(2, 8080, 8080, 3600))).toMatchObject({ result: ResultCode.NetworkFailure, externalPort: 0, lifetimeSeconds: 0 })
     expect(t!.daemon.table!.size).toBe(0)
     expect(await a.send(map(2, 8080, 8080, 3600))).toMatchObject({ result: 0, externalPort: 8080 })

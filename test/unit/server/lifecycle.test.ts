@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { DELETE_CHUNK } from '../../../src/daemon.js'
 import { MemoryDriver } from '../../../src/drivers/memory.js'
 import { EXPIRY_CHUNK } from '../../../src/mappings/expiry.js'
-import { WgpmpError } from '../../../src/errors.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 import { ResultCode } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
 import { A, B, KEY_A, KEY_B, peer, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js'
@@ -69,7 +69,7 @@ describe('clients are WireGuard peers', () => {
 describe('restarts and crashes', () => {
   it('a start-up without a working driver fails with a clear message and leaves nothing running', async () => {
     const { NftDriver } = await import('../../../src/drivers/nft.js')
-    const { systemExec } = await import('../../../src/exec.js')
+    const { systemExec } = await import('../../../src/core/exec.js')
     const driver = new NftDriver({ exec: systemExec, mode: 'spawn', nftArgv: ['/nonexistent/nft'] })
     await expect(startTestDaemon({}, { driver })).rejects.toThrow(/command not found \(install it/)
   })
@@ -192,7 +192,7 @@ describe('large removals and slow kernels', () => {
   it('a delete-all of 1,200 goes in rounds; if one is refused the answer is 3 and table and kernel still agree', async () => {
     const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000 })
     await mapMany(t, 1_200, 3600)
-    t.driver.failAt = { n: 2, error: new WgpmpError('WGPMP_NFT_FAILED', 'refused') }
+    t.driver.failAt = { n: 2, error: new WgpmpError('WGPMP_KERNEL_REFUSED', 'refused') }
     expect((await t.a.send(map(2, 0, 0, 0))).result).toBe(ResultCode.NetworkFailure)
     // The first round is done, the refused one undone: both sides hold the same 950.
     expect(t.driver.dump()).toHaveLength(1_200 - DELETE_CHUNK)

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { WgpmpError } from '../../../src/errors.js'
+import { WgpmpError } from '../../../src/core/errors.js'
 import { PcpOpcode, PcpOptionCode, PcpResult } from '../../../src/protocol/constants.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
-import { decodePcpResponse, encodePcpRequest, ipv4ToMapped, type PcpOption } from '../../../src/protocol/pcp.js'
+import { decodePcpResponse, encodePcpRequest, type PcpOption } from '../../../src/protocol/pcp.js'
+import { ipv4ToMapped } from '../../../src/core/ip.js'
 import { A, B, PUBLIC, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js'
 import type { TestClient } from '../../helpers/natpmp-client.js'
 
@@ -113,7 +114,7 @@ describe('PCP over UDP', () => {
   })
   it('NETWORK_FAILURE when the kernel refuses, and nothing is kept', async () => {
     const { a, driver } = await start()
-    driver.failNext = new WgpmpError('WGPMP_NFT_FAILED', 'boom')
+    driver.failNext = new WgpmpError('WGPMP_KERNEL_REFUSED', 'boom')
     expect((await pcp(a, mapReq())).result).toBe(PcpResult.NetworkFailure)
     expect(t!.daemon.table!.size).toBe(0)
   })

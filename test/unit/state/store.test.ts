@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Writable } from 'node:stream'
 import { createLogger, silentLogger } from '../../../src/log.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
-import type { Lease } from '../../../src/mappings/table.js'
+import { FakeClock } from '../../../src/core/clock.js'
+import type { Lease } from '../../../src/core/forward.js'
 import {
   epochFromUnixMs,
   epochToUnixMs,

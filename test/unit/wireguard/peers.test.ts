@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import type { Exec } from '../../../src/exec.js'
-import { FakeClock } from '../../../src/mappings/clock.js'
+import type { Exec } from '../../../src/core/exec.js'
+import { FakeClock } from '../../../src/core/clock.js'
 import {
   DEFAULT_PEER_DISCONNECT_SECONDS,
   PeerTracker,
@@ -14,7 +14,7 @@ import {
   readWgEasyNames,
   type Peer,
 } from '../../../src/wireguard/peers.js'
-import { isWgpmpError } from '../../../src/errors.js'
+import { isWgpmpError } from '../../../src/core/errors.js'
 
 const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/wg/${name}`, import.meta.url), 'utf8')
 const fixturePath = (name: string): string => new URL(`../../fixtures/wg/${name}`, import.meta.url).pathname
@@ -44,10 +44,10 @@ describe('WgPeerSource', () => {
     expect(peers.map((p) => p.publicKey)).toEqual([K1, K2, '9xUz2Sxx5le/c9bWwxTBx5/oxbufAi9+w3j7izV52Sw='])
   })
 
-  it('rejects with WGPMP_PEER_UNKNOWN when wg fails or prints garbage', async () => {
+  it('rejects with WGPMP_WG_FAILED when wg fails or prints garbage', async () => {
     const failing: Exec = () => Promise.resolve({ stdout: '', stderr: 'Unable to access interface: No such device', exitCode: 1 })
     await expect(new WgPeerSource({ exec: failing, ifname: 'wg9' }).refresh()).rejects.toSatisfy(
-      (e) => isWgpmpError(e, 'WGPMP_PEER_UNKNOWN') && /No such device/.test((e as Error).message),
+      (e) => isWgpmpError(e, 'WGPMP_WG_FAILED') && /No such device/.test((e as Error).message),
     )
     const garbage: Exec = () => Promise.resolve({ stdout: 'hello', stderr: '', exitCode: 0 })
     await expect(new WgPeerSource({ exec: garbage, ifname: 'wg0' }).refresh()).rejects.toThrow(/line 1/)

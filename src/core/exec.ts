@@ -20,7 +20,7 @@ export const systemExec: Exec = async (file, args, options) => {
   })
   if (r.failed && r.exitCode === undefined) {
     const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
-    throw new WgpmpError(missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_NFT_FAILED',
+    throw new WgpmpError(missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED',
       missing ? `${file}: command not found (install it, e.g. apt-get install ${file === 'nft' ? 'nftables' : file})` : `${file}: ${r.shortMessage}`,
       { cause: r.cause })
   }
