@@ -1,40 +1,60 @@
-/** startDaemon: wires config, peers, lease table, driver, expiry, the UDP socket and the API. The only module that knows them all. */
-import { networkInterfaces } from 'node:os'
+/**
+ * startDaemon: the composition root. It builds every component in order, each from the ones
+ * before it, and registers its close, so a failed start and a stop both close in reverse order.
+ * Policy lives in the components (forwarder/, frontends/, state/, wireguard/), not here.
+ */
 import { parseHostPort } from './config/schema-api.js'
 import type { Config } from './config/schema.js'
-import { type ForwardDriver } from './drivers/driver.js'
-import { forwardKey, isV6, type Forward, type ForwardChange, type Protocol } from './core/forward.js'
-import { GroupCommit } from './drivers/batcher.js'
-import { NftDriver } from './drivers/nft.js'
-import { IptablesDriver } from './drivers/iptables.js'
+import { systemClock, type Clock } from './core/clock.js'
 import { WgpmpError } from './core/errors.js'
 import { systemExec, type Exec } from './core/exec.js'
-import { leaseView, loadApiToken, staticView, startApi, clientView, type ApiServer } from './http/api.js'
-import { createMetrics } from './http/metrics.js'
-import { canonicalAddress, cidr6Network, inCidr4, isGlobalV6, isUniqueLocal, parseCidr4, parseCidr6, parseIPv4 } from './core/ip.js'
-import type { Logger } from './log.js'
-import { systemClock, type Clock } from './core/clock.js'
-import { flushConntrack } from './drivers/conntrack.js'
+import { isV6, toForward, type Forward } from './core/forward.js'
+import { cidr6Network, isUniqueLocal, parseCidr4, parseCidr6 } from './core/ip.js'
+import { Components } from './core/lifecycle.js'
+import { GroupCommit } from './drivers/batcher.js'
+import type { ForwardDriver } from './drivers/driver.js'
+import { ConntrackFlows, type Flows } from './drivers/flows.js'
+import { IptablesDriver } from './drivers/iptables.js'
+import { NftDriver } from './drivers/nft.js'
 import { TableWatch } from './drivers/watch.js'
+import { admission } from './forwarder/admission.js'
+import { kernelCommit } from './forwarder/commit.js'
+import { Forwarder } from './forwarder/forwarder.js'
+import { peerPolicy } from './forwarder/peer-policy.js'
+import { endLeftoverFlows, restoreLeases } from './forwarder/restore.js'
+import { StaticForwards } from './forwarder/statics.js'
+import type { FrontendContext } from './frontends/context.js'
+import { pmpDispatch } from './frontends/dispatch.js'
+import { NatPmpService } from './frontends/natpmp/service.js'
+import { PcpService } from './frontends/pcp/service.js'
+import { publicAddresses, wgListenPort } from './host/addresses.js'
 import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './host/listening.js'
+import { loadApiToken, startApi, type ApiServer } from './http/api.js'
+import { createMetrics } from './http/metrics.js'
+import { apiDeps, metricSources } from './http/sources.js'
+import type { Logger } from './log.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
-import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
+import { parseConfigStaticForwards } from './mappings/static.js'
 import { MappingTable } from './mappings/table.js'
-import { toForward, type Origin } from './core/forward.js'
-import { epochFromUnixMs, loadState, renderStateChunks, restorable, snapshot, StateStore } from './state/store.js'
-import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
-import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
-import { PcpService } from './server/pcp-service.js'
-import { startUdpServer } from './server/udp.js'
+import { NATPMP_PORT } from './protocol/constants.js'
+import { startUdpServer, type UdpServer } from './server/udp.js'
+import { StaticForwardStore } from './state/static-store.js'
+import { epochFromUnixMs, loadState, renderStateChunks, snapshot, StateStore } from './state/store.js'
 import { PeerSync } from './wireguard/peer-sync.js'
-import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
+import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerSource } from './wireguard/peers.js'
 import { isWgKey } from './wireguard/wg-dump.js'
 
 export interface Deps {
+  /** Monotonic and wall time. */
   clock: Clock
   exec: Exec
   driver: ForwardDriver
+  /**
+   * What happens to the connections of deleted forwards (default: conntrack ends them). A test
+   * without a kernel passes `noFlows`; injecting a driver does not change it.
+   */
+  flows: Flows
   log: Logger
   /** Where WireGuard peers come from (default: `wg show <wg_interface> dump`). */
   peers: PeerSource
@@ -52,8 +72,6 @@ export interface Deps {
   wgEasyNames: ReadonlyMap<string, string>
   /** The host's listening ports, never granted (default: /proc/net of the daemon's namespace). */
   listeningPorts: () => Promise<ListeningPorts>
-  /** Wall clock, unix ms (state file times). Default Date.now. */
-  now: () => number
 }
 
 export interface Daemon {
@@ -71,41 +89,13 @@ export interface Daemon {
   close(opts?: { teardown?: boolean }): Promise<void>
 }
 
-/** The first IPv4 address of an interface, or null. */
-export function interfaceV4(name: string): string | null {
-  return networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address ?? null
-}
-
-/** The first global IPv6 address of an interface, or null. */
-export function interfaceV6(name: string): string | null {
-  return networkInterfaces()[name]?.find((a) => a.family === 'IPv6' && isGlobalV6(a.address))?.address ?? null
-}
-
-async function wgListenPort(exec: Exec, ifname: string, log: Logger): Promise<number[]> {
-  try {
-    const r = await exec('wg', ['show', ifname, 'listen-port'])
-    const p = Number(r.stdout.trim())
-    if (r.exitCode === 0 && Number.isInteger(p) && p > 0) return [p]
-    log.warn({ ifname, stderr: r.stderr }, 'cannot read the WireGuard listen port; it is not reserved')
-  } catch (err) {
-    log.warn({ err, ifname }, 'cannot run wg; the WireGuard listen port is not reserved')
-  }
-  return []
-}
-
-/** Leases per batch in a large removal (removeInChunks) and per expiry round. */
+/** Leases per batch in a large removal and per expiry round, for the nft driver. */
 export const DELETE_CHUNK = 250
 /**
  * For the iptables-compat driver a large removal is one chain rebuild (O(rules)) whatever its size,
  * so chunks would multiply that cost: it removes in chunks this large instead.
  */
 const IPTABLES_DELETE_CHUNK = 20_000
-/**
- * Conntrack entries of deleted forwards are removed this long after the delete, for all deletes
- * of that window at once: each conntrack run dumps the whole conntrack table, which on a busy
- * server costs milliseconds of CPU, so one per delete slowed every other request (bench/RESULTS.md).
- */
-const FLOW_FLUSH_DELAY_MS = 250
 
 const disabled: Daemon = {
   udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
@@ -118,58 +108,67 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     log.info('port forwarding is disabled (port_forward_enabled: false); nothing to do')
     return disabled
   }
+  const components = new Components()
+  const stop = { teardown: config.teardown_on_exit }
+  try {
+    return await build(config, deps, log, components, stop)
+  } catch (err) {
+    stop.teardown = true // a half-started daemon leaves nothing in the kernel
+    await components.closeAll()
+    throw err
+  }
+}
+
+async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logger }, log: Logger, components: Components, stop: { teardown: boolean }): Promise<Daemon> {
   const clock = deps.clock ?? systemClock
   const exec = deps.exec ?? systemExec
-  const now = deps.now ?? Date.now
-  /** Only a daemon with a real driver touches conntrack; tests with the memory driver never do. */
-  const realKernel = deps.driver === undefined
   const wg = parseCidr4(config.wg_address_v4)!
-  const publicAddress = deps.publicAddress ?? config.public_address_v4 ?? interfaceV4(config.public_interface)
-  if (!publicAddress) {
-    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${config.public_interface} has no IPv4 address; set public_address_v4`)
-  }
   const wg6 = config.wg_address_v6 === undefined ? null : parseCidr6(config.wg_address_v6)
-  const publicV6Raw = wg6 === null ? null : deps.publicAddressV6 ?? config.public_address_v6 ?? interfaceV6(config.public_interface)
-  if (wg6 !== null && !publicV6Raw) {
-    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${config.public_interface} has no global IPv6 address; set public_address_v6 (or remove wg_address_v6)`)
-  }
-  const publicV6 = publicV6Raw ? canonicalAddress(publicV6Raw) : null
+  const pub = publicAddresses(config, wg6, { v4: deps.publicAddress, v6: deps.publicAddressV6 })
   const reserved = new Set<number>([...config.reserved_ports, ...(deps.reservedPorts ?? (await wgListenPort(exec, config.wg_interface, log)))])
-  const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
-
-  // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
-  const loaded = await loadState(config.state_file, now())
-  if (!loaded.ok) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
-  const saved = loaded.ok ? loaded.state : null
-  let stateStore: StateStore | null = null
-  const staticStore = StaticForwardStore.fromRecords(saved?.static_forwards ?? [], async () => {
-    stateStore?.changed()
-    await stateStore?.flush()
-  }, config.state_file)
-  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
-  const epochStart = saved ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, now()) : clock.now()
-  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
   const apiPort = parseHostPort(config.api_listen)?.port
   if (config.api_token_file && apiPort) reserved.add(apiPort)
+  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
   const hostErr = await hostPorts.refresh()
   if (hostErr) log.warn({ err: hostErr }, 'cannot read the host\'s listening ports; only configured ports are reserved')
 
+  // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
+  const loaded = await loadState(config.state_file, clock.wall())
+  if (!loaded.ok) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
+  const saved = loaded.ok ? loaded.state : null
+  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
+  const epochStart = saved ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, clock.wall()) : clock.now()
+  let state: StateStore | null = null
+  const staticStore = new StaticForwardStore(saved?.static_forwards ?? [], async () => {
+    state?.changed()
+    await state?.flush()
+  }, config.state_file)
+
+  // --- the kernel ---
   const driver: ForwardDriver =
     deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
+  const flows = deps.flows ?? new ConntrackFlows({ exec, publicAddress: pub.v4, log: log.child({ component: 'conntrack' }) })
+  components.add('driver', () => (driver instanceof NftDriver ? driver.close() : undefined))
   const baseParams = {
-    publicV4: [publicAddress],
-    publicV6: publicV6 ? [publicV6] : [],
+    publicV4: [pub.v4],
+    publicV6: pub.v6 ? [pub.v6] : [],
     guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
   }
   // What the kernel holds from an earlier run (after a crash): ensureBase replaces it, and the
-  // connections of forwards that are not restored must end with them (conntrack), as on any delete.
-  let previous: readonly Forward[] = []
-  if (realKernel) previous = await driver.list().catch(() => [])
+  // connections of forwards that are not restored end with them, as on any delete.
+  const previous: readonly Forward[] = await driver.list().catch(() => [])
   await driver.ensureBase(baseParams)
-  log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress, publicAddressV6: publicV6 ?? undefined }, 'forwarding base installed')
+  components.add('forwarding base', async () => {
+    if (stop.teardown) {
+      await driver.teardown()
+      log.info({ forwards: table.size + table.staticCount }, 'forwards removed, table deleted')
+    }
+  })
+  log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress: pub.v4, publicAddressV6: pub.v6 ?? undefined }, 'forwarding base installed')
   if (driver instanceof NftDriver && driver.fallback) log.warn({ asked: config.nft_mode, running: driver.mode, why: driver.fallback }, 'nft: a slower mode than asked for runs')
 
+  // --- leases ---
   const table = new MappingTable({
     clock,
     minPort: config.port_forward_min_port,
@@ -180,17 +179,18 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
   })
-  stateStore = new StateStore({
-    path: config.state_file, clock, now, log: log.child({ component: 'state' }),
+  state = new StateStore({
+    path: config.state_file, clock, now: () => clock.wall(), log: log.child({ component: 'state' }),
     snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records()),
     render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records()),
     // At most one write per 200 ms, wider as the state grows (50,000 leases: one per second), so
     // that saving never takes more than a few percent of a core. A crash loses at most that window.
     coalesceMs: () => Math.max(200, Math.round(table.size / 50)),
   })
-  const state = stateStore
+  const store = state
+  components.add('state', () => store.close()) // leases stay in the state file: the next start restores them
 
-  // --- peers: who may ask, and what happens when they come and go ---
+  // --- peers: who may ask ---
   const names = configNames(config.clients)
   let wgEasy = deps.wgEasyNames
   if (!wgEasy) {
@@ -199,192 +199,78 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     wgEasy = r.names
   }
   const easy = wgEasy
-  const tracker = new PeerTracker({ clock, unixSeconds: () => now() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy.get(k) ?? null })
-  const metrics = createMetrics({
-    forwardCounts: () => {
-      const m = new Map<string, { protocol: Protocol; origin: Origin; count: number }>()
-      for (const l of table.leases()) {
-        const e = m.get(l.protocol + l.origin) ?? { protocol: l.protocol, origin: l.origin, count: 0 }
-        e.count++
-        m.set(l.protocol + l.origin, e)
-      }
-      return m.values()
-    },
-    peers: () => ({ total: tracker.peers().length, connected: tracker.connectedCount }),
-  })
+  const tracker = new PeerTracker({ clock, unixSeconds: () => clock.wall() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy.get(k) ?? null })
+  const metrics = createMetrics(metricSources({ table, tracker }))
+
+  // --- the forwarder: every change to a forward goes through it ---
   const batcher = new GroupCommit(driver, (size, ms, ok) => {
     metrics.observeBatch(size, ms, ok)
     log.debug({ size, ms, ok }, 'batch')
   })
-  const deleteChunk = driver.name === 'iptables' ? IPTABLES_DELETE_CHUNK : DELETE_CHUNK
-  /**
-   * Ends the connections of deleted forwards (conntrack), a few milliseconds later and for a whole
-   * burst at once: a mass expiry in chunks costs one conntrack round, not one per chunk.
-   */
-  let flowsToEnd: Forward[] = []
-  let flowTimer: ReturnType<typeof setTimeout> | null = null
-  const endFlows = (gone: readonly Forward[]): void => {
-    for (const f of gone) if (!isV6(f.internalAddress)) flowsToEnd.push(f)
-    if (flowTimer || flowsToEnd.length === 0) return
-    flowTimer = setTimeout(() => {
-      flowTimer = null
-      const batch = flowsToEnd
-      flowsToEnd = []
-      void flushConntrack(exec, batch, publicAddress, { listAbove: 2 }).then((r) => {
-        if (r.errors.length > 0 || r.skipped.length > 0) log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
-      })
-    }, FLOW_FLUSH_DELAY_MS)
+  components.add('group commit', () => batcher.idle())
+  components.add('flows', () => flows.close())
+  const commit = kernelCommit({ batcher, flows, stateChanged: () => store.changed() })
+  const chunk = driver.name === 'iptables' ? IPTABLES_DELETE_CHUNK : DELETE_CHUNK
+  let expiry: ExpiryScheduler | null = null
+  const changed = (): void => {
+    expiry?.reschedule()
+    store.changed()
   }
-  /** Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the state. */
-  const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
-    await batcher.submit(changes)
-    if (changes.length === 0) return
-    state.changed()
-    if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
-  }
-  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }), deleteChunk)
-  const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
+  let peerSync: PeerSync | null = null
+  const isClient = admission({ wg4: wg, wg6, known: (a) => tracker.peerByAddress(a) !== undefined, refreshIfStale: () => peerSync?.refreshIfStale() ?? Promise.resolve() })
+  const forwarder = new Forwarder({ table, commit, isClient, changed, chunk, log: log.child({ component: 'forwarder' }) })
+  const exp = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }), chunk)
+  expiry = exp
+  components.add('expiry', () => exp.stop())
   const statics = new StaticForwards({
     store: staticStore, sink: table, commit, log: log.child({ component: 'static' }),
     // IPv6 addresses only where IPv6 forwarding is configured.
-    addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || publicV6 !== null),
+    addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || pub.v6 !== null),
   })
+  const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
   for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
-
-  const chunked = { commit, chunk: deleteChunk }
-  /** Withdraws a client's NAT-PMP/PCP leases (its peer went away or disconnected). */
-  const withdrawLeases = async (address: string, why: string): Promise<void> => {
-    try {
-      const removed = await removeInChunks(chunked, (limit) => table.removeClient(address, limit))
-      if (removed.length > 0) log.info({ client: address, why, count: removed.length, forwards: removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
-    } catch (err) {
-      log.error({ err, client: address }, 'cannot withdraw leases')
-    }
-  }
-  const onPeerEvents = async (events: PeerEvent[]): Promise<void> => {
-    for (const ev of events) {
-      const p = ev.peer
-      log.info({ event: ev.type, client: p.id, name: p.name, addresses: p.addresses }, 'peer ' + ev.type)
-      if (ev.type === 'removed') {
-        for (const a of p.addresses) {
-          await withdrawLeases(a, 'peer removed')
-          await statics.deactivate(p.id, a)
-        }
-      } else if (ev.type === 'disconnected') {
-        for (const a of p.addresses) await withdrawLeases(a, 'peer disconnected') // static forwards stay
-      } else if (ev.type === 'addresses-changed') {
-        for (const a of ev.previous) {
-          await withdrawLeases(a, 'peer address changed')
-          await statics.deactivate(p.id, a)
-        }
-        await statics.activate(p.id)
-      } else {
-        await statics.activate(p.id) // added or reconnected
-      }
-    }
-    expiry.reschedule()
-  }
-  const peerSync = new PeerSync({
+  const onPeerEvents = peerPolicy({ forwarder, statics, log })
+  const sync = new PeerSync({
     source: deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface }),
-    tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, onEvents: onPeerEvents, log: log.child({ component: 'peers' }),
-  })
-  await peerSync.refresh() // before the socket opens, so the first request already knows its sender; installs static forwards
-
-  // Restore the leases granted before a restart or crash. ensureBase replaced whatever the kernel
-  // held (a stale table after SIGKILL included), so after this batch it holds exactly the live set.
-  if (saved) {
-    const r = restorable(saved, clock, now())
-    const changes: ForwardChange[] = []
-    let skipped = 0
-    for (const l of r.leases) {
-      const out = tracker.peerByAddress(l.client) ? table.restore(l) : { ok: false as const }
-      if (out.ok) changes.push(...out.changes)
-      else skipped++
-    }
-    await commit(changes)
-    expiry.reschedule()
-    log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates }, 'leases restored')
-  }
-  if (previous.length > 0) {
-    const same = (f: Forward): string => `${forwardKey(f)}>${f.internalAddress}:${f.internalPort}`
-    const now = new Set(table.leases().map((l) => same(toForward(l))))
-    const gone = previous.filter((f) => !now.has(same(f)) && !isV6(f.internalAddress))
-    if (gone.length > 0) {
-      const r = await flushConntrack(exec, gone, publicAddress)
-      log.info({ forwards: gone.length, flowsEnded: r.deleted }, 'forwards left from an earlier run removed with their connections')
-    }
-  }
-
-  const inPrefix = (address: string): boolean => {
-    if (isV6(address)) return wg6 !== null && address !== wg6.address // IPv6: any peer address (ULA or routed global prefix)
-    const ip = parseIPv4(address)
-    return ip !== null && inCidr4(wg, ip) && ip !== wg.addr
-  }
-  /** A client is a peer of wg_interface whose tunnel address sent this. A new peer may not be read yet: look once more. */
-  const isClient = async (address: string): Promise<boolean> => {
-    if (!inPrefix(address)) return false
-    if (tracker.peerByAddress(address)) return true
-    await peerSync.refreshIfStale()
-    return tracker.peerByAddress(address) !== undefined
-  }
-
-  const serviceDeps: Omit<ServiceDeps, 'log'> = {
-    table, commit, isClient, inflight: new Map(), removals: new Map(), chunk: deleteChunk,
-    epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
-    publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
-    changed: () => {
-      expiry.reschedule()
-      state.changed()
+    tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, log: log.child({ component: 'peers' }),
+    onEvents: async (events) => {
+      await onPeerEvents(events)
+      exp.reschedule()
     },
+  })
+  peerSync = sync
+  components.add('peer sync', () => sync.stop())
+  await sync.refresh() // before the socket opens, so the first request already knows its sender; installs static forwards
+
+  // --- restart: ensureBase replaced what the kernel held, so after this it holds exactly the live set ---
+  if (saved) {
+    await restoreLeases(saved, { table, clock, commit, known: (a) => tracker.peerByAddress(a) !== undefined, log })
+    exp.reschedule()
   }
-  const natpmp = new NatPmpService({ ...serviceDeps, count: (op, r) => metrics.countRequest(op, r), log: log.child({ component: 'natpmp' }) })
-  const pcp = new PcpService({ ...serviceDeps, count: (op, r) => metrics.countPcpRequest(op, r), log: log.child({ component: 'pcp' }) })
+  await endLeftoverFlows(previous, { table, flows, log })
+
+  // --- front-ends ---
+  const frontend = (component: string, count: (op: number, r: number) => void): FrontendContext => ({
+    forwarder, count, log: log.child({ component }),
+    epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
+    publicAddress: (client) => (!isV6(client) ? pub.v4 : isUniqueLocal(client) ? pub.v6 : client),
+  })
+  const natpmp = new NatPmpService(frontend('natpmp', (op, r) => metrics.countRequest(op, r)))
+  const pcp = config.pcp_enabled ? new PcpService(frontend('pcp', (op, r) => metrics.countPcpRequest(op, r))) : null
   const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
-  const handle = async (msg: Uint8Array, src: string): Promise<Uint8Array | null> => {
-    // One client flooding 5351 is dropped here, before any work, and cannot slow another.
-    if (!limiter.allow(src)) {
-      metrics.countDrop('rate-limit')
-      return null
-    }
-    await hostPorts.refresh() // cached for 250 ms: a port the host just started listening on is not granted
-    // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
-    // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
-    const from = canonicalAddress(src) ?? src
-    return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, from) : natpmp.handle(msg, from)
-  }
-
-  const cleanupOnFailure = async (): Promise<void> => {
-    peerSync.stop()
-    await driver.teardown().catch(() => {})
-    if (driver instanceof NftDriver) driver.close()
-  }
-  const listen = deps.listen ?? { host: wg.address, port: NATPMP_PORT }
-  let udp
-  try {
-    udp = await startUdpServer(listen.host, listen.port, handle, log.child({ component: 'udp' }))
-  } catch (err) {
-    await cleanupOnFailure()
-    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${listen.host}:${listen.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v4}?`, { cause: err })
-  }
+  const handle = pmpDispatch({
+    natpmp, pcp, allow: (src) => limiter.allow(src), dropped: (why) => metrics.countDrop(why),
+    before: () => hostPorts.refresh(), // cached for 250 ms: a port the host just started listening on is not granted
+  })
+  const udp = await listenUdp(deps.listen ?? { host: wg.address, port: NATPMP_PORT }, 'udp4', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v4}?`)
+  components.add('udp', () => udp.close())
   log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
-  let udp6: Awaited<ReturnType<typeof startUdpServer>> | null = null
+  let udp6: UdpServer | null = null
   if (wg6 !== null) {
-    const l6 = deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT }
-    try {
-      udp6 = await startUdpServer(l6.host, l6.port, handle, log.child({ component: 'udp6' }), 'udp6')
-    } catch (err) {
-      await udp.close()
-      await cleanupOnFailure()
-      throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on [${l6.host}]:${l6.port} (${(err as Error).message}); is ${config.wg_interface} up with ${config.wg_address_v6}?`, { cause: err })
-    }
-    log.info({ address: udp6.address.address, port: udp6.address.port }, 'PCP listening on IPv6')
-  }
-
-  const flushLeases = async (): Promise<number> => {
-    const removed = await removeInChunks(chunked, (limit) => table.removeAllDynamic(limit))
-    expiry.reschedule()
-    log.info({ count: removed.length }, 'all leases flushed by the operator')
-    return removed.length
+    const u6 = await listenUdp(deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT }, 'udp6', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v6}?`)
+    udp6 = u6
+    components.add('udp6', () => u6.close())
+    log.info({ address: u6.address.address, port: u6.address.port }, 'PCP listening on IPv6')
   }
 
   // --- the HTTP API and page ---
@@ -392,85 +278,56 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   if (!config.api_token_file) {
     log.info('HTTP API off: set api_token_file to enable it')
   } else {
-    try {
-      const { token, loose } = await loadApiToken(config.api_token_file)
-      if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
-      api = await startApi({
-        listen: parseHostPort(config.api_listen)!,
-        token,
-        log: log.child({ component: 'api' }),
-        deps: {
-          listForwards: () => {
-            const cn = clock.now()
-            const wn = Date.now()
-            return [
-              ...table.leases().filter((l) => l.origin !== 'static').map((l) => leaseView(l, tracker.peerByAddress(l.client)?.id ?? l.client, cn, wn)),
-              ...statics.all().map((f) => staticView(f, addressOfClient(f.client))),
-            ]
-          },
-          listClients: () => tracker.peers().map(clientView),
-          createStatic: async (id, spec) => {
-            const r = await statics.create(id, spec)
-            return r.ok ? { ok: true, forward: staticView(r.forward, addressOfClient(id)) } : r
-          },
-          deleteForward: (id, fid) => statics.delete(id, fid),
-          flushLeases: () => flushLeases(),
-          metrics: metrics.registry,
-          gateway: wg.address,
-        },
-      })
-    } catch (err) {
-      await udp.close()
-      await udp6?.close()
-      await cleanupOnFailure()
-      throw err
-    }
+    const { token, loose } = await loadApiToken(config.api_token_file)
+    if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
+    const server = await startApi({
+      listen: parseHostPort(config.api_listen)!, token, log: log.child({ component: 'api' }),
+      deps: apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address }),
+    })
+    api = server
+    components.add('api', () => server.close())
   }
-  peerSync.start()
+  sync.start()
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
-  const watch = driver instanceof NftDriver
-    ? new TableWatch({
-        exec, clock, log: log.child({ component: 'watch' }),
-        listChains: () => driver.listChains(),
-        onLost: (reason) => batcher.exclusive(async () => {
-          log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
-          metrics.countRebuild(reason)
-          await driver.ensureBase(baseParams)
-          const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
-          await driver.apply(all)
-          log.info({ forwards: all.length }, 'table rebuilt')
-        }),
-      })
-    : null
-  watch?.start()
+  if (driver instanceof NftDriver) {
+    const watch = new TableWatch({
+      exec, clock, log: log.child({ component: 'watch' }),
+      listChains: () => driver.listChains(),
+      onLost: (reason) => batcher.exclusive(async () => {
+        log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
+        metrics.countRebuild(reason)
+        await driver.ensureBase(baseParams)
+        const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
+        await driver.apply(all)
+        log.info({ forwards: all.length }, 'table rebuilt')
+      }),
+    })
+    watch.start()
+    components.add('table watch', () => watch.stop())
+  }
 
-  let closed = false
   return {
     udpAddress: udp.address,
     udpAddressV6: udp6?.address ?? null,
     httpAddress: api?.address ?? null,
     table,
     driver,
-    refreshPeers: () => peerSync.refresh(),
-    flushLeases,
+    refreshPeers: () => sync.refresh(),
+    flushLeases: () => forwarder.flush(),
     async close(opts) {
-      if (closed) return
-      closed = true
-      if (flowTimer) clearTimeout(flowTimer)
-      peerSync.stop()
-      expiry.stop()
-      await watch?.stop()
-      await api?.close()
-      await udp.close()
-      await udp6?.close()
-      await batcher.idle()
-      await state.close() // leases stay in the state file: the next start restores them
-      if (opts?.teardown ?? config.teardown_on_exit) {
-        await driver.teardown()
-        log.info({ forwards: table.size + table.staticCount }, 'forwards removed, table deleted')
-      }
-      if (driver instanceof NftDriver) driver.close()
+      stop.teardown = opts?.teardown ?? config.teardown_on_exit
+      const errors = await components.closeAll()
+      if (errors.length > 0) throw new AggregateError(errors, errors.map((e) => e.message).join('; '))
     },
+  }
+}
+
+async function listenUdp(at: { host: string; port: number }, type: 'udp4' | 'udp6', handle: Parameters<typeof startUdpServer>[2], log: Logger, hint: string): Promise<UdpServer> {
+  try {
+    return await startUdpServer(at.host, at.port, handle, log.child({ component: type === 'udp4' ? 'udp' : 'udp6' }), type)
+  } catch (err) {
+    const where = type === 'udp6' ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`
+    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${where} (${(err as Error).message}); ${hint}`, { cause: err })
   }
 }

@@ -108,6 +108,9 @@ class SkewClock implements Clock {
   skew = 0
   private readonly timers = new Map<number, { at: number; fn: () => void; t: NodeJS.Timeout }>()
   private nextId = 0
+  wall(): number {
+    return Date.now()
+  }
   now(): number {
     return performance.now() + this.skew
   }

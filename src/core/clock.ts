@@ -1,16 +1,23 @@
-/** Clock: the only source of time for leases and the NAT-PMP epoch (monotonic milliseconds). */
+/**
+ * Clock: the only source of time. Monotonic milliseconds for leases, timers and the NAT-PMP epoch;
+ * wall time (unix ms) only where a time must mean something across a restart (the state file,
+ * WireGuard's handshake times, the API's timestamps).
+ */
 
 export type Cancel = () => void
 
 export interface Clock {
   /** Monotonic milliseconds; only differences are meaningful. */
   now(): number
+  /** Wall time, unix ms. It may jump (NTP, an admin): never measure a duration with it. */
+  wall(): number
   /** Calls fn once after ms milliseconds unless cancelled. Never keeps the process alive. */
   setTimer(ms: number, fn: () => void): Cancel
 }
 
 export const systemClock: Clock = {
   now: () => performance.now(),
+  wall: () => Date.now(),
   setTimer(ms, fn) {
     const t = setTimeout(fn, Math.max(0, ms))
     t.unref()
@@ -22,9 +29,23 @@ export const systemClock: Clock = {
 export class FakeClock implements Clock {
   private timers: { at: number; fn: () => void; id: number }[] = []
   private nextId = 0
-  constructor(private t = 0) {}
+  /** Wall time minus monotonic time: moves only with setWall(). */
+  private wallOffset: number
+  constructor(
+    private t = 0,
+    wallAtStart = 1_767_225_600_000, // 2026-01-01T00:00:00Z
+  ) {
+    this.wallOffset = wallAtStart - t
+  }
   now(): number {
     return this.t
+  }
+  wall(): number {
+    return this.t + this.wallOffset
+  }
+  /** Sets the wall clock (a jump: NTP, an admin, a reboot); monotonic time does not move. */
+  setWall(unixMs: number): void {
+    this.wallOffset = unixMs - this.t
   }
   setTimer(ms: number, fn: () => void): Cancel {
     const id = this.nextId++

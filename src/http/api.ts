@@ -21,16 +21,8 @@ import type { Registry } from 'prom-client'
 import { WgpmpError } from '../core/errors.js'
 import type { Logger } from '../log.js'
 import type { Lease } from '../core/forward.js'
-import {
-  formatRange,
-  specFromBody,
-  staticForwardBodySchema,
-  type CreateResult,
-  type DeleteResult,
-  type StaticForward,
-  type StaticForwardBody,
-  type StaticForwardSpec,
-} from '../mappings/static.js'
+import { formatRange, specFromBody, staticForwardBodySchema, type StaticForward, type StaticForwardBody, type StaticForwardSpec } from '../mappings/static.js'
+import { type CreateResult, type DeleteResult } from '../forwarder/statics.js'
 import type { TrackedPeer } from '../wireguard/peers.js'
 import { renderPage } from './page.js'
 import type { ClientView, ForwardView } from './schemas.js'

@@ -1,5 +1,5 @@
 /**
- * MappingTable: NAT-PMP/PCP lease state and static forwards, keyed by (client, protocol, internal
+ * MappingTable: the lease state of every front-end (NAT-PMP, PCP, UPnP) and static forwards, keyed by (client, protocol, internal
  * port), with no timers and no I/O. Every operation returns the ForwardChanges it implies and an
  * undo, so the daemon can commit them to the kernel first and roll the table back if refused.
  *
@@ -7,7 +7,7 @@
  * clients with unique-local addresses, NAT66), and pinholes (a client with a global IPv6 address
  * opens its own address's port: no DNAT, no shared port, external = internal).
  */
-import { ResultCode } from '../protocol/constants.js'
+import type { TableRefusal } from '../core/refusal.js'
 import { toForward, type ForwardChange, type DynamicOrigin, type Lease, type Protocol } from '../core/forward.js'
 import { canonicalAddress } from '../core/ip.js'
 import type { Clock } from '../core/clock.js'
@@ -46,20 +46,9 @@ export interface MapRequest {
   readonly pinhole?: boolean
 }
 
-/**
- * Why a request was refused: no-ports (range exhausted), client-limit (per-client cap),
- * port-unavailable (exactPort and the suggestion is not free), bad-client (address does not
- * parse), nonce-mismatch (PCP), not-dynamic (the key is a static forward).
- */
-export type RefusalReason = 'no-ports' | 'client-limit' | 'port-unavailable' | 'bad-client' | 'nonce-mismatch'
-
 export type Outcome =
   | { readonly ok: true; readonly lease: Lease; readonly changes: readonly ForwardChange[]; undo(): void }
-  | { readonly ok: false; readonly reason: RefusalReason }
-
-/** NAT-PMP's answer for a refusal (RFC 6886 §3.5). */
-export const natpmpResultFor = (reason: RefusalReason): ResultCode =>
-  reason === 'bad-client' || reason === 'nonce-mismatch' ? ResultCode.NotAuthorized : ResultCode.OutOfResources
+  | { readonly ok: false; readonly reason: TableRefusal }
 
 export interface Removal {
   readonly removed: readonly Lease[]

@@ -20,7 +20,8 @@ import { DYNAMIC_ORIGINS, dynamicOrigin, type DynamicOrigin, type Lease, type Pr
 import { WgpmpError } from '../core/errors.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../core/clock.js'
-import { storedForwardSchema, writeFileAtomic, type StoredForward } from '../mappings/static.js'
+import { writeFileAtomic } from './atomic.js'
+import { storedForwardSchema, type StoredForward } from './static-store.js'
 
 export const STATE_VERSION = 1
 /** Default coalescing window: at most 5 writes a second whatever the request rate. */

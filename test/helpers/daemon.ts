@@ -8,6 +8,7 @@ import { startDaemon, type Daemon, type Deps } from '../../src/daemon.js'
 import { MemoryDriver } from '../../src/drivers/memory.js'
 import { silentLogger } from '../../src/log.js'
 import { FakeClock } from '../../src/core/clock.js'
+import { noFlows } from '../../src/drivers/flows.js'
 import type { Peer, PeerSource } from '../../src/wireguard/peers.js'
 import { TestClient } from './natpmp-client.js'
 
@@ -42,6 +43,16 @@ export class FakePeers implements PeerSource {
   }
 }
 
+/** A FakeClock whose wall time is `wall.t`, which tests move by hand (a jump, not a duration). */
+export class WallClock extends FakeClock {
+  constructor(t: number, private readonly w: { t: number }) {
+    super(t)
+  }
+  override wall(): number {
+    return this.w.t
+  }
+}
+
 export interface TestDaemon {
   daemon: Daemon
   driver: MemoryDriver
@@ -60,13 +71,13 @@ export async function startTestDaemon(over: ConfigInput = {}, deps: Partial<Deps
   const stateFile = reuse?.stateFile ?? join(mkdtempSync(join(tmpdir(), 'wgpmp-test-')), 'state.json')
   const config = parseConfig({ port_forward_enabled: true, wg_address_v4: '127.0.0.1/8', state_file: stateFile, ...over })
   const driver = reuse?.driver ?? new MemoryDriver()
-  const clock = new FakeClock(5_000)
   const wall = reuse?.wall ?? { t: Date.UTC(2026, 10, 26, 12) }
+  const clock = new WallClock(5_000, wall)
   const peers = new FakePeers(() => wall.t)
   const daemon = await startDaemon(config, {
     driver, clock, peers, log: silentLogger(), listen: { host: '127.0.0.1', port: 0 }, publicAddress: PUBLIC,
     reservedPorts: [51820], wgEasyNames: new Map(), listeningPorts: () => Promise.resolve({ tcp: new Set(), udp: new Set() }),
-    now: () => wall.t, ...deps,
+    flows: noFlows, ...deps,
   })
   const a = await TestClient.open(A, daemon.udpAddress!)
   const b = await TestClient.open(B, daemon.udpAddress!)

@@ -7,7 +7,9 @@ import { clientView, staticView, type ApiDeps } from '../../src/http/api.js'
 import { createMetrics } from '../../src/http/metrics.js'
 import type { ForwardView } from '../../src/http/schemas.js'
 import { silentLogger } from '../../src/log.js'
-import { StaticForwardStore, StaticForwards, type StaticSink, type StaticSinkOutcome } from '../../src/mappings/static.js'
+import { type StaticSink, type StaticSinkOutcome } from '../../src/mappings/static.js'
+import { StaticForwardStore } from '../../src/state/static-store.js'
+import { StaticForwards } from '../../src/forwarder/statics.js'
 import { clientId, type TrackedPeer } from '../../src/wireguard/peers.js'
 
 export const SEEDBOX_KEY = 'qbg3cFnfc+/v1QzjyW72aQZxJfy5uxk4H5H1KJtz3RQ='
@@ -73,7 +75,7 @@ export async function fakeDeps(): Promise<Fake> {
   const addressOf = (id: string): string | null => peers.find((p) => p.id === id)?.addresses[0] ?? null
   const sink = new MemorySink(() => leases)
   const sf = new StaticForwards({
-    store: await StaticForwardStore.open(join(dir, 'state.json')),
+    store: new StaticForwardStore([], () => Promise.resolve()),
     sink,
     commit: (c) => {
       if (refusing) return Promise.reject(new Error('nft: refused'))

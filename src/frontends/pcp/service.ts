@@ -11,27 +11,28 @@
  * - PEER is answered UNSUPP_OPCODE: wgpmp creates inbound forwards only.
  * - Only TCP and UDP; other protocols get UNSUPP_PROTOCOL.
  */
-import type { Protocol } from '../core/forward.js'
-import type { RefusalReason } from '../mappings/table.js'
-import type { Lease } from '../core/forward.js'
-import { PcpOpcode, PcpResult } from '../protocol/constants.js'
-import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../protocol/pcp.js'
-import { commitOutcome, removeInChunks, serialRemoval, type ServiceDeps } from './natpmp-service.js'
+import type { Protocol } from '../../core/forward.js'
+import type { Refusal } from '../../core/refusal.js'
+import { PcpOpcode, PcpResult } from '../../protocol/constants.js'
+import { decodePcpRequest, encodeAnnounceResponse, encodeMapResponse, pcpErrorReplyFor, type PcpRequest } from '../../protocol/pcp.js'
+import type { FrontendContext } from '../context.js'
 
 /** IANA protocol numbers (RFC 6887 §11.1 uses them). */
 const IANA = { tcp: 6, udp: 17 } as const
 const protocolOf = (n: number): Protocol | null => (n === IANA.tcp ? 'tcp' : n === IANA.udp ? 'udp' : null)
 
-const pcpResultFor = (reason: RefusalReason): number =>
-  reason === 'client-limit' ? PcpResult.UserExQuota
-  : reason === 'port-unavailable' ? PcpResult.CannotProvideExternal
-  : reason === 'bad-client' || reason === 'nonce-mismatch' ? PcpResult.NotAuthorized
+/** PCP's answer for a refusal (RFC 6887 §7.4): the one place it is chosen. */
+export const pcpResultFor = (r: Refusal): number =>
+  r === 'client-limit' ? PcpResult.UserExQuota
+  : r === 'port-unavailable' ? PcpResult.CannotProvideExternal
+  : r === 'not-a-client' || r === 'bad-client' || r === 'nonce-mismatch' ? PcpResult.NotAuthorized
+  : r === 'kernel-refused' || r === 'internal-error' ? PcpResult.NetworkFailure
   : PcpResult.NoResources
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 
 export class PcpService {
-  constructor(private readonly d: ServiceDeps) {}
+  constructor(private readonly d: FrontendContext) {}
 
   /** The reply bytes, or null to send nothing. Never throws. */
   async handle(buf: Uint8Array, source: string): Promise<Uint8Array | null> {
@@ -47,7 +48,7 @@ export class PcpService {
       this.d.count?.(req.opcode, result)
       return pcpErrorReplyFor(req.raw, result, this.d.epochSeconds())
     }
-    if (!(await this.d.isClient(source))) return refuse(PcpResult.NotAuthorized)
+    if (!(await this.d.forwarder.admit(source))) return refuse(PcpResult.NotAuthorized)
     // §8.1: the client address field must be the packet's source (no NAT between client and us).
     if (req.clientAddress !== source) return refuse(PcpResult.AddressMismatch)
     if (req.opcode === PcpOpcode.Announce) {
@@ -81,24 +82,12 @@ export class PcpService {
       })
     }
     if (req.lifetimeSeconds === 0) {
-      return await serialRemoval(this.d, source, async () => {
-        // Delete (§15): protocol 0 + port 0 removes all of the client's mappings.
-        const protocols: Protocol[] = m.protocol === 0 ? ['tcp', 'udp'] : [protocolOf(m.protocol)].filter((p): p is Protocol => p !== null)
-        if (protocols.length === 0) return refuse(PcpResult.UnsuppProtocol)
-        const existing = m.internalPort === 0 ? undefined : this.d.table.get(source, protocols[0]!, m.internalPort)
-        if (existing?.nonce !== undefined && existing.nonce !== nonce) return refuse(PcpResult.NotAuthorized)
-        const removed: Lease[] = []
-        try {
-          for (const p of protocols) removed.push(...(await removeInChunks(this.d, (limit) => this.d.table.remove(source, p, m.internalPort, limit))))
-        } catch (err) {
-          this.d.log.error({ err, source }, 'pcp: delete refused by the kernel')
-          this.d.changed()
-          return refuse(PcpResult.NetworkFailure)
-        }
-        if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
-        this.d.changed()
-        return answer(existing?.externalPort ?? 0, 0)
-      })
+      // Delete (§15): protocol 0 + port 0 removes all of the client's mappings.
+      const protocols: Protocol[] = m.protocol === 0 ? ['tcp', 'udp'] : [protocolOf(m.protocol)].filter((p): p is Protocol => p !== null)
+      if (protocols.length === 0) return refuse(PcpResult.UnsuppProtocol)
+      const r = await this.d.forwarder.delete({ client: source, protocols, internalPort: m.internalPort, nonce, via: 'pcp' })
+      if (!r.ok) return refuse(pcpResultFor(r.refusal))
+      return answer(m.internalPort === 0 ? 0 : (r.removed[0]?.externalPort ?? 0), 0)
     }
     const protocol = protocolOf(m.protocol)
     if (protocol === null) return refuse(PcpResult.UnsuppProtocol)
@@ -112,27 +101,10 @@ export class PcpService {
     // the server to assign a different port only when it translates; a pinhole does not).
     const pinhole = pub === source
     if (pinhole && req.preferFailure && m.suggestedExternalPort !== 0 && m.suggestedExternalPort !== m.internalPort) return refuse(PcpResult.CannotProvideExternal)
-    const out = this.d.table.map({
+    const r = await this.d.forwarder.map({
       client: source, protocol, internalPort: m.internalPort, suggestedExternalPort: m.suggestedExternalPort,
       lifetimeSeconds: req.lifetimeSeconds, origin: 'pcp', nonce, exactPort: req.preferFailure && m.suggestedExternalPort !== 0 && !pinhole, pinhole,
     })
-    if (!out.ok) {
-      this.d.log.info({ client: source, protocol, internalPort: m.internalPort, reason: out.reason }, 'pcp: map refused')
-      return refuse(pcpResultFor(out.reason))
-    }
-    try {
-      await commitOutcome(this.d, out.lease, out.changes)
-    } catch (err) {
-      out.undo()
-      this.d.log.error({ err, client: source, protocol }, 'pcp: forward refused by the kernel')
-      return refuse(PcpResult.NetworkFailure)
-    }
-    const l = out.lease
-    this.d.log.info(
-      { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0, via: 'pcp' },
-      out.changes.length === 0 ? 'lease renewed' : 'lease created',
-    )
-    this.d.changed()
-    return answer(l.externalPort, l.lifetimeSeconds)
+    return r.ok ? answer(r.lease.externalPort, r.lease.lifetimeSeconds) : refuse(pcpResultFor(r.refusal))
   }
 }

@@ -1,0 +1,61 @@
+/**
+ * Flows: what happens to the live connections of forwards that are deleted, and of forwards an
+ * earlier run left in the kernel. The daemon gets one explicitly (the real one ends them with
+ * conntrack); tests that run without a kernel pass `noFlows` and say so, instead of a driver
+ * injection silently turning the work off.
+ */
+import type { Exec } from '../core/exec.js'
+import { isV6, type Forward } from '../core/forward.js'
+import type { Logger } from '../log.js'
+import { flushConntrack } from './conntrack.js'
+
+export interface Flows {
+  /** Forwards just deleted from the kernel: their connections end (soon, in one round per burst). */
+  ended(forwards: readonly Forward[]): void
+  /** Forwards an earlier run left that are not restored: their connections end now. Resolves with how many flows ended. */
+  endLeftovers(forwards: readonly Forward[]): Promise<number>
+  /** Cancels a pending round. */
+  close(): void
+}
+
+/** No kernel (memory driver): nothing to end. */
+export const noFlows: Flows = { ended: () => {}, endLeftovers: () => Promise.resolve(0), close: () => {} }
+
+/**
+ * Conntrack entries of deleted forwards are removed this long after the delete, for all deletes
+ * of that window at once: each conntrack run dumps the whole conntrack table, which on a busy
+ * server costs milliseconds of CPU, so one per delete slowed every other request (bench/RESULTS.md).
+ */
+export const FLOW_FLUSH_DELAY_MS = 250
+
+/** Ends DNATed IPv4 flows with conntrack(8) (IPv6 forwards of a NAT66 or pinhole have none to end here). */
+export class ConntrackFlows implements Flows {
+  private pending: Forward[] = []
+  private timer: ReturnType<typeof setTimeout> | null = null
+
+  constructor(private readonly o: { exec: Exec; publicAddress: string; log: Logger; delayMs?: number }) {}
+
+  ended(forwards: readonly Forward[]): void {
+    for (const f of forwards) if (!isV6(f.internalAddress)) this.pending.push(f)
+    if (this.timer || this.pending.length === 0) return
+    this.timer = setTimeout(() => {
+      this.timer = null
+      const batch = this.pending
+      this.pending = []
+      void flushConntrack(this.o.exec, batch, this.o.publicAddress, { listAbove: 2 }).then((r) => {
+        if (r.errors.length > 0 || r.skipped.length > 0) this.o.log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
+      })
+    }, this.o.delayMs ?? FLOW_FLUSH_DELAY_MS)
+  }
+
+  async endLeftovers(forwards: readonly Forward[]): Promise<number> {
+    const v4 = forwards.filter((f) => !isV6(f.internalAddress))
+    if (v4.length === 0) return 0
+    return (await flushConntrack(this.o.exec, v4, this.o.publicAddress)).deleted
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+  }
+}

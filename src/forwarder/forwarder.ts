@@ -1,0 +1,227 @@
+/**
+ * Forwarder: the protocol-neutral lease service every front-end (NAT-PMP, PCP, UPnP) calls. Each
+ * operation does, in one place and in this order: admission (is the sender a client?), the table
+ * change, the kernel commit (group commit), the undo if the kernel refuses, and the notice that
+ * the state changed (expiry timer, state file). A front-end only translates its wire format to
+ * these calls and a Refusal to its own result codes.
+ *
+ * Ordering promises (what a client is told is true when it is told):
+ * - a success resolves only after the forward is in the kernel;
+ * - a renewal (or retransmit) of a lease whose first commit is still in flight waits for it;
+ * - a client's deletes run one after another, so a retransmitted delete is not answered before
+ *   the first one's commit;
+ * - a large removal goes in rounds of `chunk`: a freed port is never handed out while its old
+ *   forward is still in the kernel, and requests that arrive meanwhile wait for one round only.
+ */
+import type { DynamicOrigin, ForwardChange, Lease, Protocol } from '../core/forward.js'
+import type { Refusal } from '../core/refusal.js'
+import type { Logger } from '../log.js'
+import type { MappingTable, Removal } from '../mappings/table.js'
+
+export interface ForwarderDeps {
+  table: MappingTable
+  /** Commits changes to the kernel (and their side effects: flows, state); rejects if refused. */
+  commit: (changes: readonly ForwardChange[]) => Promise<void>
+  /** May this source address ask? (a peer's tunnel address inside the WireGuard prefix) */
+  isClient: (address: string) => boolean | Promise<boolean>
+  /** Called after the table changed (arms the expiry timer, marks the state dirty). */
+  changed: () => void
+  /** Leases per batch in a large removal (the driver's bulk-delete size). */
+  chunk: number
+  log: Logger
+}
+
+export interface MapRequest {
+  readonly client: string
+  readonly protocol: Protocol
+  /** 0: a symmetric mapping (the forward goes to the external port). */
+  readonly internalPort: number
+  /** 0: any; otherwise a hint (or the only port, with exactPort). */
+  readonly suggestedExternalPort: number
+  /** > 0 (a lifetime of 0 is a delete). Clamped by the table. */
+  readonly lifetimeSeconds: number
+  readonly origin: DynamicOrigin
+  /** PCP's mapping nonce (hex). */
+  readonly nonce?: string
+  /** Only the suggested port will do (PCP PREFER_FAILURE, UPnP AddPortMapping). */
+  readonly exactPort?: boolean
+  /** A global IPv6 client's own port, untranslated. */
+  readonly pinhole?: boolean
+  /** Client-controlled text kept with the lease (UPnP's description). */
+  readonly description?: string
+}
+
+export type MapResult =
+  | { readonly ok: true; readonly lease: Lease; readonly created: boolean }
+  | { readonly ok: false; readonly refusal: Refusal }
+
+export interface DeleteRequest {
+  readonly client: string
+  /** Both for PCP's "all protocols". */
+  readonly protocols: readonly Protocol[]
+  /** 0: every lease of those protocols (NAT-PMP and PCP delete-all). */
+  readonly internalPort: number
+  /** PCP: a delete of a mapping created with another nonce is refused. */
+  readonly nonce?: string
+  /** Who asked, for the log. */
+  readonly via: DynamicOrigin
+}
+
+export type DeleteResult = { readonly ok: true; readonly removed: readonly Lease[] } | { readonly ok: false; readonly refusal: Refusal }
+
+/** Why leases leave without their client asking. */
+export type WithdrawReason = 'peer removed' | 'peer disconnected' | 'peer address changed'
+
+export class Forwarder {
+  /** Commits of new leases still in flight: a renewal of such a lease waits for it. */
+  private readonly inflight = new Map<Lease, Promise<void>>()
+  /** Each client's deletes, one after another. */
+  private readonly removals = new Map<string, Promise<void>>()
+
+  constructor(private readonly d: ForwarderDeps) {}
+
+  get table(): MappingTable {
+    return this.d.table
+  }
+
+  /** Admission alone (a front-end that must answer "not authorized" before parsing further). */
+  async admit(address: string): Promise<boolean> {
+    return await this.d.isClient(address)
+  }
+
+  /** Creates or renews a lease; resolves once its forward is in the kernel. Never rejects. */
+  async map(req: MapRequest): Promise<MapResult> {
+    try {
+      if (!(await this.d.isClient(req.client))) return { ok: false, refusal: 'not-a-client' }
+      const out = this.d.table.map(req)
+      if (!out.ok) {
+        this.d.log.info({ client: req.client, protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
+        return { ok: false, refusal: out.reason }
+      }
+      try {
+        await this.commitLease(out.lease, out.changes)
+      } catch (err) {
+        out.undo()
+        this.d.log.error({ err, client: req.client, protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin }, 'forward refused by the kernel')
+        return { ok: false, refusal: 'kernel-refused' }
+      }
+      const l = out.lease
+      const created = out.changes.length > 0
+      const fields = { client: req.client, protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
+      if (created) this.d.log.info(fields, 'lease created')
+      else this.d.log.debug(fields, 'lease renewed')
+      this.d.changed()
+      return { ok: true, lease: l, created }
+    } catch (err) {
+      // A bug, not bad input: the front-end answers its generic failure rather than nothing.
+      this.d.log.error({ err, client: req.client }, 'map: internal error')
+      return { ok: false, refusal: 'internal-error' }
+    }
+  }
+
+  /** Deletes one lease, or all of a client's (internalPort 0), of the given protocols. Never rejects. */
+  async delete(req: DeleteRequest): Promise<DeleteResult> {
+    try {
+      if (!(await this.d.isClient(req.client))) return { ok: false, refusal: 'not-a-client' }
+      return await this.serialRemoval(req.client, async (): Promise<DeleteResult> => {
+        const first = req.protocols[0]
+        const existing = req.internalPort === 0 || first === undefined ? undefined : this.d.table.get(req.client, first, req.internalPort)
+        if (req.nonce !== undefined && existing?.nonce !== undefined && existing.nonce !== req.nonce) return { ok: false, refusal: 'nonce-mismatch' }
+        const removed: Lease[] = []
+        try {
+          for (const p of req.protocols) removed.push(...(await this.removeInChunks((limit) => this.d.table.remove(req.client, p, req.internalPort, limit))))
+        } catch (err) {
+          this.d.log.error({ err, client: req.client, internalPort: req.internalPort, via: req.via }, 'delete refused by the kernel')
+          this.d.changed()
+          return { ok: false, refusal: 'kernel-refused' }
+        }
+        if (removed.length > 0) this.d.log.info({ client: req.client, internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
+        this.d.changed()
+        return { ok: true, removed }
+      })
+    } catch (err) {
+      this.d.log.error({ err, client: req.client }, 'delete: internal error')
+      return { ok: false, refusal: 'internal-error' }
+    }
+  }
+
+  /** Withdraws every lease of a client address (its peer went away); static forwards stay. Never rejects. */
+  async withdraw(client: string, why: WithdrawReason): Promise<readonly Lease[]> {
+    try {
+      const removed = await this.removeInChunks((limit) => this.d.table.removeClient(client, limit))
+      if (removed.length > 0) this.d.log.info({ client, why, count: removed.length, forwards: summary(removed) }, 'leases withdrawn')
+      return removed
+    } catch (err) {
+      this.d.log.error({ err, client, why }, 'cannot withdraw leases')
+      return []
+    } finally {
+      this.d.changed()
+    }
+  }
+
+  /** Removes every dynamic lease (the operator's flush); static forwards stay. Rejects if the kernel refuses a round. */
+  async flush(): Promise<number> {
+    try {
+      const removed = await this.removeInChunks((limit) => this.d.table.removeAllDynamic(limit))
+      this.d.log.info({ count: removed.length }, 'all leases flushed by the operator')
+      return removed.length
+    } finally {
+      this.d.changed()
+    }
+  }
+
+  /** Commits a new lease's changes (registered in `inflight`), or waits for a renewed lease's first commit. */
+  private async commitLease(lease: Lease, changes: readonly ForwardChange[]): Promise<void> {
+    if (changes.length === 0) {
+      await this.inflight.get(lease)
+      return
+    }
+    const p = this.d.commit(changes)
+    this.inflight.set(lease, p)
+    try {
+      await p
+    } finally {
+      this.inflight.delete(lease)
+    }
+  }
+
+  /**
+   * A large removal in rounds of `chunk`: each round takes its leases out of the table and commits
+   * their deletes before the next round frees any more ports. If a round is refused it is undone
+   * and this rejects: the rounds before it stay done (table and kernel agree).
+   */
+  private async removeInChunks(take: (limit: number) => Removal): Promise<Lease[]> {
+    const removed: Lease[] = []
+    // Bounded: every round that continues removed a full chunk, and the table is finite.
+    for (;;) {
+      const r = take(this.d.chunk)
+      if (r.removed.length === 0) return removed
+      try {
+        await this.d.commit(r.changes)
+      } catch (err) {
+        r.undo()
+        throw err
+      }
+      removed.push(...r.removed)
+      if (r.removed.length < this.d.chunk) return removed
+    }
+  }
+
+  private async serialRemoval<T>(client: string, run: () => Promise<T>): Promise<T> {
+    const prev = this.removals.get(client) ?? Promise.resolve()
+    const mine = prev.then(run)
+    const settled = mine.then(
+      () => {},
+      () => {},
+    )
+    this.removals.set(client, settled)
+    try {
+      return await mine
+    } finally {
+      if (this.removals.get(client) === settled) this.removals.delete(client)
+    }
+  }
+}
+
+/** The first forwards of a removal, for a log line. */
+const summary = (ls: readonly Lease[]): string[] => ls.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`)
