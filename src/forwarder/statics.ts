@@ -8,16 +8,7 @@ import {
   describeConflict, formatSpec, forwardId, overlaps, releaseStatic, reserveStatic,
   type Conflict, type StaticForward, type StaticForwardSpec, type StaticSink,
 } from '../mappings/static.js'
-
-/** Where API-created forwards are kept (state/static-store.ts). */
-export interface StaticStore {
-  list(): StaticForward[]
-  get(id: string): StaticForward | undefined
-  /** Adds (or replaces) and makes it durable; rejects (and changes nothing) on a write error. */
-  put(f: StaticForward): Promise<void>
-  /** Deletes and makes it durable; false for an unknown id. */
-  delete(id: string): Promise<boolean>
-}
+import type { StaticStore } from '../state/static-store.js'
 
 export type CreateResult =
   | { readonly ok: true; readonly forward: StaticForward }

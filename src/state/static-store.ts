@@ -4,7 +4,6 @@
  */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
 import { WgpmpError } from '../core/errors.js'
-import type { StaticStore } from '../forwarder/statics.js'
 import { formatRange, forwardId, makeSpec, portOrRange, type StaticForward } from '../mappings/static.js'
 
 /** One API-created static forward as stored in the state file (state/store.ts embeds it). */
@@ -23,6 +22,16 @@ export const storedForwardSchema = {
 } as const satisfies JSONSchema
 
 export type StoredForward = FromSchema<typeof storedForwardSchema>
+
+/** Where API-created static forwards are kept: what forwarder/statics.ts needs of this store. */
+export interface StaticStore {
+  list(): StaticForward[]
+  get(id: string): StaticForward | undefined
+  /** Adds (or replaces) and makes it durable; rejects (and changes nothing) on a write error. */
+  put(f: StaticForward): Promise<void>
+  /** Deletes and makes it durable; false for an unknown id. */
+  delete(id: string): Promise<boolean>
+}
 
 /**
  * The API-created static forwards, over records that live in a document someone else writes (the
