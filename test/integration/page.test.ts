@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApi, type ApiServer } from '../../src/http/api.js'
 import { silentLogger } from '../../src/log.js'
-import { fakeDeps, PHONE, SEEDBOX, type Fake } from '../http/fake-deps.js'
+import { fakeDeps, PHONE, SEEDBOX, type Fake } from '../helpers/fake-api-deps.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const TOKEN = 'page-test-token-0123456789'

@@ -6,7 +6,7 @@ import { flushForwards, formatRows, listForwards } from '../../../src/cli/contro
 import { parseConfig } from '../../../src/config/load.js'
 import { startApi, type ApiServer } from '../../../src/http/api.js'
 import { silentLogger } from '../../../src/log.js'
-import { fakeDeps, type Fake } from '../../http/fake-deps.js'
+import { fakeDeps, type Fake } from '../../helpers/fake-api-deps.js'
 
 const T0 = Date.UTC(2026, 10, 26, 12)
 let dir: string

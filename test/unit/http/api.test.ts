@@ -11,7 +11,7 @@ import { loadApiToken, startApi, type ApiServer } from '../../../src/http/api.js
 import { apiSchemas } from '../../../src/http/schemas.js'
 import { isWgpmpError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/log.js'
-import { fakeDeps, PHONE, SEEDBOX, type Fake } from '../../http/fake-deps.js'
+import { fakeDeps, PHONE, SEEDBOX, type Fake } from '../../helpers/fake-api-deps.js'
 
 const TOKEN = 'test-token-0123456789abcdef'
 let fake: Fake
