@@ -219,7 +219,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   let peerSync: PeerSync | null = null
   const isClient = admission({ wg4: wg, wg6, known: (a) => tracker.peerByAddress(a) !== undefined, refreshIfStale: () => peerSync?.refreshIfStale() ?? Promise.resolve() })
   const forwarder = new Forwarder({ table, commit, isClient, changed, chunk, log: log.child({ component: 'forwarder' }) })
-  const exp = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }), chunk)
+  const exp = new ExpiryScheduler(clock, table, (r) => forwarder.expire(r), log.child({ component: 'expiry' }), chunk)
   expiry = exp
   components.add('expiry', () => exp.stop())
   const statics = new StaticForwards({

@@ -29,6 +29,16 @@ export interface ForwarderDeps {
   /** Leases per batch in a large removal (the driver's bulk-delete size). */
   chunk: number
   log: Logger
+  /** Told of every lease that starts or ends (notifications); must not throw or block. */
+  events?: LeaseEvents
+}
+
+/** Why a lease ended. */
+export type RemovalReason = 'deleted' | 'expired' | 'peer-removed' | 'peer-disconnected' | 'peer-address-changed' | 'flushed'
+
+export interface LeaseEvents {
+  created(lease: Lease): void
+  removed(leases: readonly Lease[], reason: RemovalReason): void
 }
 
 export interface MapRequest {
@@ -71,6 +81,11 @@ export type DeleteResult = { readonly ok: true; readonly removed: readonly Lease
 
 /** Why leases leave without their client asking. */
 export type WithdrawReason = 'peer removed' | 'peer disconnected' | 'peer address changed'
+const withdrawReason: Record<WithdrawReason, RemovalReason> = {
+  'peer removed': 'peer-removed',
+  'peer disconnected': 'peer-disconnected',
+  'peer address changed': 'peer-address-changed',
+}
 
 export class Forwarder {
   /** Commits of new leases still in flight: a renewal of such a lease waits for it. */
@@ -92,7 +107,7 @@ export class Forwarder {
   /** Creates or renews a lease; resolves once its forward is in the kernel. Never rejects. */
   async map(req: MapRequest): Promise<MapResult> {
     try {
-      if (!(await this.d.isClient(req.client))) return { ok: false, refusal: 'not-a-client' }
+      if (!(await this.d.isClient(req.client))) return this.notAClient(req.client, req.origin)
       const out = this.d.table.map(req)
       if (!out.ok) {
         this.d.log.info({ client: req.client, protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
@@ -108,7 +123,10 @@ export class Forwarder {
       const l = out.lease
       const created = out.changes.length > 0
       const fields = { client: req.client, protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
-      if (created) this.d.log.info(fields, 'lease created')
+      if (created) {
+        this.d.log.info(fields, 'lease created')
+        this.d.events?.created(l)
+      }
       else this.d.log.debug(fields, 'lease renewed')
       this.d.changed()
       return { ok: true, lease: l, created }
@@ -122,7 +140,7 @@ export class Forwarder {
   /** Deletes one lease, or all of a client's (internalPort 0), of the given protocols. Never rejects. */
   async delete(req: DeleteRequest): Promise<DeleteResult> {
     try {
-      if (!(await this.d.isClient(req.client))) return { ok: false, refusal: 'not-a-client' }
+      if (!(await this.d.isClient(req.client))) return this.notAClient(req.client, req.via)
       return await this.serialRemoval(req.client, async (): Promise<DeleteResult> => {
         const first = req.protocols[0]
         const existing = req.internalPort === 0 || first === undefined ? undefined : this.d.table.get(req.client, first, req.internalPort)
@@ -135,7 +153,10 @@ export class Forwarder {
           this.d.changed()
           return { ok: false, refusal: 'kernel-refused' }
         }
-        if (removed.length > 0) this.d.log.info({ client: req.client, internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
+        if (removed.length > 0) {
+          this.d.log.info({ client: req.client, internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
+          this.d.events?.removed(removed, 'deleted')
+        }
         this.d.changed()
         return { ok: true, removed }
       })
@@ -149,7 +170,10 @@ export class Forwarder {
   async withdraw(client: string, why: WithdrawReason): Promise<readonly Lease[]> {
     try {
       const removed = await this.removeInChunks((limit) => this.d.table.removeClient(client, limit))
-      if (removed.length > 0) this.d.log.info({ client, why, count: removed.length, forwards: summary(removed) }, 'leases withdrawn')
+      if (removed.length > 0) {
+        this.d.log.info({ client, why, count: removed.length, forwards: summary(removed) }, 'leases withdrawn')
+        this.d.events?.removed(removed, withdrawReason[why])
+      }
       return removed
     } catch (err) {
       this.d.log.error({ err, client, why }, 'cannot withdraw leases')
@@ -164,10 +188,25 @@ export class Forwarder {
     try {
       const removed = await this.removeInChunks((limit) => this.d.table.removeAllDynamic(limit))
       this.d.log.info({ count: removed.length }, 'all leases flushed by the operator')
+      if (removed.length > 0) this.d.events?.removed(removed, 'flushed')
       return removed.length
     } finally {
       this.d.changed()
     }
+  }
+
+  /**
+   * Commits the removal of leases whose time is up (the expiry timer's round); rejects if the
+   * kernel refuses, and the timer undoes and retries.
+   */
+  async expire(r: Removal): Promise<void> {
+    await this.d.commit(r.changes)
+    if (r.removed.length > 0) this.d.events?.removed(r.removed, 'expired')
+  }
+
+  private notAClient(source: string, via: DynamicOrigin): { ok: false; refusal: Refusal } {
+    this.d.log.info({ source, via }, 'refused, not a client')
+    return { ok: false, refusal: 'not-a-client' }
   }
 
   /** Commits a new lease's changes (registered in `inflight`), or waits for a renewed lease's first commit. */

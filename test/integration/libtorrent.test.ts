@@ -312,7 +312,7 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     expect(logs).toContain(`<== public IP address [ ${lab.ips.public} ]`)
     expect(logs).toContain(`<== port map [ transport: NAT-PMP protocol: tcp local: ${LISTEN_PORT} external: ${port} ttl: ${MAX_LIFETIME_S} ]`)
     expect(logs).toContain(`<== port map [ transport: NAT-PMP protocol: udp local: ${LISTEN_PORT} external: ${port} ttl: ${MAX_LIFETIME_S} ]`)
-    expect(wgpmp.lines).toContainEqual(expect.objectContaining({ msg: 'lease created', component: 'natpmp', client: lab.ips.c1, protocol: 'tcp', externalPort: port }))
+    expect(wgpmp.lines).toContainEqual(expect.objectContaining({ msg: 'lease created', component: 'forwarder', via: 'nat-pmp', client: lab.ips.c1, protocol: 'tcp', externalPort: port }))
     expect(wgpmp.lines.filter((l) => l.via === 'pcp')).toEqual([])
     expect(await nftList()).toContain(forwardsTo('tcp', port, lab.ips.c1, LISTEN_PORT))
     const tcp = await probe('inet', ['tcp', lab.ips.public, String(port), infoHash])

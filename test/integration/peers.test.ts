@@ -95,7 +95,7 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
       const forwards = await nftForwards(lab)
       expect(forwards).not.toContain(spare)
       expect(hasForward(forwards, 'tcp', 20050)).toBe(false)
-      expect(wgpmp!.lines.some((l) => l.msg === 'natpmp: refused, not a client' && l.source === spare)).toBe(true)
+      expect(wgpmp!.lines.some((l) => l.msg === 'refused, not a client' && l.via === 'nat-pmp' && l.source === spare)).toBe(true)
 
       // Control: the same probe from c1's own tunnel address is served (so result 2 above is about the sender).
       const own = await natpmpRequest(lab, 'c1', lab.ips.c1, natpmpPublicAddress())
