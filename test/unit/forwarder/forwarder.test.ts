@@ -36,7 +36,9 @@ function setup(o: { chunk?: number } = {}) {
     table, forwarder, batches, events,
     changed: () => changed,
     refuse: (v: boolean) => (refuse = v),
-    hold: (p: Promise<void> | null) => (hold = p),
+    hold: (p: Promise<void> | null): void => {
+      hold = p
+    },
   }
 }
 
