@@ -11,8 +11,8 @@
  * at 10,000 forwards and 600 ms at 50,000; bench/RESULTS.md.) It must not name wgpmp's table: if
  * the marker failed, no marker line would come back and the batch would never settle.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { WgpmpError } from '../core/errors.js'
+import { systemSpawn, type ChildHandle, type Spawn } from '../core/exec.js'
 
 const MARKER = JSON.stringify({ nftables: [{ list: { flowtables: null } }] })
 
@@ -29,7 +29,7 @@ interface Pending {
 }
 
 export class NftSession {
-  private child: ChildProcess | null = null
+  private child: ChildHandle | null = null
   private buf = ''
   private errText = ''
   private pending: Pending[] = []
@@ -40,6 +40,7 @@ export class NftSession {
   constructor(
     private readonly argv: readonly string[] = ['nft'],
     private readonly recycleAfter = RECYCLE_AFTER_BATCHES,
+    private readonly spawn: Spawn = systemSpawn,
   ) {}
 
   /** The PID of the current nft process, if one runs (tests). */
@@ -47,12 +48,9 @@ export class NftSession {
     return this.child?.pid
   }
 
-  private start(): ChildProcess {
+  private start(): ChildHandle {
     const cmd = [...this.argv, '-j', '-i'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
-    const child = spawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, LC_ALL: 'C' },
-    })
+    const child = this.spawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], { stdin: 'pipe', stderr: 'inherit' })
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => {
       if (this.child === child) this.onData(chunk)

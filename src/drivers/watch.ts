@@ -21,9 +21,8 @@
  *
  * The daemon must stop() the watch before its own teardown() (which deletes the table).
  */
-import { spawn as nodeSpawn } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import type { Exec, ExecResult } from '../core/exec.js'
+import { systemSpawn, type Exec, type ExecResult } from '../core/exec.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../core/clock.js'
 import { nftErrorCode } from './nft.js'
@@ -40,7 +39,7 @@ const STOP_GRACE_MS = 2000
 /** missing: the table (or its probe chain) is gone; flushed: the probe chain has no rule left. */
 export type LostReason = 'flushed' | 'missing'
 
-/** The part of a ChildProcess the watch uses (node's ChildProcess satisfies it; tests fake it). */
+/** The part of a child process the watch uses (core/exec's ChildHandle satisfies it; tests fake it). */
 export interface MonitorProcess {
   readonly pid?: number | undefined
   readonly stdout: Readable | null
@@ -50,9 +49,6 @@ export interface MonitorProcess {
 }
 
 export type SpawnMonitor = (file: string, args: readonly string[]) => MonitorProcess
-
-export const defaultSpawnMonitor: SpawnMonitor = (file, args) =>
-  nodeSpawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } })
 
 /**
  * Does this `nft -j monitor` line report the deletion of family/table, or of one of its rules
@@ -142,7 +138,7 @@ export class TableWatch {
       probeChain: d.probeChain ?? 'prerouting',
       intervalMs: d.intervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
       backoff: d.backoff ?? DEFAULT_MONITOR_BACKOFF,
-      spawn: d.spawn ?? defaultSpawnMonitor,
+      spawn: d.spawn ?? ((file, args) => systemSpawn(file, args)),
     }
   }
 
