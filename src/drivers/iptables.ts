@@ -3,7 +3,7 @@ import { isIPv4 } from 'node:net'
 import { WgpmpError, type ErrorCode } from '../core/errors.js'
 import type { Exec } from '../core/exec.js'
 import { NATPMP_PORT } from '../protocol/constants.js'
-import { type BaseParams, type ForwardDriver } from './driver.js'
+import type { BaseParams, DriverCapabilities, DriverDescription, ForwardDriver } from './driver.js'
 import { compareForwards, forwardKey, type Forward, type ForwardChange, type Protocol } from '../core/forward.js'
 
 /*
@@ -376,8 +376,18 @@ export function iptablesErrorCode(stderr: string): ErrorCode {
   return 'WGPMP_KERNEL_REFUSED'
 }
 
+/**
+ * A large removal is one chain rebuild (O(rules)) whatever its size (REBUILD_AFTER_DELETES), so
+ * chunks would multiply that cost: it is removed in chunks this large instead.
+ */
+export const IPTABLES_BULK_DELETE_CHUNK = 20_000
+
+/** IPv4 only (validateForward); no watch: iptables has no monitor of its own chains. */
+export const IPTABLES_CAPABILITIES: DriverCapabilities = { ipv6: false, watch: false, bulkDeleteChunk: IPTABLES_BULK_DELETE_CHUNK, kernel: true }
+
 export class IptablesDriver implements ForwardDriver {
   readonly name = 'iptables' as const
+  readonly capabilities = IPTABLES_CAPABILITIES
   readonly #exec: Exec
   readonly #command: string
   readonly #prefix: string
@@ -397,6 +407,17 @@ export class IptablesDriver implements ForwardDriver {
       throw new WgpmpError('WGPMP_CONFIG_INVALID', `iptables: chainPrefix ${JSON.stringify(this.#prefix)} must be 1-17 of [A-Za-z0-9_]`)
     }
   }
+
+  describe(): DriverDescription {
+    return { driver: 'iptables' }
+  }
+
+  watchTable(): null {
+    return null
+  }
+
+  /** Nothing to release: every call is a process that has ended. */
+  close(): void {}
 
   /** Forwards wgpmp installed according to its own bookkeeping (the kernel is the truth; see list()). */
   get tracked(): readonly Forward[] {

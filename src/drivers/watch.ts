@@ -25,8 +25,8 @@ import type { Readable } from 'node:stream'
 import { systemSpawn, type Exec, type ExecResult } from '../core/exec.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../core/clock.js'
-import { nftErrorCode } from './nft.js'
-import { TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import type { LostReason, TableWatcher } from './driver.js'
+import { nftErrorCode, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 
 export const DEFAULT_WATCH_INTERVAL_MS = 5000
 export const DEFAULT_MONITOR_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const
@@ -36,8 +36,7 @@ export const MONITOR_HEALTHY_MS = 60_000
 const MAX_LINE = 64 * 1024
 const STOP_GRACE_MS = 2000
 
-/** missing: the table (or its probe chain) is gone; flushed: the probe chain has no rule left. */
-export type LostReason = 'flushed' | 'missing'
+export type { LostReason } from './driver.js'
 
 /** The part of a child process the watch uses (core/exec's ChildHandle satisfies it; tests fake it). */
 export interface MonitorProcess {
@@ -117,7 +116,7 @@ export interface TableWatchOptions {
   spawn?: SpawnMonitor
 }
 
-export class TableWatch {
+export class TableWatch implements TableWatcher {
   private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock' | 'listChains'>>
   private child: MonitorProcess | null = null
   private childStartedAt = 0
