@@ -79,9 +79,11 @@ export interface ForwardDriver {
    */
   ensureBase(params: BaseParams): Promise<void>
   /**
-   * Applies every change or none. Adding a forward whose (protocol, externalPort) exists, or
-   * deleting one that does not, rejects (WGPMP_FORWARD_EXISTS / WGPMP_FORWARD_MISSING or the driver's
-   * equivalent) and changes nothing. An empty list is a no-op.
+   * Applies every change or none. Adding a forward whose key (forwardKey) exists, or deleting one
+   * that does not, rejects WGPMP_FORWARD_EXISTS / WGPMP_FORWARD_MISSING (also when the base is not
+   * installed: nft cannot tell a missing map from a missing element); a forward the driver cannot
+   * carry (IPv6 without capabilities.ipv6) WGPMP_FORWARD_INVALID; anything else the kernel refuses
+   * WGPMP_KERNEL_REFUSED. Nothing changes on a rejection. An empty list is a no-op.
    */
   apply(changes: readonly ForwardChange[]): Promise<void>
   /** The forwards the kernel holds now, sorted by protocol then external port. */

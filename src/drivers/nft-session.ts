@@ -12,7 +12,7 @@
  * the marker failed, no marker line would come back and the batch would never settle.
  */
 import { WgpmpError } from '../core/errors.js'
-import { systemSpawn, type ChildHandle, type Spawn } from '../core/exec.js'
+import { systemSpawn, type ChildHandle } from '../core/exec.js'
 
 const MARKER = JSON.stringify({ nftables: [{ list: { flowtables: null } }] })
 
@@ -40,7 +40,6 @@ export class NftSession {
   constructor(
     private readonly argv: readonly string[] = ['nft'],
     private readonly recycleAfter = RECYCLE_AFTER_BATCHES,
-    private readonly spawn: Spawn = systemSpawn,
   ) {}
 
   /** The PID of the current nft process, if one runs (tests). */
@@ -50,7 +49,7 @@ export class NftSession {
 
   private start(): ChildHandle {
     const cmd = [...this.argv, '-j', '-i'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
-    const child = this.spawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], { stdin: 'pipe', stderr: 'inherit' })
+    const child = systemSpawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], { stdin: 'pipe', stderr: 'inherit' })
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => {
       if (this.child === child) this.onData(chunk)
@@ -61,8 +60,10 @@ export class NftSession {
       this.dead = e
       for (const p of this.pending.splice(0)) p.reject(e)
     }
-    child.on('error', (e) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session: ${e.message}`, { cause: e })))
-    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session exited (${signal ?? code})`)))
+    // Not a refusal (nft answers those on stdout, and the session goes on): the process itself failed.
+    const missing = (e: Error): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
+    child.on('error', (e) => fail(new WgpmpError(missing(e) ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED', `nft session: ${e.message}`, { cause: e })))
+    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_EXEC_FAILED', `nft session exited (${signal ?? code})`)))
     child.stdin?.on('error', () => {}) // EPIPE surfaces through 'exit'
     this.child = child
     this.dead = null
@@ -107,11 +108,6 @@ export class NftSession {
     const c = this.child
     this.child = null
     c?.stdin?.end()
-  }
-
-  /** Batches the current process has carried (tests). */
-  get batchCount(): number {
-    return this.batches
   }
 
   get lastError(): Error | null {

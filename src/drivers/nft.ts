@@ -2,7 +2,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { WgpmpError } from '../core/errors.js'
+import { WgpmpError, type ErrorCode } from '../core/errors.js'
 import type { Exec, ExecResult } from '../core/exec.js'
 import type { BaseParams, DriverCapabilities, DriverDescription, ForwardDriver, TableWatcher, WatchHooks } from './driver.js'
 import { compareForwards, type Forward, type ForwardChange } from '../core/forward.js'
@@ -148,11 +148,16 @@ export class NftDriver implements ForwardDriver {
     }
   }
 
-  private async nft(args: readonly string[], input?: string): Promise<string> {
+  /**
+   * Runs nft; a non-zero exit rejects with codeOf(stderr): nftErrorCode for element batches and
+   * lists (exists / missing / refused), WGPMP_KERNEL_REFUSED for the base install and teardown,
+   * where "File exists" or "No such file" says nothing about a forward.
+   */
+  private async nft(args: readonly string[], input?: string, codeOf: (stderr: string) => ErrorCode = nftErrorCode): Promise<string> {
     const [file, ...pre] = this.nftArgv
     const r = await this.exec(file ?? 'nft', [...pre, ...args], input === undefined ? {} : { input })
     if (r.exitCode !== 0) {
-      throw new WgpmpError(nftErrorCode(r.stderr), `nft ${args.join(' ')}: ${firstLine(r.stderr)}`, { cause: r.stderr })
+      throw new WgpmpError(codeOf(r.stderr), `nft ${args.join(' ')}: ${firstLine(r.stderr)}`, { cause: r.stderr })
     }
     return r.stdout
   }
@@ -160,7 +165,7 @@ export class NftDriver implements ForwardDriver {
   async ensureBase(params: BaseParams): Promise<void> {
     await this.openLibrary()
     const base = this.baseRuleset ?? (await readBaseRuleset())
-    await this.nft(['-f', '-'], buildBaseScript(base, params, this.table))
+    await this.nft(['-f', '-'], buildBaseScript(base, params, this.table), refused)
   }
 
   async apply(changes: readonly ForwardChange[]): Promise<void> {
@@ -223,7 +228,7 @@ export class NftDriver implements ForwardDriver {
 
   async teardown(): Promise<void> {
     // Create-then-delete in one transaction: succeeds whether or not the table exists.
-    await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`)
+    await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`, refused)
   }
 
   /**
@@ -242,4 +247,5 @@ export class NftDriver implements ForwardDriver {
   }
 }
 
+const refused = (): ErrorCode => 'WGPMP_KERNEL_REFUSED'
 const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'failed'

@@ -123,6 +123,6 @@ describe('NftLib', () => {
     expect(a).toMatch(/Error: .*(Unknown object|Parsing command array)/)
     expect(b).toMatch(/Error/)
     await lib.close()
-    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
+    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_EXEC_FAILED' })
   })
 })
