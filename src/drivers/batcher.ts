@@ -26,7 +26,7 @@ export interface BatchStats {
 export class GroupCommit {
   /** Submissions not yet sent, in order. */
   private jobs: Job[] = []
-  /** Exclusive work not yet started, in order; it runs before the submissions waiting. Never rejects. */
+  /** Exclusive work not yet started, in order; it runs before the submissions waiting. Each settles its caller's promise and never rejects. */
   private exclusives: (() => Promise<void>)[] = []
   /** The worker runs: a batch or exclusive work is in flight, or more is queued. */
   private running = false
@@ -52,16 +52,27 @@ export class GroupCommit {
    * exclusive work in flight, however long it takes, and before every submission not yet sent.
    * Submissions made while it waits or runs wait for it. Settles as fn does. fn must not await
    * submit() or exclusive() (they would wait for fn): it calls the driver itself.
+   *
+   * With absorbQueued, fn writes the whole state (a rebuild from the lease table), so the
+   * submissions still queued when it starts need no batch of their own: fn is called in the same
+   * tick as they are taken and must read the state it writes before its first await; they resolve
+   * when fn does. If fn fails, they go back to the head of the queue and are sent as usual.
+   * (Without it, an add queued behind a rebuild that already wrote that forward is refused as
+   * existing.)
    */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    let start: () => void = () => {}
-    const result = new Promise<void>((resolve) => (start = resolve)).then(fn)
+  exclusive<T>(fn: () => Promise<T>, opts: { absorbQueued?: boolean } = {}): Promise<T> {
+    let settle!: { resolve: (v: T) => void; reject: (e: unknown) => void }
+    const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }))
     this.exclusives.push(async () => {
-      start()
-      await result.then(
-        () => {},
-        () => {}, // the caller sees the rejection through result
-      )
+      const held = opts.absorbQueued === true ? this.jobs.splice(0) : []
+      try {
+        const v = await fn() // called in the same tick as the splice
+        for (const j of held) j.resolve()
+        settle.resolve(v)
+      } catch (e) {
+        this.jobs.unshift(...held)
+        settle.reject(e)
+      }
     })
     this.wake()
     return result

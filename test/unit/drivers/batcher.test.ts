@@ -196,4 +196,46 @@ describe('GroupCommit as a queue (exclusive work, idle)', () => {
     await Promise.all([e, p])
     expect(idle).toBe(true)
   })
+
+  it('absorbQueued: a rebuild absorbs the submissions queued when it starts (resolved, no batch of their own); later ones still wait and go after', async () => {
+    const driver = new SlowDriver()
+    const gc = new GroupCommit(driver)
+    const a = gc.submit([add(1)])
+    const queued = gc.submit([add(2)]) // already in the state the rebuild writes
+    let releaseE: () => void = () => {}
+    const e = gc.exclusive(() => {
+      driver.log.push('rebuild')
+      return new Promise<void>((r) => (releaseE = r))
+    }, { absorbQueued: true })
+    driver.release()
+    await a
+    await settle(10)
+    const later = gc.submit([add(3)]) // made while the rebuild runs
+    let queuedDone = false
+    void queued.then(() => (queuedDone = true))
+    await settle(10)
+    expect(queuedDone).toBe(false) // resolves with the rebuild, not before
+    releaseE()
+    await Promise.all([e, queued])
+    await settle(10)
+    driver.release()
+    await later
+    expect(driver.log).toEqual(['apply 1', 'done 1', 'rebuild', 'apply 3', 'done 3'])
+  })
+
+  it('absorbQueued: when the rebuild fails, the absorbed submissions go back to the head of the queue and are sent', async () => {
+    const driver = new SlowDriver()
+    const gc = new GroupCommit(driver)
+    const a = gc.submit([add(1)])
+    const queued = gc.submit([add(2)])
+    const e = gc.exclusive(() => Promise.reject(new Error('rebuild refused')), { absorbQueued: true })
+    const later = gc.submit([add(3)])
+    driver.release()
+    await a
+    await expect(e).rejects.toThrow('rebuild refused')
+    await settle(10)
+    driver.release()
+    await Promise.all([queued, later])
+    expect(driver.log).toEqual(['apply 1', 'done 1', 'apply 2+3', 'done 2+3'])
+  })
 })
