@@ -11,8 +11,11 @@
  *   if (d.fallback) log.warn(d, 'driver: a slower mode than asked for runs')
  *   const chunk = driver.capabilities.bulkDeleteChunk            // was DELETE_CHUNK / IPTABLES_DELETE_CHUNK
  *   const realKernel = driver.capabilities.kernel                // conntrack flush, crash reconciliation
- *   const watch = driver.watchTable({ clock, log: log.child({ component: 'watch' }),
- *     onLost: (reason) => batcher.exclusive(() => rebuild(reason)) })   // null unless capabilities.watch
+ *   const watch = driver.watchTable({ clock, log: log.child({ component: 'watch' }),   // null unless capabilities.watch
+ *     onLost: (reason) => batcher.exclusive(() => {
+ *       const all = table.leases().map(toForward)          // read before the first await (absorbQueued)
+ *       return driver.ensureBase(baseParams).then(() => driver.apply(all.map((forward) => ({ op: 'add', forward }))))
+ *     }, { absorbQueued: true }) })
  *   watch?.start()
  *   ...
  *   close: await watch?.stop(); ...; await batcher.idle(); [await driver.teardown()]; driver.close()
