@@ -1,4 +1,11 @@
-/** Exec: the one way wgpmp runs a program (nft, iptables, wg), so tests can script it. */
+/**
+ * Exec: the one module that starts processes, so tests can script them. systemExec runs a program
+ * to its end (nft, iptables, wg, conntrack); systemSpawn starts a long-lived one with pipes (the
+ * `nft -i` session, `nft monitor`). Nothing else in src/ imports node:child_process or execa
+ * (test/unit/core/exec.test.ts checks).
+ */
+import { spawn } from 'node:child_process'
+import type { Readable, Writable } from 'node:stream'
 import { execa } from 'execa'
 import { WgpmpError } from './errors.js'
 
@@ -26,3 +33,36 @@ export const systemExec: Exec = async (file, args, options) => {
   }
   return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? 1 }
 }
+
+/** A long-lived child process with pipes (nft -i, nft monitor): what the drivers use of it. */
+export interface ChildHandle {
+  readonly pid?: number | undefined
+  /** Its stdin, when started with stdin: 'pipe'. */
+  readonly stdin: Writable | null
+  readonly stdout: Readable | null
+  kill(signal?: NodeJS.Signals): boolean
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  on(event: 'error', listener: (err: Error) => void): unknown
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'error', listener: (err: Error) => void): unknown
+}
+
+export interface SpawnOptions {
+  /** 'pipe' to write to it; default 'ignore'. */
+  readonly stdin?: 'pipe' | 'ignore'
+  /** Default 'ignore'. */
+  readonly stderr?: 'inherit' | 'ignore'
+}
+
+/**
+ * Starts file with args and returns at once; stdout is always a pipe. Never throws for a missing
+ * program: the child emits 'error' (ENOENT), then nothing else. The environment is this
+ * process's with LC_ALL=C, as for systemExec.
+ */
+export type Spawn = (file: string, args: readonly string[], options?: SpawnOptions) => ChildHandle
+
+export const systemSpawn: Spawn = (file, args, options) =>
+  spawn(file, args, {
+    stdio: [options?.stdin ?? 'ignore', 'pipe', options?.stderr ?? 'ignore'],
+    env: { ...process.env, LC_ALL: 'C' },
+  })

@@ -3,7 +3,7 @@ import { isIPv4 } from 'node:net'
 import { WgpmpError, type ErrorCode } from '../core/errors.js'
 import type { Exec } from '../core/exec.js'
 import { NATPMP_PORT } from '../protocol/constants.js'
-import { type BaseParams, type ForwardDriver } from './driver.js'
+import type { BaseParams, DriverCapabilities, DriverDescription, ForwardDriver } from './driver.js'
 import { compareForwards, forwardKey, type Forward, type ForwardChange, type Protocol } from '../core/forward.js'
 
 /*
@@ -369,6 +369,7 @@ export interface IptablesDriverOptions {
 }
 
 const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? '(no stderr)'
+const refused = (): ErrorCode => 'WGPMP_KERNEL_REFUSED'
 
 /** Maps iptables-restore's stderr to a code: a -D whose rule is gone is a missing forward. */
 export function iptablesErrorCode(stderr: string): ErrorCode {
@@ -376,8 +377,18 @@ export function iptablesErrorCode(stderr: string): ErrorCode {
   return 'WGPMP_KERNEL_REFUSED'
 }
 
+/**
+ * A large removal is one chain rebuild (O(rules)) whatever its size (REBUILD_AFTER_DELETES), so
+ * chunks would multiply that cost: it is removed in chunks this large instead.
+ */
+export const IPTABLES_BULK_DELETE_CHUNK = 20_000
+
+/** IPv4 only (validateForward); no watch: iptables has no monitor of its own chains. */
+export const IPTABLES_CAPABILITIES: DriverCapabilities = { ipv6: false, watch: false, bulkDeleteChunk: IPTABLES_BULK_DELETE_CHUNK, kernel: true }
+
 export class IptablesDriver implements ForwardDriver {
   readonly name = 'iptables' as const
+  readonly capabilities = IPTABLES_CAPABILITIES
   readonly #exec: Exec
   readonly #command: string
   readonly #prefix: string
@@ -398,6 +409,17 @@ export class IptablesDriver implements ForwardDriver {
     }
   }
 
+  describe(): DriverDescription {
+    return { driver: 'iptables' }
+  }
+
+  watchTable(): null {
+    return null
+  }
+
+  /** Nothing to release: every call is a process that has ended. */
+  close(): void {}
+
   /** Forwards wgpmp installed according to its own bookkeeping (the kernel is the truth; see list()). */
   get tracked(): readonly Forward[] {
     return [...this.#state.values()].sort(compareForwards)
@@ -409,14 +431,15 @@ export class IptablesDriver implements ForwardDriver {
     return run
   }
 
-  async #run(file: string, args: readonly string[], input?: string): Promise<string> {
+  /** Runs a program; a non-zero exit rejects with codeOf(stderr) (iptablesErrorCode for forward batches). */
+  async #run(file: string, args: readonly string[], input?: string, codeOf: (stderr: string) => ErrorCode = refused): Promise<string> {
     const r = await this.#exec(file, args, input === undefined ? {} : { input })
     if (r.exitCode !== 0) {
       // iptables-restore names only the line number ("line 3 failed", "Error occurred at line: 3").
       const n = /line:? (\d+)/.exec(r.stderr)?.[1]
       const line = n === undefined ? undefined : input?.split('\n')[Number(n) - 1]
       throw new WgpmpError(
-        iptablesErrorCode(r.stderr),
+        codeOf(r.stderr),
         `${file} ${args.join(' ')}: ${firstLine(r.stderr)}${line === undefined ? '' : ` (${line})`}`,
         { cause: { stderr: r.stderr, exitCode: r.exitCode, ...(line === undefined ? {} : { line }) } },
       )
@@ -428,8 +451,9 @@ export class IptablesDriver implements ForwardDriver {
     return parseIptablesSave(await this.#run(`${this.#command}-save`, ['-t', table]), table)
   }
 
-  async #restore(script: string): Promise<void> {
-    if (script !== '') await this.#run(`${this.#command}-restore`, ['-w', '--noflush'], script)
+  /** forwards: a batch of forward rules, where a `-D` of a rule that is gone means a missing forward; else any failure is a refusal. */
+  async #restore(script: string, forwards = false): Promise<void> {
+    if (script !== '') await this.#run(`${this.#command}-restore`, ['-w', '--noflush'], script, forwards ? iptablesErrorCode : refused)
   }
 
   /**
@@ -469,12 +493,12 @@ export class IptablesDriver implements ForwardDriver {
         const opts = { chainPrefix: this.#prefix }
         const rebuild = plan.delete.length > REBUILD_AFTER_DELETES
         const batch = rebuild ? buildIptablesRebuild([...next.values()].sort(compareForwards), opts) : buildIptablesBatch(plan, opts)
-        await this.#restore(batch.nat)
+        await this.#restore(batch.nat, true)
         try {
-          await this.#restore(batch.filter)
+          await this.#restore(batch.filter, true)
         } catch (e) {
           try {
-            await this.#restore(rebuild ? buildIptablesRebuild(current, opts).nat : buildIptablesBatch(invertPlan(plan), opts).nat)
+            await this.#restore(rebuild ? buildIptablesRebuild(current, opts).nat : buildIptablesBatch(invertPlan(plan), opts).nat, true)
           } catch (e2) {
             throw new WgpmpError('WGPMP_KERNEL_REFUSED', 'iptables: filter batch failed and nat rollback failed; run ensureBase', {
               cause: new AggregateError([e, e2]),

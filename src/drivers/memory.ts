@@ -1,10 +1,14 @@
 /** MemoryDriver: the in-memory ForwardDriver for unit tests (knftables' Fake): all-or-nothing batches. */
 import { WgpmpError } from '../core/errors.js'
-import { type BaseParams, type ForwardDriver } from './driver.js'
+import type { BaseParams, DriverCapabilities, DriverDescription, ForwardDriver } from './driver.js'
+
+/** Everything but watching; removal chunks as nft's, so tests see the daemon's real chunking. */
+export const MEMORY_CAPABILITIES: DriverCapabilities = { ipv6: true, watch: false, bulkDeleteChunk: 250, kernel: false }
 import { compareForwards, forwardKey, type Forward, type ForwardChange } from '../core/forward.js'
 
 export class MemoryDriver implements ForwardDriver {
   readonly name = 'memory' as const
+  readonly capabilities = MEMORY_CAPABILITIES
   private forwards: Map<string, Forward> | null = null
   base: BaseParams | null = null
   /** The last batch that was applied successfully. */
@@ -77,6 +81,16 @@ export class MemoryDriver implements ForwardDriver {
     this.base = null
     return Promise.resolve()
   }
+
+  describe(): DriverDescription {
+    return { driver: 'memory' }
+  }
+
+  watchTable(): null {
+    return null
+  }
+
+  close(): void {}
 
   /** Sorted `proto/ext -> addr:port` lines, for readable assertions. */
   dump(): string[] {

@@ -1,4 +1,5 @@
 /** Pure builders for wgpmp's nftables input: the base-ruleset script and `nft -j` element batches. */
+import type { ErrorCode } from '../core/errors.js'
 import { type BaseParams } from './driver.js'
 import { isV6, type Forward, type ForwardChange, type Protocol } from '../core/forward.js'
 
@@ -104,4 +105,11 @@ export function parseForwardsMap(json: string): Forward[] {
     }
   }
   return out
+}
+
+/** Maps nft's stderr to a stable code (knftables' wrapError). */
+export function nftErrorCode(stderr: string): ErrorCode {
+  if (/File exists/i.test(stderr)) return 'WGPMP_FORWARD_EXISTS'
+  if (/No such file or directory/i.test(stderr)) return 'WGPMP_FORWARD_MISSING'
+  return 'WGPMP_KERNEL_REFUSED'
 }

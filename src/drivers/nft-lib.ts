@@ -34,7 +34,7 @@ export class NftLib {
   }
 
   /**
-   * Loads koffi and libnftables and makes a JSON context. Rejects with WGPMP_KERNEL_REFUSED (saying
+   * Loads koffi and libnftables and makes a JSON context. Rejects with WGPMP_EXEC_FAILED (saying
    * what is missing) if either cannot be loaded: the caller then uses an `nft` process instead.
    */
   static async open(library = 'libnftables.so.1'): Promise<NftLib> {
@@ -66,7 +66,7 @@ export class NftLib {
 
   /**
    * Runs one JSON document (one transaction for a batch). Resolves with nft's error text, '' on
-   * success; rejects only if the library is closed or the call itself fails.
+   * success; rejects (WGPMP_EXEC_FAILED) only if the library is closed or the call itself fails.
    */
   async run(json: string): Promise<string> {
     const r = await this.query(json)
@@ -82,10 +82,10 @@ export class NftLib {
 
   private call(json: string): Promise<{ ok: boolean; output: string; error: string }> {
     const ctx = this.ctx
-    if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_KERNEL_REFUSED', 'libnftables context closed'))
+    if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_EXEC_FAILED', 'libnftables context closed'))
     return new Promise((resolve, reject) => {
       this.api.run.async(ctx, json, (err, rc) => {
-        if (err) return reject(new WgpmpError('WGPMP_KERNEL_REFUSED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
+        if (err) return reject(new WgpmpError('WGPMP_EXEC_FAILED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
         // Reading a buffer also empties it for the next call.
         const output = this.api.getOutput(ctx) ?? ''
         const error = this.api.getError(ctx) ?? ''

@@ -11,8 +11,8 @@
  * at 10,000 forwards and 600 ms at 50,000; bench/RESULTS.md.) It must not name wgpmp's table: if
  * the marker failed, no marker line would come back and the batch would never settle.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { WgpmpError } from '../core/errors.js'
+import { systemSpawn, type ChildHandle } from '../core/exec.js'
 
 const MARKER = JSON.stringify({ nftables: [{ list: { flowtables: null } }] })
 
@@ -29,7 +29,7 @@ interface Pending {
 }
 
 export class NftSession {
-  private child: ChildProcess | null = null
+  private child: ChildHandle | null = null
   private buf = ''
   private errText = ''
   private pending: Pending[] = []
@@ -47,12 +47,9 @@ export class NftSession {
     return this.child?.pid
   }
 
-  private start(): ChildProcess {
+  private start(): ChildHandle {
     const cmd = [...this.argv, '-j', '-i'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
-    const child = spawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, LC_ALL: 'C' },
-    })
+    const child = systemSpawn('/bin/sh', ['-c', `exec ${cmd} 2>&1`], { stdin: 'pipe', stderr: 'inherit' })
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => {
       if (this.child === child) this.onData(chunk)
@@ -63,8 +60,10 @@ export class NftSession {
       this.dead = e
       for (const p of this.pending.splice(0)) p.reject(e)
     }
-    child.on('error', (e) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session: ${e.message}`, { cause: e })))
-    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_KERNEL_REFUSED', `nft session exited (${signal ?? code})`)))
+    // Not a refusal (nft answers those on stdout, and the session goes on): the process itself failed.
+    const missing = (e: Error): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
+    child.on('error', (e) => fail(new WgpmpError(missing(e) ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED', `nft session: ${e.message}`, { cause: e })))
+    child.on('exit', (code, signal) => fail(new WgpmpError('WGPMP_EXEC_FAILED', `nft session exited (${signal ?? code})`)))
     child.stdin?.on('error', () => {}) // EPIPE surfaces through 'exit'
     this.child = child
     this.dead = null
@@ -109,11 +108,6 @@ export class NftSession {
     const c = this.child
     this.child = null
     c?.stdin?.end()
-  }
-
-  /** Batches the current process has carried (tests). */
-  get batchCount(): number {
-    return this.batches
   }
 
   get lastError(): Error | null {

@@ -4,11 +4,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WgpmpError, type ErrorCode } from '../core/errors.js'
 import type { Exec, ExecResult } from '../core/exec.js'
-import { type BaseParams, type ForwardDriver } from './driver.js'
+import type { BaseParams, DriverCapabilities, DriverDescription, ForwardDriver, TableWatcher, WatchHooks } from './driver.js'
 import { compareForwards, type Forward, type ForwardChange } from '../core/forward.js'
-import { buildBaseScript, buildBatch, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import { buildBaseScript, buildBatch, nftErrorCode, parseForwardsMap, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 import { NftLib } from './nft-lib.js'
 import { NftSession } from './nft-session.js'
+import { TableWatch } from './watch.js'
+
+/**
+ * A large removal goes to the kernel in batches of this many, so that requests arriving meanwhile
+ * wait for one batch (a few milliseconds), not for the whole removal.
+ */
+export const NFT_BULK_DELETE_CHUNK = 250
+
+export const NFT_CAPABILITIES: DriverCapabilities = { ipv6: true, watch: true, bulkDeleteChunk: NFT_BULK_DELETE_CHUNK, kernel: true }
 
 /** nft/wgpmp.nft, found relative to this file both in src/ (tests) and dist/src/ (built). */
 export async function readBaseRuleset(): Promise<string> {
@@ -23,12 +32,7 @@ export async function readBaseRuleset(): Promise<string> {
   throw new WgpmpError('WGPMP_RULESET_MISSING', 'nft/wgpmp.nft not found next to the program')
 }
 
-/** Maps nft's stderr to a stable code (knftables' wrapError). */
-export function nftErrorCode(stderr: string): ErrorCode {
-  if (/File exists/i.test(stderr)) return 'WGPMP_FORWARD_EXISTS'
-  if (/No such file or directory/i.test(stderr)) return 'WGPMP_FORWARD_MISSING'
-  return 'WGPMP_KERNEL_REFUSED'
-}
+export { nftErrorCode }
 
 export interface NftDriverOptions {
   exec: Exec
@@ -59,6 +63,8 @@ export type NftMode = 'library' | 'session' | 'spawn'
 
 export class NftDriver implements ForwardDriver {
   readonly name = 'nft' as const
+  readonly capabilities = NFT_CAPABILITIES
+  private readonly asked: NftMode
   private readonly exec: Exec
   private readonly table: string
   private readonly nftArgv: readonly string[]
@@ -75,6 +81,7 @@ export class NftDriver implements ForwardDriver {
     this.table = opts.table ?? TABLE_NAME
     this.nftArgv = opts.nftArgv ?? ['nft']
     const mode = opts.mode ?? 'library'
+    this.asked = mode
     this.libPending = mode === 'library'
     if (mode === 'library' && !(this.nftArgv.length === 1 && this.nftArgv[0] === 'nft')) {
       this.libPending = false
@@ -93,6 +100,27 @@ export class NftDriver implements ForwardDriver {
   /** Why a faster mode than the one asked for is not running (null if none fell back). */
   get fallback(): string | null {
     return this.why
+  }
+
+  describe(): DriverDescription {
+    return this.why === null ? { driver: 'nft', mode: this.mode } : { driver: 'nft', mode: this.mode, asked: this.asked, fallback: this.why }
+  }
+
+  /**
+   * The table watch (TableWatch): an `nft monitor` plus a periodic check, through the same nft
+   * argv and table as this driver; the light check lists chains through the library when it runs.
+   */
+  watchTable(hooks: WatchHooks): TableWatcher {
+    return new TableWatch({
+      exec: this.exec,
+      listChains: () => this.listChains(),
+      nftArgv: this.nftArgv,
+      table: this.table,
+      clock: hooks.clock,
+      log: hooks.log,
+      onLost: hooks.onLost,
+      ...(hooks.intervalMs === undefined ? {} : { intervalMs: hooks.intervalMs }),
+    })
   }
 
   private async openLibrary(): Promise<void> {
@@ -120,11 +148,16 @@ export class NftDriver implements ForwardDriver {
     }
   }
 
-  private async nft(args: readonly string[], input?: string): Promise<string> {
+  /**
+   * Runs nft; a non-zero exit rejects with codeOf(stderr): nftErrorCode for element batches and
+   * lists (exists / missing / refused), WGPMP_KERNEL_REFUSED for the base install and teardown,
+   * where "File exists" or "No such file" says nothing about a forward.
+   */
+  private async nft(args: readonly string[], input?: string, codeOf: (stderr: string) => ErrorCode = nftErrorCode): Promise<string> {
     const [file, ...pre] = this.nftArgv
     const r = await this.exec(file ?? 'nft', [...pre, ...args], input === undefined ? {} : { input })
     if (r.exitCode !== 0) {
-      throw new WgpmpError(nftErrorCode(r.stderr), `nft ${args.join(' ')}: ${firstLine(r.stderr)}`, { cause: r.stderr })
+      throw new WgpmpError(codeOf(r.stderr), `nft ${args.join(' ')}: ${firstLine(r.stderr)}`, { cause: r.stderr })
     }
     return r.stdout
   }
@@ -132,7 +165,7 @@ export class NftDriver implements ForwardDriver {
   async ensureBase(params: BaseParams): Promise<void> {
     await this.openLibrary()
     const base = this.baseRuleset ?? (await readBaseRuleset())
-    await this.nft(['-f', '-'], buildBaseScript(base, params, this.table))
+    await this.nft(['-f', '-'], buildBaseScript(base, params, this.table), refused)
   }
 
   async apply(changes: readonly ForwardChange[]): Promise<void> {
@@ -195,7 +228,7 @@ export class NftDriver implements ForwardDriver {
 
   async teardown(): Promise<void> {
     // Create-then-delete in one transaction: succeeds whether or not the table exists.
-    await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`)
+    await this.nft(['-f', '-'], `table ${TABLE_FAMILY} ${this.table} {}\ndelete table ${TABLE_FAMILY} ${this.table}\n`, refused)
   }
 
   /**
@@ -214,4 +247,5 @@ export class NftDriver implements ForwardDriver {
   }
 }
 
+const refused = (): ErrorCode => 'WGPMP_KERNEL_REFUSED'
 const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'failed'

@@ -21,13 +21,12 @@
  *
  * The daemon must stop() the watch before its own teardown() (which deletes the table).
  */
-import { spawn as nodeSpawn } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import type { Exec, ExecResult } from '../core/exec.js'
+import { systemSpawn, type Exec, type ExecResult } from '../core/exec.js'
 import type { Logger } from '../log.js'
 import type { Cancel, Clock } from '../core/clock.js'
-import { nftErrorCode } from './nft.js'
-import { TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
+import type { LostReason, TableWatcher } from './driver.js'
+import { nftErrorCode, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 
 export const DEFAULT_WATCH_INTERVAL_MS = 5000
 export const DEFAULT_MONITOR_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const
@@ -36,11 +35,12 @@ export const MONITOR_HEALTHY_MS = 60_000
 /** Longest monitor output line kept; a longer one is discarded (bounded memory). */
 const MAX_LINE = 64 * 1024
 const STOP_GRACE_MS = 2000
+/** A base chain of the table that always has rules. */
+const PROBE_CHAIN = 'prerouting'
 
-/** missing: the table (or its probe chain) is gone; flushed: the probe chain has no rule left. */
-export type LostReason = 'flushed' | 'missing'
+export type { LostReason } from './driver.js'
 
-/** The part of a ChildProcess the watch uses (node's ChildProcess satisfies it; tests fake it). */
+/** The part of a child process the watch uses (core/exec's ChildHandle satisfies it; tests fake it). */
 export interface MonitorProcess {
   readonly pid?: number | undefined
   readonly stdout: Readable | null
@@ -50,9 +50,6 @@ export interface MonitorProcess {
 }
 
 export type SpawnMonitor = (file: string, args: readonly string[]) => MonitorProcess
-
-export const defaultSpawnMonitor: SpawnMonitor = (file, args) =>
-  nodeSpawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } })
 
 /**
  * Does this `nft -j monitor` line report the deletion of family/table, or of one of its rules
@@ -110,10 +107,8 @@ export interface TableWatchOptions {
   onLost: (reason: LostReason) => void | Promise<void>
   /** argv that runs nft, e.g. ['ip','netns','exec','ns','nft'] (default ['nft']). */
   nftArgv?: readonly string[]
-  family?: string
+  /** Our table in family inet (default "wgpmp"; the nft driver passes its own). */
   table?: string
-  /** A base chain of the table that always has rules (default 'prerouting'). */
-  probeChain?: string
   /** Periodic check (ms). Default 5000. */
   intervalMs?: number
   /** Monitor restart delay: initialMs doubling up to maxMs. */
@@ -121,7 +116,7 @@ export interface TableWatchOptions {
   spawn?: SpawnMonitor
 }
 
-export class TableWatch {
+export class TableWatch implements TableWatcher {
   private readonly o: Required<Omit<TableWatchOptions, 'log' | 'onLost' | 'exec' | 'clock' | 'listChains'>>
   private child: MonitorProcess | null = null
   private childStartedAt = 0
@@ -137,12 +132,10 @@ export class TableWatch {
   constructor(private readonly d: TableWatchOptions) {
     this.o = {
       nftArgv: d.nftArgv ?? ['nft'],
-      family: d.family ?? TABLE_FAMILY,
       table: d.table ?? TABLE_NAME,
-      probeChain: d.probeChain ?? 'prerouting',
       intervalMs: d.intervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
       backoff: d.backoff ?? DEFAULT_MONITOR_BACKOFF,
-      spawn: d.spawn ?? defaultSpawnMonitor,
+      spawn: d.spawn ?? ((file, args) => systemSpawn(file, args)),
     }
   }
 
@@ -214,7 +207,7 @@ export class TableWatch {
   private async probeLight(listChains: () => Promise<ExecResult>): Promise<LostReason | null> {
     try {
       const r = await listChains()
-      if (r.exitCode === 0) return hasChain(r.stdout, this.o.family, this.o.table, this.o.probeChain) === false ? 'missing' : null
+      if (r.exitCode === 0) return hasChain(r.stdout, TABLE_FAMILY, this.o.table, PROBE_CHAIN) === false ? 'missing' : null
       this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
     } catch (err) {
       this.d.log.warn({ err }, 'table check could not list chains')
@@ -225,7 +218,7 @@ export class TableWatch {
   private async probe(): Promise<LostReason | null> {
     const [file = 'nft', ...pre] = this.o.nftArgv
     try {
-      const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', this.o.family, this.o.table, this.o.probeChain])
+      const r = await this.d.exec(file, [...pre, '-j', 'list', 'chain', TABLE_FAMILY, this.o.table, PROBE_CHAIN])
       if (r.exitCode === 0) return countRules(r.stdout) === 0 ? 'flushed' : null
       if (nftErrorCode(r.stderr) === 'WGPMP_FORWARD_MISSING') return 'missing'
       this.d.log.warn({ stderr: r.stderr, exitCode: r.exitCode }, 'table check failed')
@@ -237,7 +230,7 @@ export class TableWatch {
 
   private async lost(reason: LostReason): Promise<void> {
     this.lostCount++
-    this.d.log.warn({ reason, family: this.o.family, table: this.o.table, losses: this.lostCount }, 'nftables table lost; rebuilding')
+    this.d.log.warn({ reason, family: TABLE_FAMILY, table: this.o.table, losses: this.lostCount }, 'nftables table lost; rebuilding')
     try {
       await this.d.onLost(reason)
     } catch (err) {
@@ -273,7 +266,7 @@ export class TableWatch {
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl)
         buf = buf.slice(nl + 1)
-        if (isLossEvent(line, this.o.family, this.o.table)) {
+        if (isLossEvent(line, TABLE_FAMILY, this.o.table)) {
           this.d.log.debug({ line }, 'nft monitor: a rule of our table was deleted')
           void this.check()
         }

@@ -1,4 +1,7 @@
-/** Throwaway network namespaces (wgpmp-ipt-*) for driver integration tests; never the root namespace. */
+/**
+ * Throwaway network namespaces (wgpmp-ipt-*, or WGPMP_NETNS_PREFIX-* when set) for driver
+ * integration tests; never the root namespace.
+ */
 import { randomBytes } from 'node:crypto'
 import { systemExec, type Exec } from '../../src/core/exec.js'
 
@@ -17,9 +20,11 @@ export interface Netns {
   readonly remove: () => Promise<void>
 }
 
+const PREFIX = /^[a-z0-9-]{1,16}$/.test(process.env['WGPMP_NETNS_PREFIX'] ?? '') ? process.env['WGPMP_NETNS_PREFIX']! : 'wgpmp-ipt'
+
 /** Creates `wgpmp-ipt-<random>`. Pair with remove() in a finally/afterEach and removeAllNetns() in afterAll. */
 export async function createNetns(): Promise<Netns> {
-  const name = `wgpmp-ipt-${randomBytes(4).toString('hex')}`
+  const name = `${PREFIX}-${randomBytes(4).toString('hex')}`
   await ip(['netns', 'add', name])
   live.add(name)
   return {

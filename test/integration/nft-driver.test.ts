@@ -2,9 +2,9 @@
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { Agent } from '../../bench/lib/rpc.js'
-import type { BaseParams, ForwardDriver } from '../../src/drivers/driver.js'
+import type { BaseParams, DriverDescription, ForwardDriver } from '../../src/drivers/driver.js'
 import type { Forward, ForwardChange } from '../../src/core/forward.js'
-import { NftDriver } from '../../src/drivers/nft.js'
+import { NFT_CAPABILITIES, NftDriver } from '../../src/drivers/nft.js'
 import { hasChain } from '../../src/drivers/watch.js'
 import { WgpmpError, type ErrorCode } from '../../src/core/errors.js'
 import type { ExecResult } from '../../src/core/exec.js'
@@ -19,6 +19,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
  */
 class AgentDriver implements ForwardDriver {
   readonly name = 'nft' as const
+  /** What the driver in the agent can do, but its table watch would run there: none from here. */
+  readonly capabilities = { ...NFT_CAPABILITIES, watch: false }
   constructor(readonly agent: Agent) {}
   private async call<T>(m: string, p: unknown = {}): Promise<T> {
     try {
@@ -36,6 +38,9 @@ class AgentDriver implements ForwardDriver {
   teardown = (): Promise<void> => this.call('teardown')
   mode = (): Promise<{ mode: string; fallback: string | null }> => this.call('mode')
   listChains = (): Promise<ExecResult> => this.call('listChains')
+  describe = (): DriverDescription => ({ driver: 'nft' })
+  watchTable = (): null => null
+  close = (): void => {}
 }
 
 const makeLibrary = async () => {

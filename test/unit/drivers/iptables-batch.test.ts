@@ -295,6 +295,15 @@ describe('IptablesDriver with a scripted exec', () => {
     ])
   })
 
+  it('a failing base install or teardown is WGPMP_KERNEL_REFUSED; a -D of a vanished forward rule in apply is WGPMP_FORWARD_MISSING', async () => {
+    const gone = 'iptables-restore: line 2 failed: Bad rule (does a matching rule exist in that chain?).\n'
+    const s = scripted((c) => (c.file.endsWith('-save') ? { stdout: c.args[1] === 'nat' ? SAVED_NAT : SAVED_FILTER } : { exitCode: 1, stderr: gone }))
+    const d = new IptablesDriver({ exec: s.exec })
+    await expect(d.ensureBase({ publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
+    await expect(d.teardown()).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
+    await expect(d.apply([del(f('tcp', 8080, '0.0.0.0', 1))])).rejects.toMatchObject({ code: 'WGPMP_FORWARD_MISSING' })
+  })
+
   it('validates before running anything', async () => {
     const s = scripted(() => ({}))
     const d = new IptablesDriver({ exec: s.exec })

@@ -54,6 +54,16 @@ describe('NftDriver (spawn mode, scripted exec)', () => {
     expect((err as WgpmpError).code).toBe('WGPMP_FORWARD_EXISTS')
     expect((err as WgpmpError).cause).toBe(stderr)
   })
+  it('a failing base install or teardown is WGPMP_KERNEL_REFUSED, even when nft says "No such file" or "File exists"', async () => {
+    for (const stderr of ['Error: Could not process rule: No such file or directory', 'Error: Could not process rule: File exists']) {
+      const exec: Exec = () => Promise.resolve({ stdout: '', stderr, exitCode: 1 })
+      const d = new NftDriver({ exec, mode: 'spawn', baseRuleset: 'table inet wgpmp { }' })
+      await expect(d.ensureBase({ publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED', cause: stderr })
+      await expect(d.teardown()).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
+      // An element batch keeps the meaning: that text is about a forward.
+      await expect(d.apply([{ op: 'add', forward: fwd }])).rejects.toMatchObject({ code: nftErrorCode(stderr) })
+    }
+  })
   it('list() of a missing table is empty; other failures reject', async () => {
     const exec = scripted([
       { argv: ['nft', '-j', 'list', 'table', 'inet', 'wgpmp'], result: { exitCode: 1, stderr: 'Error: No such file or directory' } },
@@ -123,6 +133,6 @@ describe('NftLib', () => {
     expect(a).toMatch(/Error: .*(Unknown object|Parsing command array)/)
     expect(b).toMatch(/Error/)
     await lib.close()
-    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_KERNEL_REFUSED' })
+    await expect(lib.run(bad)).rejects.toMatchObject({ code: 'WGPMP_EXEC_FAILED' })
   })
 })
