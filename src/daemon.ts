@@ -13,10 +13,8 @@ import { cidr6Network, isUniqueLocal, parseCidr4, parseCidr6 } from './core/ip.j
 import { Components } from './core/lifecycle.js'
 import { GroupCommit } from './drivers/batcher.js'
 import type { ForwardDriver } from './drivers/driver.js'
-import { ConntrackFlows, type Flows } from './drivers/flows.js'
-import { IptablesDriver } from './drivers/iptables.js'
-import { NftDriver } from './drivers/nft.js'
-import { TableWatch } from './drivers/watch.js'
+import { createDriver } from './drivers/factory.js'
+import { ConntrackFlows, noFlows, type Flows } from './drivers/flows.js'
 import { admission } from './forwarder/admission.js'
 import { kernelCommit } from './forwarder/commit.js'
 import { Forwarder } from './forwarder/forwarder.js'
@@ -89,14 +87,6 @@ export interface Daemon {
   close(opts?: { teardown?: boolean }): Promise<void>
 }
 
-/** Leases per batch in a large removal and per expiry round, for the nft driver. */
-export const DELETE_CHUNK = 250
-/**
- * For the iptables-compat driver a large removal is one chain rebuild (O(rules)) whatever its size,
- * so chunks would multiply that cost: it removes in chunks this large instead.
- */
-const IPTABLES_DELETE_CHUNK = 20_000
-
 const disabled: Daemon = {
   udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
   refreshPeers: () => Promise.resolve(), flushLeases: () => Promise.resolve(0), close: () => Promise.resolve(),
@@ -145,10 +135,9 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   }, config.state_file)
 
   // --- the kernel ---
-  const driver: ForwardDriver =
-    deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
-  const flows = deps.flows ?? new ConntrackFlows({ exec, publicAddress: pub.v4, log: log.child({ component: 'conntrack' }) })
-  components.add('driver', () => (driver instanceof NftDriver ? driver.close() : undefined))
+  const driver = deps.driver ?? createDriver({ driver: config.port_forward_driver, nftMode: config.nft_mode, exec })
+  const flows = deps.flows ?? (driver.capabilities.kernel ? new ConntrackFlows({ exec, publicAddress: pub.v4, log: log.child({ component: 'conntrack' }) }) : noFlows)
+  components.add('driver', () => driver.close())
   const baseParams = {
     publicV4: [pub.v4],
     publicV6: pub.v6 ? [pub.v6] : [],
@@ -165,8 +154,9 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
       log.info({ forwards: table.size + table.staticCount }, 'forwards removed, table deleted')
     }
   })
-  log.info({ driver: driver.name, mode: driver instanceof NftDriver ? driver.mode : undefined, publicAddress: pub.v4, publicAddressV6: pub.v6 ?? undefined }, 'forwarding base installed')
-  if (driver instanceof NftDriver && driver.fallback) log.warn({ asked: config.nft_mode, running: driver.mode, why: driver.fallback }, 'nft: a slower mode than asked for runs')
+  const described = driver.describe()
+  log.info({ ...described, publicAddress: pub.v4, publicAddressV6: pub.v6 ?? undefined }, 'forwarding base installed')
+  if (described.fallback) log.warn(described, 'driver: a slower mode than asked for runs')
 
   // --- leases ---
   const table = new MappingTable({
@@ -210,7 +200,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   components.add('group commit', () => batcher.idle())
   components.add('flows', () => flows.close())
   const commit = kernelCommit({ batcher, flows, stateChanged: () => store.changed() })
-  const chunk = driver.name === 'iptables' ? IPTABLES_DELETE_CHUNK : DELETE_CHUNK
+  const chunk = driver.capabilities.bulkDeleteChunk
   let expiry: ExpiryScheduler | null = null
   const changed = (): void => {
     expiry?.reschedule()
@@ -290,19 +280,19 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   sync.start()
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
-  if (driver instanceof NftDriver) {
-    const watch = new TableWatch({
-      exec, clock, log: log.child({ component: 'watch' }),
-      listChains: () => driver.listChains(),
-      onLost: (reason) => batcher.exclusive(async () => {
-        log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
-        metrics.countRebuild(reason)
-        await driver.ensureBase(baseParams)
-        const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
-        await driver.apply(all)
-        log.info({ forwards: all.length }, 'table rebuilt')
-      }),
-    })
+  const watch = driver.watchTable({
+    clock, log: log.child({ component: 'watch' }),
+    onLost: (reason) => batcher.exclusive(async () => {
+      // Read before the first await: the submissions queued behind the rebuild are in it (absorbQueued).
+      const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
+      log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
+      metrics.countRebuild(reason)
+      await driver.ensureBase(baseParams)
+      await driver.apply(all)
+      log.info({ forwards: all.length }, 'table rebuilt')
+    }, { absorbQueued: true }),
+  })
+  if (watch) {
     watch.start()
     components.add('table watch', () => watch.stop())
   }

@@ -211,7 +211,7 @@ serve(
           : new TimedNftDriver({ exec: countingExec, mode: config.nft_mode })
       daemon = await startDaemon(config, { log, clock, exec: countingExec, driver, reservedPorts: [], peers: benchPeers(p.peers.from, p.peers.to) })
       loop.enable()
-      return { udp: daemon.udpAddress, mode: driver instanceof NftDriver ? driver.mode : 'iptables', pid: process.pid, droppedConfigKeys: dropped }
+      return { udp: daemon.udpAddress, mode: driver.describe().mode ?? driver.name, pid: process.pid, droppedConfigKeys: dropped }
     },
     /** Starts or stops recording per-forward commit times; clears them. */
     track(p: { on: boolean }) {

@@ -33,7 +33,7 @@ describe.runIf(isRoot)('wgpmp end to end (nft driver, WireGuard, natpmpc)', () =
   it('a TCP forward carries real traffic from the internet to the client', async () => {
     // The default mode runs: batches go to libnftables inside the daemon, nothing fell back.
     expect(await wgpmp.waitLog('forwarding base installed')).toMatchObject({ driver: 'nft', mode: 'library' })
-    expect(wgpmp.lines.filter((l) => l.msg === 'nft: a slower mode than asked for runs')).toEqual([])
+    expect(wgpmp.lines.filter((l) => l.msg === 'driver: a slower mode than asked for runs')).toEqual([])
     const r = await natpmpc(lab, 'c1', ['-a', '20010', '8080', 'tcp', '3600'])
     expect(r.port).toBe(20010)
     expect(await nftList()).toContain(`tcp . 20010 : ${lab.ips.c1} . 8080`)

@@ -79,6 +79,15 @@ describe('layers of src/', () => {
     for (const f of core) for (const spec of importsOf(f.text)) expect(resolve(join(SRC, dirname(f.rel)), spec).startsWith(join(SRC, 'core')), `${f.rel} imports ${spec}`).toBe(true)
   })
 
+  it('outside drivers/, nothing asks which driver runs (no instanceof, no name checks): it asks the capabilities', () => {
+    const outside = files.filter((f) => !f.rel.startsWith('drivers/'))
+    for (const f of outside) {
+      expect(f.text, f.rel).not.toMatch(/instanceof\s+(NftDriver|IptablesDriver|MemoryDriver)\b/)
+      expect(f.text, f.rel).not.toMatch(/driver\.name\s*[!=]==/)
+      expect(f.text, f.rel).not.toMatch(/new\s+(NftDriver|IptablesDriver)\(/)
+    }
+  })
+
   it('the rule catches an upward import, a same-layer import and an unknown folder', () => {
     expect(violations([{ rel: 'mappings/table.ts', text: "import { Forwarder } from '../forwarder/forwarder.js'" }])).toHaveLength(1)
     expect(violations([{ rel: 'drivers/nft.ts', text: "import type { Lease } from '../mappings/table.js'\nexport { x } from '../host/listening.js'" }])).toHaveLength(2)

@@ -1,7 +1,8 @@
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DELETE_CHUNK } from '../../../src/daemon.js'
+import { MEMORY_CAPABILITIES } from '../../../src/drivers/memory.js'
+const DELETE_CHUNK = MEMORY_CAPABILITIES.bulkDeleteChunk
 import { MemoryDriver } from '../../../src/drivers/memory.js'
 import { EXPIRY_CHUNK } from '../../../src/mappings/expiry.js'
 import { WgpmpError } from '../../../src/core/errors.js'
