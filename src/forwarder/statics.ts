@@ -12,8 +12,8 @@ import type { StaticStore } from '../state/static-store.js'
 
 export type CreateResult =
   | { readonly ok: true; readonly forward: StaticForward }
-  | { readonly ok: false; readonly code: 'client-not-found' }
-  | { readonly ok: false; readonly code: 'port-taken'; readonly message: string }
+  | { readonly ok: false; readonly refusal: 'not-a-client' }
+  | { readonly ok: false; readonly refusal: 'port-unavailable'; readonly message: string }
 
 export type DeleteResult = 'deleted' | 'client-not-found' | 'forward-not-found' | 'config-owned'
 
@@ -78,17 +78,17 @@ export class StaticForwards {
 
   /**
    * Creates a static forward for a client that is a peer now: reserves its ports, commits them in
-   * one batch, then stores it. 'port-taken' when any port is held by another static forward, a
+   * one batch, then stores it. 'port-unavailable' when any port is held by another static forward, a
    * NAT-PMP lease or is reserved. Rejects (and changes nothing) if the kernel or the disk refuses.
    */
   async create(clientId: string, spec: StaticForwardSpec): Promise<CreateResult> {
     const addresses = this.d.addressesOf(clientId)
     const address = addresses[0]
-    if (address === undefined) return { ok: false, code: 'client-not-found' }
+    if (address === undefined) return { ok: false, refusal: 'not-a-client' }
     const clash = this.all().find((f) => overlaps(f, spec))
-    if (clash) return { ok: false, code: 'port-taken', message: `${formatSpec(spec)} overlaps the static forward ${formatSpec(clash)}` }
+    if (clash) return { ok: false, refusal: 'port-unavailable', message: `${formatSpec(spec)} overlaps the static forward ${formatSpec(clash)}` }
     const first = reserveStatic(this.d.sink, address, spec)
-    if (!first.ok) return { ok: false, code: 'port-taken', message: describeConflict(first.conflict) }
+    if (!first.ok) return { ok: false, refusal: 'port-unavailable', message: describeConflict(first.conflict) }
     const r = this.alsoOn(clientId, addresses.slice(1), spec, first)
     const forward: StaticForward = { ...spec, id: forwardId(spec), client: clientId, source: 'api', createdAt: this.now().toISOString() }
     try {

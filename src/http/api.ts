@@ -261,7 +261,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
         if (!spec.ok) throw new HttpError(400, spec.error, [spec.error])
         const r = await deps.createStatic(id, spec.spec)
         if (r.ok) send(res, 201, r.forward)
-        else if (r.code === 'client-not-found') throw new HttpError(404, 'unknown client')
+        else if (r.refusal === 'not-a-client') throw new HttpError(404, 'unknown client')
         else throw new HttpError(409, r.message)
         return
       }

@@ -99,11 +99,11 @@ describe('StaticForwards', () => {
   it('409s: overlapping static forward, NAT-PMP-held port, reserved port; 404 unknown client', async () => {
     const { sf, sink } = setup()
     await sf.create('alice', spec('8080:80/tcp'))
-    expect(await sf.create('bob', spec('8000-8100/both'))).toEqual({ ok: false, code: 'port-taken', message: '8000-8100/both overlaps the static forward 8080:80/tcp' })
+    expect(await sf.create('bob', spec('8000-8100/both'))).toEqual({ ok: false, refusal: 'port-unavailable', message: '8000-8100/both overlaps the static forward 8080:80/tcp' })
     sink.held.set('udp/9000', { address: '10.8.0.3', internalPort: 9000, static: false })
-    expect(await sf.create('alice', spec('9000/udp'))).toEqual({ ok: false, code: 'port-taken', message: 'udp port 9000 is already forwarded' })
-    expect(await sf.create('alice', spec('51820/udp'))).toEqual({ ok: false, code: 'port-taken', message: 'udp port 51820 is reserved' })
-    expect(await sf.create('nobody', spec('1234/tcp'))).toEqual({ ok: false, code: 'client-not-found' })
+    expect(await sf.create('alice', spec('9000/udp'))).toEqual({ ok: false, refusal: 'port-unavailable', message: 'udp port 9000 is already forwarded' })
+    expect(await sf.create('alice', spec('51820/udp'))).toEqual({ ok: false, refusal: 'port-unavailable', message: 'udp port 51820 is reserved' })
+    expect(await sf.create('nobody', spec('1234/tcp'))).toEqual({ ok: false, refusal: 'not-a-client' })
   })
 
   it('a refused commit changes nothing', async () => {
