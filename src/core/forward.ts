@@ -58,8 +58,6 @@ export const dynamicOrigin = (o: Origin): DynamicOrigin => {
   if (o === 'static') throw new RangeError('a static forward is not a lease record')
   return o
 }
-export const isOrigin = (s: unknown): s is Origin => typeof s === 'string' && (ORIGINS as readonly string[]).includes(s)
-
 /** A forward the lease table holds: dynamic (it expires) or static (lifetime 0, never expires). */
 export interface Lease {
   readonly id: number

@@ -17,8 +17,6 @@ export function parseIPv4(s: string): number | null {
   return n
 }
 
-export const formatIPv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
-
 export interface Cidr4 {
   readonly address: string
   readonly addr: number
@@ -40,9 +38,6 @@ export function parseCidr4(s: string): Cidr4 | null {
 }
 
 export const inCidr4 = (c: Cidr4, ip: number): boolean => ((ip & c.mask) >>> 0) === c.network
-
-/** Strips the IPv4-mapped IPv6 prefix that dual-stack sockets report ("::ffff:10.8.0.2"). */
-export const unmapV4 = (s: string): string => (s.startsWith('::ffff:') ? s.slice(7) : s)
 
 /**
  * The canonical text of an IPv4 or IPv6 address (RFC 5952 for IPv6, so "FD42:42:0::2" and
