@@ -118,6 +118,8 @@ export class MappingTable {
   /** Static forwards: (space, protocol, external port) -> lease; pinholes by "address/protocol/port". */
   private readonly statics = new Map<number, Lease>()
   private readonly staticPins = new Map<string, Lease>()
+  /** Static forwards by (client, protocol, target port): a request for that internal port meets them (issue 10 §1). */
+  private readonly staticByTarget = new Map<string, Lease[]>()
   /** client -> its lease keys. */
   private readonly byClient = new Map<number, Set<number>>()
   /** Client address (canonical text) -> small number, for packed keys; never reused. */
@@ -223,30 +225,23 @@ export class MappingTable {
     const lifetime = this.clampLifetime(req.lifetimeSeconds)
     const now = this.clock.now()
     const existing = this.byKey.get(k)
-    if (existing) {
-      if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
-      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
-      existing.lifetimeSeconds = lifetime
-      existing.expiresAt = now + lifetime * 1000
-      if (req.nonce !== undefined) {
-        existing.nonce = req.nonce
-        existing.origin = 'pcp'
-      }
-      // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
-      // comes due; only an earlier one needs an entry of its own.
-      if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
-      return {
-        ok: true,
-        lease: existing,
-        changes: [],
-        undo: () => {
-          if (this.byKey.get(k) !== existing) return
-          existing.lifetimeSeconds = before.lifetimeSeconds
-          existing.expiresAt = before.expiresAt
-          existing.origin = before.origin
-          if (before.nonce === undefined) delete existing.nonce
-          else existing.nonce = before.nonce
-        },
+    if (existing) return this.renew(existing, k, req, lifetime, now)
+    if (req.internalPort !== 0 && req.pinhole !== true) {
+      // Issue 10 §1: a request whose internal port is the target of this client's symmetric lease
+      // (internal 0 -> X) for the same protocol IS that lease. gluetun maps internal 0 and then
+      // renews every 45 s with internal X, suggested X, and restarts if it gets anything but X.
+      const sk = key(c, req.protocol, 0)
+      const sym = this.byKey.get(sk)
+      if (sym && sym.externalPort === req.internalPort) return this.renew(sym, sk, req, lifetime, now)
+    }
+    if (req.internalPort !== 0) {
+      // Issue 10 §1: the client already holds a static forward to its own port P: asking for P
+      // gets the static forward's external port (the lifetime asked, clamped), not a second port.
+      // Nothing is stored: a later delete finds no lease and leaves the static forward alone.
+      const st = this.staticByTarget.get(targetKey(c, req.protocol, req.internalPort))?.[0]
+      if (st && (!req.exactPort || req.suggestedExternalPort === st.externalPort)) {
+        const lease: Lease = { ...st, lifetimeSeconds: lifetime, expiresAt: now + lifetime * 1000 }
+        return { ok: true, lease, changes: [], undo: () => {} }
       }
     }
     if ((this.byClient.get(c)?.size ?? 0) >= this.o.maxPerClient) return { ok: false, reason: 'client-limit' }
@@ -286,6 +281,34 @@ export class MappingTable {
     }
   }
 
+  /** Renews `existing` (stored under k): same external port, new lifetime, no kernel change. */
+  private renew(existing: Lease, k: number, req: MapRequest, lifetime: number, now: number): Outcome {
+    if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
+    const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
+    existing.lifetimeSeconds = lifetime
+    existing.expiresAt = now + lifetime * 1000
+    if (req.nonce !== undefined) {
+      existing.nonce = req.nonce
+      existing.origin = 'pcp'
+    }
+    // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
+    // comes due; only an earlier one needs an entry of its own.
+    if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
+    return {
+      ok: true,
+      lease: existing,
+      changes: [],
+      undo: () => {
+        if (this.byKey.get(k) !== existing) return
+        existing.lifetimeSeconds = before.lifetimeSeconds
+        existing.expiresAt = before.expiresAt
+        existing.origin = before.origin
+        if (before.nonce === undefined) delete existing.nonce
+        else existing.nonce = before.nonce
+      },
+    }
+  }
+
   /**
    * Removes the client's mapping for (protocol, internal port); internal port 0 removes all of that
    * protocol, at most `limit` of them (call again for the rest: see removeInChunks).
@@ -296,7 +319,7 @@ export class MappingTable {
     const keys =
       internalPort === 0
         ? [...(this.byClient.get(cl.c) ?? [])].filter((k) => this.byKey.get(k)?.protocol === protocol).slice(0, limit)
-        : [key(cl.c, protocol, internalPort)]
+        : [this.symmetricKeyFor(cl.c, protocol, internalPort)]
     return this.removeKeys(keys)
   }
 
@@ -322,6 +345,17 @@ export class MappingTable {
     }
     this.insert(cl.c, k, lease)
     return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }] }
+  }
+
+  /**
+   * The key of the client's lease for internal port P: its own, or (issue 10 §1) its symmetric
+   * lease whose external port is P when it has no lease for P itself.
+   */
+  private symmetricKeyFor(c: number, protocol: Protocol, internalPort: number): number {
+    const k = key(c, protocol, internalPort)
+    if (internalPort === 0 || this.byKey.has(k)) return k
+    const sk = key(c, protocol, 0)
+    return this.byKey.get(sk)?.externalPort === internalPort ? sk : k
   }
 
   /** A client's dynamic leases (its peer was removed or disconnected), at most `limit`; static forwards stay. */
@@ -367,11 +401,14 @@ export class MappingTable {
       if (dyn?.pinhole) return { ok: false, reason: 'taken' }
       const lease = make()
       this.staticPins.set(pk, lease)
+      this.indexStatic(cl.c, lease)
       return {
         ok: true,
         changes: [{ op: 'add', forward: toForward(lease) }],
         undo: () => {
-          if (this.staticPins.get(pk) === lease) this.staticPins.delete(pk)
+          if (this.staticPins.get(pk) !== lease) return
+          this.staticPins.delete(pk)
+          this.unindexStatic(cl.c, lease)
         },
       }
     }
@@ -386,6 +423,7 @@ export class MappingTable {
     }
     const lease = make()
     this.statics.set(sk, lease)
+    this.indexStatic(cl.c, lease)
     owner[externalPort] = cl.c
     used[externalPort]! |= PROTO_BIT[protocol]
     return {
@@ -406,10 +444,13 @@ export class MappingTable {
     const pin = this.staticPins.get(pk)
     if (pin) {
       this.staticPins.delete(pk)
+      this.unindexStatic(cl.c, pin)
       return {
         changes: [{ op: 'delete', forward: toForward(pin) }],
         undo: () => {
-          if (!this.staticPins.has(pk)) this.staticPins.set(pk, pin)
+          if (this.staticPins.has(pk)) return
+          this.staticPins.set(pk, pin)
+          this.indexStatic(cl.c, pin)
         },
       }
     }
@@ -422,6 +463,7 @@ export class MappingTable {
       undo: () => {
         if (this.statics.has(sk) || !this.portFree(cl.c, cl.space, protocol, externalPort, true)) return
         this.statics.set(sk, lease)
+        this.indexStatic(cl.c, lease)
         this.owner[cl.space][externalPort] = cl.c
         this.used[cl.space][externalPort]! |= PROTO_BIT[protocol]
       },
@@ -461,8 +503,24 @@ export class MappingTable {
     return Math.max(0, Math.ceil((l.expiresAt - this.clock.now()) / 1000))
   }
 
+  private indexStatic(c: number, lease: Lease): void {
+    const tk = targetKey(c, lease.protocol, lease.targetPort)
+    const list = this.staticByTarget.get(tk)
+    if (list) list.push(lease)
+    else this.staticByTarget.set(tk, [lease])
+  }
+
+  private unindexStatic(c: number, lease: Lease): void {
+    const tk = targetKey(c, lease.protocol, lease.targetPort)
+    const list = this.staticByTarget.get(tk)?.filter((l) => l !== lease)
+    if (list && list.length > 0) this.staticByTarget.set(tk, list)
+    else this.staticByTarget.delete(tk)
+  }
+
   private dropStatic(sk: number, space: Space, lease: Lease): void {
     this.statics.delete(sk)
+    const c = this.clientIds.get(lease.client)
+    if (c !== undefined) this.unindexStatic(c, lease)
     const p = lease.externalPort
     this.used[space][p]! &= ~PROTO_BIT[lease.protocol]
     if (this.used[space][p] === 0) this.owner[space][p] = 0
@@ -551,5 +609,6 @@ const key = (c: number, protocol: Protocol, internalPort: number): number =>
   c * 131072 + (protocol === 'tcp' ? 65536 : 0) + internalPort
 const clientOf = (k: number): number => Math.floor(k / 131072)
 const staticKey = (space: Space, protocol: Protocol, externalPort: number): number => space * 131072 + (protocol === 'tcp' ? 65536 : 0) + externalPort
+const targetKey = (c: number, protocol: Protocol, port: number): string => `${c}/${protocol}/${port}`
 const pinKey = (address: string, protocol: Protocol, port: number): string => `${address}/${protocol}/${port}`
 const spaceOf = (address: string): Space => (address.includes(':') ? V6 : V4)
