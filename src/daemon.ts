@@ -20,7 +20,9 @@ import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
 import { MappingTable, toForward, type Origin } from './mappings/table.js'
-import { epochFromUnixMs, loadState, renderStateChunks, restorable, snapshot, StateStore } from './state/store.js'
+import { epochFromUnixMs, renderStateChunks, restorable, snapshot, StateStore, toPersisted } from './state/store.js'
+import { loadDurableState } from './state/durable.js'
+import { Journal } from './state/journal.js'
 import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
 import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
@@ -136,16 +138,20 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
 
   // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
-  const loaded = await loadState(config.state_file, now())
-  if (!loaded.ok) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
-  const saved = loaded.ok ? loaded.state : null
+  // Issue 10 §2: snapshot + journal replay (state/durable.ts); a FIFO or device as state_file is refused here.
+  const loaded = await loadDurableState(config.state_file, now())
+  if (loaded.error) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
+  if (loaded.torn.length > 0) log.info({ torn: loaded.torn }, 'journal ends in a torn record (a crash mid-write); it was never acknowledged and is skipped')
+  if (loaded.lost !== null) (loaded.fresh ? log.info.bind(log) : log.warn.bind(log))({ why: loaded.lost }, 'saved state lost or absent; the epoch restarts at 0 (RFC 6886 §3.6)')
+  const saved = loaded.state
+  const journal = new Journal({ statePath: config.state_file, gen: loaded.nextGen, log: log.child({ component: 'journal' }), onFailure: () => stateStore?.changed() })
   let stateStore: StateStore | null = null
   const staticStore = StaticForwardStore.fromRecords(saved?.static_forwards ?? [], async () => {
     stateStore?.changed()
     await stateStore?.flush()
   }, config.state_file)
   // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
-  const epochStart = saved ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, now()) : clock.now()
+  const epochStart = saved && loaded.lost === null ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, now()) : clock.now()
   const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
   const apiPort = parseHostPort(config.api_listen)?.port
   if (config.api_token_file && apiPort) reserved.add(apiPort)
@@ -177,14 +183,23 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     maxPerClient: config.max_forwards_per_client,
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
+    // Issue 10 §2: every lease change is staged in the journal; commit() below waits for it on disk.
+    onChange: (op, l) => journal.stage(op === 'put'
+      ? { op, lease: toPersisted(l, clock, now(), peerOf(l.client)) }
+      : { op, client: l.client, protocol: l.protocol, internalPort: l.internalPort }),
   })
+  const peerOf = (address: string): string | undefined => tracker.peerByAddress(address)?.id
+  const extra = (): { journal: number; peerOf: typeof peerOf } => ({ journal: journal.generation, peerOf })
   stateStore = new StateStore({
     path: config.state_file, clock, now, log: log.child({ component: 'state' }),
-    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records()),
-    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records()),
-    // At most one write per 200 ms, wider as the state grows (50,000 leases: one per second), so
-    // that saving never takes more than a few percent of a core. A crash loses at most that window.
-    coalesceMs: () => Math.max(200, Math.round(table.size / 50)),
+    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
+    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
+    // Issue 10 §2: the snapshot is now compaction (the journal makes every change durable before its
+    // reply): rotate the journal, write the snapshot naming the new generation, delete the older ones.
+    prepare: () => journal.rotate(),
+    done: (gen) => journal.removeBefore(gen),
+    // At most one compaction per 10 s, wider as the state grows (50,000 leases: one per 10 s).
+    coalesceMs: () => Math.max(10_000, Math.round(table.size / 5)),
   })
   const state = stateStore
 
@@ -235,7 +250,8 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
   /** Commits to the kernel; then ends the connections of deleted forwards (conntrack) and saves the state. */
   const commit = async (changes: readonly ForwardChange[]): Promise<void> => {
-    await batcher.submit(changes)
+    // Issue 10 §2: in the kernel AND on disk before the reply (journal.sync: one fdatasync per batch).
+    await Promise.all([batcher.submit(changes), journal.sync()])
     if (changes.length === 0) return
     state.changed()
     if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
@@ -301,8 +317,11 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     }
     await commit(changes)
     expiry.reschedule()
-    log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates }, 'leases restored')
+    log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates, replayed: loaded.replayed }, 'leases restored')
   }
+  // Issue 10 §2: compact at start: the replayed journal goes into a fresh snapshot, older generations are deleted.
+  state.changed()
+  await state.flush().catch(() => {})
   if (previous.length > 0) {
     const same = (f: Forward): string => `${forwardKey(f)}>${f.internalAddress}:${f.internalPort}`
     const now = new Set(table.leases().map((l) => same(toForward(l))))
@@ -463,6 +482,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       await udp.close()
       await udp6?.close()
       await batcher.idle()
+      await journal.close() // issue 10 §7: whatever was in flight is on disk before the final snapshot
       await state.close() // leases stay in the state file: the next start restores them
       if (opts?.teardown ?? config.teardown_on_exit) {
         await driver.teardown()

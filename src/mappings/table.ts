@@ -52,6 +52,12 @@ export interface TableOptions {
   random?: () => number
   /** For static forwards: does this IPv6 client get a pinhole (its address is global) rather than NAT66? */
   isPinholeClient?: (address: string) => boolean
+  /**
+   * Told synchronously of every change to a dynamic lease (issue 10 §2: the journal stages it, so
+   * the reply can wait until it is on disk): 'put' when created, renewed, restored or put back by
+   * an undo, 'del' when it leaves the table.
+   */
+  onChange?: (op: 'put' | 'del', lease: Lease) => void
 }
 
 export interface MapRequest {
@@ -112,7 +118,8 @@ type Space = typeof V4 | typeof V6
 
 export class MappingTable {
   private readonly clock: Clock
-  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient'>> & { maxPerClient: number }
+  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient' | 'onChange'>> & { maxPerClient: number }
+  private readonly onChange: NonNullable<TableOptions['onChange']>
   /** (client, protocol, internal port) -> lease. */
   private readonly byKey = new Map<number, Lease>()
   /** Static forwards: (space, protocol, external port) -> lease; pinholes by "address/protocol/port". */
@@ -136,6 +143,7 @@ export class MappingTable {
 
   constructor(opts: TableOptions) {
     this.clock = opts.clock
+    this.onChange = opts.onChange ?? (() => {})
     this.o = {
       minPort: opts.minPort,
       maxPort: opts.maxPort,
@@ -294,6 +302,7 @@ export class MappingTable {
     // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
     // comes due; only an earlier one needs an entry of its own.
     if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
+    this.onChange('put', existing)
     return {
       ok: true,
       lease: existing,
@@ -305,6 +314,7 @@ export class MappingTable {
         existing.origin = before.origin
         if (before.nonce === undefined) delete existing.nonce
         else existing.nonce = before.nonce
+        this.onChange('put', existing)
       },
     }
   }
@@ -560,10 +570,12 @@ export class MappingTable {
       this.used[space][lease.externalPort]! |= PROTO_BIT[lease.protocol]
     }
     this.heap.push(lease.expiresAt, k)
+    this.onChange('put', lease)
   }
 
   private drop(c: number, k: number, lease: Lease): void {
     this.byKey.delete(k)
+    this.onChange('del', lease)
     const set = this.byClient.get(c)
     set?.delete(k)
     if (set && set.size === 0) this.byClient.delete(c)

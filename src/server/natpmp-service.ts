@@ -86,6 +86,7 @@ export async function serialRemoval<T>(d: Pick<ServiceDeps, 'removals'>, client:
 export async function commitOutcome(d: Pick<ServiceDeps, 'commit' | 'inflight'>, lease: Lease, changes: Removal['changes']): Promise<void> {
   if (changes.length === 0) {
     await d.inflight.get(lease)
+    await d.commit(changes) // issue 10 §2: a renewal waits for its journal record on disk (no kernel change)
     return
   }
   const p = d.commit(changes)
