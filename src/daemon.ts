@@ -19,10 +19,11 @@ import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
-import { MappingTable, toForward, type Origin } from './mappings/table.js'
-import { epochFromUnixMs, renderStateChunks, restorable, snapshot, StateStore, toPersisted } from './state/store.js'
+import { MappingTable, toForward, type Origin, type PortHold } from './mappings/table.js'
+import { epochFromUnixMs, renderStateChunks, restorable, snapshot, StateStore, toPersisted, type HoldRecord } from './state/store.js'
 import { loadDurableState } from './state/durable.js'
 import { Journal } from './state/journal.js'
+import { identityRefusal, RESTORE_REASONS } from './state/restore.js'
 import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
 import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
@@ -184,12 +185,17 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
     // Issue 10 §2: every lease change is staged in the journal; commit() below waits for it on disk.
-    onChange: (op, l) => journal.stage(op === 'put'
+    onChange: (op, l, hold) => journal.stage(op === 'put'
       ? { op, lease: toPersisted(l, clock, now(), peerOf(l.client)) }
-      : { op, client: l.client, protocol: l.protocol, internalPort: l.internalPort }),
+      : { op, client: l.client, protocol: l.protocol, internalPort: l.internalPort, ...(hold ? { hold: holdRecord(hold) } : {}) }),
+    portHoldSeconds: config.port_hold_seconds, // issue 10 §3
   })
+  const holdRecord = (h: PortHold): HoldRecord => {
+    const peer = peerOf(h.client)
+    return { client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, untilUnixMs: Math.max(0, Math.round(now() + (h.until - clock.now()))), ...(peer === undefined ? {} : { peer }) }
+  }
   const peerOf = (address: string): string | undefined => tracker.peerByAddress(address)?.id
-  const extra = (): { journal: number; peerOf: typeof peerOf } => ({ journal: journal.generation, peerOf })
+  const extra = (): { journal: number; peerOf: typeof peerOf; holds: HoldRecord[] } => ({ journal: journal.generation, peerOf, holds: table.holds().map(holdRecord) })
   stateStore = new StateStore({
     path: config.state_file, clock, now, log: log.child({ component: 'state' }),
     snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
@@ -282,6 +288,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       if (ev.type === 'removed') {
         for (const a of p.addresses) {
           await withdrawLeases(a, 'peer removed')
+          table.releaseHolds(a) // issue 10 §4: a peer that takes this address later inherits no held port
           await statics.deactivate(p.id, a)
         }
       } else if (ev.type === 'disconnected') {
@@ -309,15 +316,31 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   if (saved) {
     const r = restorable(saved, clock, now())
     const changes: ForwardChange[] = []
-    let skipped = 0
+    // Issue 10 §4: restored only to the same peer (public key), within today's range, reserved ports and clamp.
+    const dropped: Record<string, number> = {}
+    const examples: string[] = []
+    let reclamped = 0
+    const peerAt = (a: string): { id: string } | undefined => tracker.peerByAddress(a)
     for (const l of r.leases) {
-      const out = tracker.peerByAddress(l.client) ? table.restore(l) : { ok: false as const }
-      if (out.ok) changes.push(...out.changes)
-      else skipped++
+      const refusal = identityRefusal(l, peerAt)
+      const out = refusal === null ? table.restore(l) : { ok: false as const, reason: refusal }
+      if (out.ok) {
+        changes.push(...out.changes)
+        if (out.lease.lifetimeSeconds !== l.lifetimeSeconds) reclamped++
+        continue
+      }
+      dropped[out.reason] = (dropped[out.reason] ?? 0) + 1
+      if (examples.length < 20) examples.push(`${l.client} ${l.protocol}/${l.externalPort}: ${RESTORE_REASONS[out.reason] ?? out.reason}`)
+    }
+    let holds = 0
+    for (const h of saved.holds ?? []) {
+      if (identityRefusal(h, peerAt) !== null) continue
+      if (table.restoreHold({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: clock.now() + (h.untilUnixMs - now()) })) holds++
     }
     await commit(changes)
     expiry.reschedule()
-    log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates, replayed: loaded.replayed }, 'leases restored')
+    log.info({ restored: changes.length, expired: r.expired, skipped: r.duplicates + Object.values(dropped).reduce((a, b) => a + b, 0), reclamped, holds, replayed: loaded.replayed }, 'leases restored')
+    if (examples.length > 0) log.warn({ dropped, examples }, 'saved leases not restored')
   }
   // Issue 10 §2: compact at start: the replayed journal goes into a fresh snapshot, older generations are deleted.
   state.changed()

@@ -57,8 +57,31 @@ export interface TableOptions {
    * the reply can wait until it is on disk): 'put' when created, renewed, restored or put back by
    * an undo, 'del' when it leaves the table.
    */
-  onChange?: (op: 'put' | 'del', lease: Lease) => void
+  onChange?: (op: 'put' | 'del', lease: Lease, hold?: PortHold) => void
+  /**
+   * Issue 10 §3: when a lease lapses or is deleted, its external port stays held for its client
+   * this long (seconds; 0 = off): the client gets it back on its next request for the same
+   * internal port, whatever it suggests, and another client gets it only when no other port in
+   * range is free (or a static forward takes it).
+   */
+  portHoldSeconds?: number
 }
+
+/** A port kept for a client after its lease ended (issue 10 §3). `until` is clock ms. */
+export interface PortHold {
+  readonly client: string
+  readonly internalPort: number
+  readonly externalPort: number
+  readonly until: number
+}
+
+interface Hold extends PortHold {
+  readonly c: number
+  readonly space: Space
+}
+
+/** Why a saved lease was not restored (issue 10 §4). */
+export type RestoreRefusal = 'bad-client' | 'duplicate' | 'reserved' | 'taken' | 'out-of-range'
 
 export interface MapRequest {
   readonly client: string
@@ -118,7 +141,10 @@ type Space = typeof V4 | typeof V6
 
 export class MappingTable {
   private readonly clock: Clock
-  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient' | 'onChange'>> & { maxPerClient: number }
+  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient' | 'onChange' | 'portHoldSeconds'>> & { maxPerClient: number; holdMs: number }
+  /** Held ports (issue 10 §3): by (client, internal port), and per space by external port. */
+  private readonly holdsByKey = new Map<number, Hold>()
+  private readonly holdsByPort = [new Map<number, Hold>(), new Map<number, Hold>()] as const
   private readonly onChange: NonNullable<TableOptions['onChange']>
   /** (client, protocol, internal port) -> lease. */
   private readonly byKey = new Map<number, Lease>()
@@ -153,6 +179,7 @@ export class MappingTable {
       isReserved: opts.isReserved ?? (() => false),
       random: opts.random ?? Math.random,
       isPinholeClient: opts.isPinholeClient ?? (() => false),
+      holdMs: Math.max(0, (opts.portHoldSeconds ?? 0) * 1000),
     }
   }
 
@@ -284,7 +311,7 @@ export class MappingTable {
       lease,
       changes: [{ op: 'add', forward: toForward(lease) }],
       undo: () => {
-        if (this.byKey.get(k) === lease) this.drop(c, k, lease)
+        if (this.byKey.get(k) === lease) this.drop(c, k, lease, false) // never acknowledged: no port to hold
       },
     }
   }
@@ -341,20 +368,79 @@ export class MappingTable {
   restore(l: {
     client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
     lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: 'nat-pmp' | 'pcp'; nonce?: string; pinhole?: boolean
-  }): { ok: true; changes: readonly ForwardChange[] } | { ok: false } {
+  }): { ok: true; changes: readonly ForwardChange[]; lease: Lease } | { ok: false; reason: RestoreRefusal } {
     const cl = this.client(l.client)
-    if (cl === null) return { ok: false }
+    if (cl === null) return { ok: false, reason: 'bad-client' }
     const k = key(cl.c, l.protocol, l.internalPort)
     const pinhole = l.pinhole === true && cl.space === V6
-    if (this.byKey.has(k)) return { ok: false }
-    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort) || !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false }
+    if (this.byKey.has(k)) return { ok: false, reason: 'duplicate' }
+    // Issue 10 §4: a restored lease obeys the config as it is now: range, reserved ports, lifetime clamp.
+    if (!pinhole && (l.externalPort < this.o.minPort || l.externalPort > this.o.maxPort)) return { ok: false, reason: 'out-of-range' }
+    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort)) return { ok: false, reason: pinhole ? 'taken' : 'reserved' }
+    if (!pinhole && !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false, reason: 'taken' }
+    const lifetime = this.clampLifetime(l.lifetimeSeconds)
     const lease: Lease = {
       id: this.nextId++, client: cl.address, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
       targetPort: l.targetPort, pinhole, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
-      lifetimeSeconds: l.lifetimeSeconds, createdAt: l.createdAt, expiresAt: l.expiresAt,
+      lifetimeSeconds: lifetime, createdAt: l.createdAt, expiresAt: Math.min(l.expiresAt, this.clock.now() + lifetime * 1000),
     }
     this.insert(cl.c, k, lease)
-    return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }] }
+    return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }], lease }
+  }
+
+  /** Forgets every port held for this address (issue 10 §3/§4: its peer was removed; a new peer there gets none of them). */
+  releaseHolds(client: string): number {
+    const cl = this.client(client, false)
+    if (cl === null) return 0
+    let n = 0
+    for (const h of [...this.holdsByKey.values()]) {
+      if (h.c !== cl.c) continue
+      this.unhold(h)
+      n++
+    }
+    return n
+  }
+
+  /** Held ports still in force (issue 10 §3), for the state file. */
+  holds(): PortHold[] {
+    const now = this.clock.now()
+    const out: PortHold[] = []
+    for (const h of this.holdsByKey.values()) if (h.until > now) out.push({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: h.until })
+    return out
+  }
+
+  /** Re-establishes a hold read back from the state file (until: clock ms); false when lapsed, out of range or the port is taken. */
+  restoreHold(h: PortHold): boolean {
+    const cl = this.client(h.client)
+    if (cl === null || this.o.holdMs <= 0) return false
+    const until = Math.min(h.until, this.clock.now() + this.o.holdMs)
+    if (until <= this.clock.now() || !this.portFree(cl.c, cl.space, 'tcp', h.externalPort) || !this.portFree(cl.c, cl.space, 'udp', h.externalPort)) return false
+    this.setHold({ c: cl.c, space: cl.space, client: cl.address, internalPort: h.internalPort, externalPort: h.externalPort, until })
+    return true
+  }
+
+  private setHold(h: Hold): void {
+    this.unhold(this.holdsByKey.get(h.c * PORTS + h.internalPort))
+    this.unhold(this.holdsByPort[h.space].get(h.externalPort))
+    this.holdsByKey.set(h.c * PORTS + h.internalPort, h)
+    this.holdsByPort[h.space].set(h.externalPort, h)
+  }
+
+  private unhold(h: Hold | undefined): void {
+    if (!h) return
+    if (this.holdsByKey.get(h.c * PORTS + h.internalPort) === h) this.holdsByKey.delete(h.c * PORTS + h.internalPort)
+    if (this.holdsByPort[h.space].get(h.externalPort) === h) this.holdsByPort[h.space].delete(h.externalPort)
+  }
+
+  /** A live hold on port p of space held by someone other than c (a lapsed one is dropped here). */
+  private heldByOther(c: number, space: Space, p: number): boolean {
+    const h = this.holdsByPort[space].get(p)
+    if (!h || h.c === c) return false
+    if (h.until <= this.clock.now()) {
+      this.unhold(h)
+      return false
+    }
+    return true
   }
 
   /**
@@ -434,6 +520,7 @@ export class MappingTable {
     const lease = make()
     this.statics.set(sk, lease)
     this.indexStatic(cl.c, lease)
+    this.unhold(this.holdsByPort[cl.space].get(externalPort)) // a static forward takes a held port
     owner[externalPort] = cl.c
     used[externalPort]! |= PROTO_BIT[protocol]
     return {
@@ -568,14 +655,24 @@ export class MappingTable {
       const space = spaceOf(lease.client)
       this.owner[space][lease.externalPort] = c
       this.used[space][lease.externalPort]! |= PROTO_BIT[lease.protocol]
+      // The port is in use again (by its holder, or, past exhaustion, by another client): no hold on it.
+      if (this.holdsByKey.size > 0) {
+        this.unhold(this.holdsByKey.get(c * PORTS + lease.internalPort))
+        this.unhold(this.holdsByPort[space].get(lease.externalPort))
+      }
     }
     this.heap.push(lease.expiresAt, k)
     this.onChange('put', lease)
   }
 
-  private drop(c: number, k: number, lease: Lease): void {
+  private drop(c: number, k: number, lease: Lease, hold = true): void {
     this.byKey.delete(k)
-    this.onChange('del', lease)
+    let held: Hold | undefined
+    if (hold && !lease.pinhole && this.o.holdMs > 0) {
+      held = { c, space: spaceOf(lease.client), client: lease.client, internalPort: lease.internalPort, externalPort: lease.externalPort, until: this.clock.now() + this.o.holdMs }
+      this.setHold(held)
+    }
+    this.onChange('del', lease, held)
     const set = this.byClient.get(c)
     set?.delete(k)
     if (set && set.size === 0) this.byClient.delete(c)
@@ -587,17 +684,20 @@ export class MappingTable {
   }
 
   /** Free for client c and protocol in space: in range, not reserved, owned by nobody or by c with this protocol unused. */
-  private portFree(c: number, space: Space, protocol: Protocol, p: number, ignoreRange = false): boolean {
+  private portFree(c: number, space: Space, protocol: Protocol, p: number, ignoreRange = false, ignoreHolds = false): boolean {
     if (!Number.isInteger(p) || p <= 0 || p >= PORTS) return false
     if (!ignoreRange && (p < this.o.minPort || p > this.o.maxPort || this.o.isReserved(p))) return false
     const owner = this.owner[space][p]!
-    return owner === 0 || (owner === c && (this.used[space][p]! & PROTO_BIT[protocol]) === 0)
+    if (!(owner === 0 || (owner === c && (this.used[space][p]! & PROTO_BIT[protocol]) === 0))) return false
+    return ignoreHolds || this.holdsByPort[space].size === 0 || !this.heldByOther(c, space, p)
   }
 
   private pickPort(c: number, space: Space, req: MapRequest): number | null {
     const other: Protocol = req.protocol === 'tcp' ? 'udp' : 'tcp'
     const companion = this.byKey.get(key(c, other, req.internalPort))
-    const candidates = [companion?.externalPort ?? 0, req.suggestedExternalPort, req.internalPort]
+    // Issue 10 §3: the port held for this client and internal port comes first, whatever the suggestion.
+    const held = this.holdsByKey.get(c * PORTS + req.internalPort)
+    const candidates = [held && held.until > this.clock.now() ? held.externalPort : 0, companion?.externalPort ?? 0, req.suggestedExternalPort, req.internalPort]
     for (const p of candidates) if (p !== 0 && this.portFree(c, space, req.protocol, p)) return p
     const { minPort, maxPort } = this.o
     const span = maxPort - minPort + 1
@@ -611,6 +711,14 @@ export class MappingTable {
     for (let i = 0; i < span; i++) {
       const p = minPort + ((start + i) % span)
       if (this.portFree(c, space, req.protocol, p)) return p
+    }
+    // Issue 10 §3: no port is free but held ones: another client's held port, the oldest hold first would be
+    // fairer, but any is correct (the holder gets a new port on its next request).
+    if (this.holdsByPort[space].size > 0) {
+      for (let i = 0; i < span; i++) {
+        const p = minPort + ((start + i) % span)
+        if (this.portFree(c, space, req.protocol, p, false, true)) return p
+      }
     }
     return null
   }
