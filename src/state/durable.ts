@@ -50,7 +50,8 @@ export async function loadDurableState(statePath: string, nowUnixMs: number): Pr
     return { state: null, lost, fresh, error: loaded.ok ? null : loaded.error, movedTo: loaded.ok ? null : loaded.movedTo, nextGen, replayed: 0, torn: j.torn }
   }
   const base: PersistedState = snap ?? { version: STATE_VERSION, epochStartedAtUnixMs: Math.round(nowUnixMs), leases: [], static_forwards: [] }
-  const merged = applyJournal(base, j.entries)
+  // Nothing to replay: the snapshot exactly as written (applyJournal would also fold duplicate keys).
+  const merged = j.entries.length === 0 ? { leases: base.leases, holds: base.holds ?? [] } : applyJournal(base, j.entries)
   return {
     state: { ...base, leases: merged.leases, holds: merged.holds },
     lost,
