@@ -15,7 +15,7 @@ import type { Logger } from './log.js'
 import { systemClock, type Clock } from './mappings/clock.js'
 import { flushConntrack } from './drivers/conntrack.js'
 import { TableWatch } from './drivers/watch.js'
-import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './host/listening.js'
+import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
@@ -153,11 +153,12 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }, config.state_file)
   // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
   const epochStart = saved && loaded.lost === null ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, now()) : clock.now()
-  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
+  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPortsSs(exec)) }) // issue 10 §5: sock_diag via ss
   const apiPort = parseHostPort(config.api_listen)?.port
   if (config.api_token_file && apiPort) reserved.add(apiPort)
   const hostErr = await hostPorts.refresh()
   if (hostErr) log.warn({ err: hostErr }, 'cannot read the host\'s listening ports; only configured ports are reserved')
+  hostPorts.startBackground(200) // issue 10 §5: kept fresh off the request path (a read every 200 ms, in a child)
 
   const driver: ForwardDriver =
     deps.driver ?? (config.port_forward_driver === 'iptables' ? new IptablesDriver({ exec }) : new NftDriver({ exec, mode: config.nft_mode }))
@@ -386,7 +387,9 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       metrics.countDrop('rate-limit')
       return null
     }
-    await hostPorts.refresh() // cached for 250 ms: a port the host just started listening on is not granted
+    // Issue 10 §5: never waits for the host; a read older than 250 ms is redone in the background
+    // (sock_diag via ss, in a child), so a port the host started listening on ~250 ms ago is known.
+    hostPorts.refreshSoon()
     // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
     // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
     const from = canonicalAddress(src) ?? src
@@ -395,6 +398,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   const cleanupOnFailure = async (): Promise<void> => {
     peerSync.stop()
+    hostPorts.stop()
     await driver.teardown().catch(() => {})
     if (driver instanceof NftDriver) driver.close()
   }
@@ -500,6 +504,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       if (flowTimer) clearTimeout(flowTimer)
       peerSync.stop()
       expiry.stop()
+      hostPorts.stop()
       await watch?.stop()
       await api?.close()
       await udp.close()
