@@ -66,16 +66,31 @@ export async function removeInChunks(d: Pick<ServiceDeps, 'commit' | 'chunk'>, t
   }
 }
 
-/** Runs a client's delete after any delete of that client still in flight (see ServiceDeps.removals). */
-export async function serialRemoval<T>(d: Pick<ServiceDeps, 'removals'>, client: string, run: () => Promise<T>): Promise<T> {
-  const prev = d.removals.get(client) ?? Promise.resolve()
-  const mine = prev.then(run)
+/**
+ * Runs a client's delete after the deletes it must follow (see ServiceDeps.removals). Issue 10
+ * §5: a delete of one port (`key`, e.g. "tcp/8080") waits only for a delete of the same port and
+ * for a delete-all of that client; deletes of different ports run together and share one kernel
+ * batch, as adds do (one chain per client made deletes 1 batch each: ~1,000/s against 10,000 adds).
+ * A delete-all (no key) waits for every delete of the client in flight, and later deletes wait for it.
+ */
+export async function serialRemoval<T>(d: Pick<ServiceDeps, 'removals'>, client: string, run: () => Promise<T>, key?: string): Promise<T> {
+  const slot = key === undefined ? client : `${client}#${key}`
+  const before: Promise<void>[] = []
+  if (key === undefined) {
+    for (const [k, p] of d.removals) if (k === client || k.startsWith(client + '#')) before.push(p)
+  } else {
+    for (const k of [client, slot]) {
+      const p = d.removals.get(k)
+      if (p) before.push(p)
+    }
+  }
+  const mine = (before.length === 0 ? Promise.resolve() : Promise.all(before)).then(run)
   const settled = mine.then(() => {}, () => {})
-  d.removals.set(client, settled)
+  d.removals.set(slot, settled)
   try {
     return await mine
   } finally {
-    if (d.removals.get(client) === settled) d.removals.delete(client)
+    if (d.removals.get(slot) === settled) d.removals.delete(slot)
   }
 }
 
@@ -131,6 +146,7 @@ export class NatPmpService {
     const protocol = protocolOf(req.op)
     try {
       if (req.lifetimeSeconds === 0) {
+        // issue 10 §5: a one-port delete is serialised per port, a delete-all per client
         return await serialRemoval(this.d, source, async () => {
           // RFC 6886 §3.4: the suggested external port is ignored; internal 0 deletes all of this protocol.
           let removed: Lease[]
@@ -144,7 +160,7 @@ export class NatPmpService {
           if (removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: removed.slice(0, 20).map((l) => l.externalPort), count: removed.length }, 'lease deleted')
           this.d.changed()
           return reply(ResultCode.Success)
-        })
+        }, req.internalPort === 0 ? undefined : `${protocol}/${req.internalPort}`)
       }
       const out = this.d.table.map({
         client: source,

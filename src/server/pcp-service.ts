@@ -97,7 +97,7 @@ export class PcpService {
         if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
         this.d.changed()
         return answer(existing?.externalPort ?? 0, 0)
-      })
+      }, m.protocol === 0 || m.internalPort === 0 ? undefined : `${protocolOf(m.protocol) ?? m.protocol}/${m.internalPort}`) // issue 10 §5: per port
     }
     const protocol = protocolOf(m.protocol)
     if (protocol === null) return refuse(PcpResult.UnsuppProtocol)
