@@ -43,7 +43,7 @@ describe.runIf(isRoot)('durability: kill -9 during a storm of new mappings', () 
     const rnd = prng(seed)
     const config = labConfig(lab, { log_level: 'info', max_forwards_per_client: 30_000, rate_limit_per_second: 100_000, rate_limit_burst: 100_000 })
     wgpmp = await startWgpmp(lab, config)
-    storms.push(startStorm(lab, 'c1', { base: 20000 }), startStorm(lab, 'c2', { base: 20000 }))
+    storms.push(startStorm(lab, 'c1', { base: 20000, per: 4000 }), startStorm(lab, 'c2', { base: 20000, per: 4000 })) // 32,000 at most: enough for all 10 kills
     const lostAll: string[] = []
     let checked = 0
     for (let k = 0; k < 10; k++) {
