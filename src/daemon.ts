@@ -26,7 +26,7 @@ import { pmpDispatch } from './frontends/dispatch.js'
 import { NatPmpService } from './frontends/natpmp/service.js'
 import { PcpService } from './frontends/pcp/service.js'
 import { publicAddresses, wgListenPort } from './host/addresses.js'
-import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './host/listening.js'
+import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
 import { loadApiToken, startApi, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
 import { apiDeps, metricSources } from './http/sources.js'
@@ -34,11 +34,13 @@ import type { Logger } from './log.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards } from './mappings/static.js'
-import { MappingTable } from './mappings/table.js'
+import { MappingTable, type PortHold } from './mappings/table.js'
 import { NATPMP_PORT } from './protocol/constants.js'
 import { startUdpServer, type UdpServer } from './server/udp.js'
 import { StaticForwardStore } from './state/static-store.js'
-import { epochFromUnixMs, loadState, renderStateChunks, snapshot, StateStore } from './state/store.js'
+import { loadDurableState } from './state/durable.js'
+import { Journal } from './state/journal.js'
+import { epochFromUnixMs, renderStateChunks, snapshot, StateStore, toPersisted, type HoldRecord, type SnapshotExtra } from './state/store.js'
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerSource } from './wireguard/peers.js'
 import { isWgKey } from './wireguard/wg-dump.js'
@@ -118,17 +120,24 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const reserved = new Set<number>([...config.reserved_ports, ...(deps.reservedPorts ?? (await wgListenPort(exec, config.wg_interface, log)))])
   const apiPort = parseHostPort(config.api_listen)?.port
   if (config.api_token_file && apiPort) reserved.add(apiPort)
-  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPorts()) })
+  const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPortsSs(exec)) })
   const hostErr = await hostPorts.refresh()
   if (hostErr) log.warn({ err: hostErr }, 'cannot read the host\'s listening ports; only configured ports are reserved')
+  // Kept fresh off the request path: sock_diag (ss -l, in a child) every 200 ms.
+  hostPorts.startBackground(200)
+  components.add('host ports', () => hostPorts.stop())
 
-  // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
-  const loaded = await loadState(config.state_file, clock.wall())
-  if (!loaded.ok) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
-  const saved = loaded.ok ? loaded.state : null
-  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6).
-  const epochStart = saved ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, clock.wall()) : clock.now()
+  // --- state: the snapshot (state_file) and the journal beside it: every lease change is on disk
+  // before its reply; restart = snapshot + journal replay. A FIFO or device as state_file is refused.
+  const loaded = await loadDurableState(config.state_file, clock.wall())
+  if (loaded.error) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
+  if (loaded.torn.length > 0) log.info({ torn: loaded.torn }, 'journal ends in a torn record (a crash mid-write); it was never acknowledged and is skipped')
+  if (loaded.lost !== null) (loaded.fresh ? log.info.bind(log) : log.warn.bind(log))({ why: loaded.lost }, 'saved state lost or absent; the epoch restarts at 0 (RFC 6886 §3.6)')
+  const saved = loaded.state
+  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6), unless state was lost.
+  const epochStart = saved && loaded.lost === null ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, clock.wall()) : clock.now()
   let state: StateStore | null = null
+  const journal = new Journal({ statePath: config.state_file, gen: loaded.nextGen, log: log.child({ component: 'journal' }), onFailure: () => state?.changed() })
   const staticStore = new StaticForwardStore(saved?.static_forwards ?? [], async () => {
     state?.changed()
     await state?.flush()
@@ -168,17 +177,35 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     maxPerClient: config.max_forwards_per_client,
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
+    // Every lease change is staged in the journal; the kernel commit waits for it on disk.
+    onChange: (op, l, hold) =>
+      journal.stage(
+        op === 'put'
+          ? { op, lease: toPersisted(l, clock, clock.wall(), peerOf(l.client)) }
+          : { op, client: l.client, protocol: l.protocol, internalPort: l.internalPort, ...(hold ? { hold: holdRecord(hold) } : {}) },
+      ),
+    portHoldSeconds: config.port_hold_seconds,
   })
+  const peerOf = (address: string): string | undefined => tracker.peerByAddress(address)?.id
+  const holdRecord = (h: PortHold): HoldRecord => {
+    const peer = peerOf(h.client)
+    return { client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, untilUnixMs: Math.max(0, Math.round(clock.wall() + (h.until - clock.now()))), ...(peer === undefined ? {} : { peer }) }
+  }
+  const extra = (): SnapshotExtra => ({ journal: journal.generation, peerOf, holds: table.holds().map(holdRecord) })
   state = new StateStore({
     path: config.state_file, clock, now: () => clock.wall(), log: log.child({ component: 'state' }),
-    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records()),
-    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records()),
-    // At most one write per 200 ms, wider as the state grows (50,000 leases: one per second), so
-    // that saving never takes more than a few percent of a core. A crash loses at most that window.
-    coalesceMs: () => Math.max(200, Math.round(table.size / 50)),
+    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
+    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
+    // The snapshot is compaction (the journal made every change durable before its reply): rotate
+    // the journal, write the snapshot naming the new generation, delete the older ones.
+    prepare: () => journal.rotate(),
+    done: (gen) => journal.removeBefore(gen),
+    // At most one compaction per 10 s, wider as the state grows (50,000 leases: one per 10 s).
+    coalesceMs: () => Math.max(10_000, Math.round(table.size / 5)),
   })
   const store = state
   components.add('state', () => store.close()) // leases stay in the state file: the next start restores them
+  components.add('journal', () => journal.close()) // whatever was in flight is on disk before the final snapshot
 
   // --- peers: who may ask ---
   const names = configNames(config.clients)
@@ -199,7 +226,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   })
   components.add('group commit', () => batcher.idle())
   components.add('flows', () => flows.close())
-  const commit = kernelCommit({ batcher, flows, stateChanged: () => store.changed() })
+  const commit = kernelCommit({ batcher, durable: () => journal.sync(), flows, stateChanged: () => store.changed() })
   const chunk = driver.capabilities.bulkDeleteChunk
   let expiry: ExpiryScheduler | null = null
   const changed = (): void => {
@@ -219,7 +246,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   })
   const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
   for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
-  const onPeerEvents = peerPolicy({ forwarder, statics, log })
+  const onPeerEvents = peerPolicy({ forwarder, statics, releaseHolds: (a) => table.releaseHolds(a), log })
   const sync = new PeerSync({
     source: deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface }),
     tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, log: log.child({ component: 'peers' }),
@@ -234,9 +261,12 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
 
   // --- restart: ensureBase replaced what the kernel held, so after this it holds exactly the live set ---
   if (saved) {
-    await restoreLeases(saved, { table, clock, commit, known: (a) => tracker.peerByAddress(a) !== undefined, log })
+    await restoreLeases(saved, { table, clock, commit, peerAt: (a) => tracker.peerByAddress(a), replayed: loaded.replayed, log })
     exp.reschedule()
   }
+  // Compact at start: the replayed journal goes into a fresh snapshot, older generations are deleted.
+  store.changed()
+  await store.flush().catch(() => {})
   await endLeftoverFlows(previous, { table, flows, log })
 
   // --- front-ends ---
@@ -250,7 +280,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
   const handle = pmpDispatch({
     natpmp, pcp, allow: (src) => limiter.allow(src), dropped: (why) => metrics.countDrop(why),
-    before: () => hostPorts.refresh(), // cached for 250 ms: a port the host just started listening on is not granted
+    before: () => hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })
   const udp = await listenUdp(deps.listen ?? { host: wg.address, port: NATPMP_PORT }, 'udp4', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v4}?`)
   components.add('udp', () => udp.close())

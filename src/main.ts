@@ -4,6 +4,9 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { flushForwards, listForwards } from './cli/control.js'
 import { loadConfig } from './config/load.js'
+import { checkConfig, interfaceExists } from './cli/check.js'
+import { systemExec } from './core/exec.js'
+import { WgPeerSource } from './wireguard/peers.js'
 import { startDaemon } from './daemon.js'
 import { isWgpmpError } from './core/errors.js'
 import { createLogger } from './log.js'
@@ -61,6 +64,21 @@ async function main(): Promise<number> {
     return 2
   }
   if (args.check) {
+    // Issue 10 §6: refuse what the daemon would refuse or ignore at start; only reads (no nftables table).
+    const r = await checkConfig(config, {
+      interfaceExists,
+      wgListenPort: async (ifname) => {
+        const out = await systemExec('wg', ['show', ifname, 'listen-port']).catch(() => null)
+        const p = Number(out?.stdout.trim())
+        return out?.exitCode === 0 && Number.isInteger(p) && p > 0 ? p : null
+      },
+      peerKeys: (ifname) => new WgPeerSource({ exec: systemExec, ifname }).refresh().then((ps) => ps.map((p) => p.publicKey), () => null),
+    })
+    for (const w of r.warnings) process.stderr.write(`wgpmp: warning: ${w}\n`)
+    if (r.errors.length > 0) {
+      process.stderr.write(`wgpmp: invalid configuration: ${args.config}: ${r.errors.join('; ')}\n`)
+      return 2
+    }
     process.stdout.write(`${args.config}: ok\n`)
     return 0
   }

@@ -1,7 +1,7 @@
 /**
  * Operator commands: `wgpmp forwards` lists every forward, `wgpmp flush` removes every NAT-PMP/PCP
  * lease. Both talk to the running daemon's HTTP API (api_listen, api_token_file). Without the API,
- * `forwards` reads the state file instead (what the daemon saved, within 200 ms of any change).
+ * `forwards` reads the state file and its journal instead (every change the daemon acknowledged).
  */
 import { request } from 'undici'
 import { parseHostPort } from '../config/schema-api.js'
@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js'
 import { WgpmpError } from '../core/errors.js'
 import { loadApiToken } from '../http/api.js'
 import type { ForwardView } from '../http/schemas.js'
-import { loadState } from '../state/store.js'
+import { loadDurableState } from '../state/durable.js'
 
 export interface Row {
   readonly protocol: string
@@ -58,8 +58,9 @@ async function api(config: Readonly<Config>, method: 'GET' | 'DELETE', path: str
 /** The `forwards` command's output. */
 export async function listForwards(config: Readonly<Config>, nowUnixMs = Date.now()): Promise<string> {
   if (config.api_token_file) return formatRows((await api(config, 'GET', '/api/portforwards') as ForwardView[]).map(rowOfView))
-  const loaded = await loadState(config.state_file, nowUnixMs)
-  if (!loaded.ok) throw loaded.error
+  // Issue 10 §2: the snapshot with the journal replayed over it (the snapshot alone lags up to 10 s).
+  const loaded = await loadDurableState(config.state_file, nowUnixMs)
+  if (loaded.error) throw loaded.error
   const leases = loaded.state?.leases ?? []
   const rows: Row[] = leases
     .filter((l) => l.expiresAtUnixMs > nowUnixMs)

@@ -5,6 +5,7 @@ import { WgpmpError } from '../core/errors.js'
 import { parseCidr4, parseCidr6, parseIPv4 } from '../core/ip.js'
 import { parseIpv6 } from '../core/ip.js'
 import { configSchema, type Config } from './schema.js'
+import { publicAddressProblem, apiListenProblem } from './checks.js'
 
 const ajv = (): Ajv => {
   const a = new Ajv({ allErrors: true, useDefaults: true, strict: true })
@@ -60,6 +61,8 @@ export function parseConfig(value: unknown, source = 'config'): Readonly<Config>
   if (c.wg_address_v6 !== undefined && c.port_forward_driver === 'iptables') {
     problems.push('wg_address_v6: IPv6 forwards need port_forward_driver "nft" (the iptables-compat driver is IPv4 only)')
   }
+  // Issue 10 §6: values the schema lets through but the daemon cannot use.
+  for (const p of [publicAddressProblem(c.public_address_v4), apiListenProblem(c.api_listen)]) if (p) problems.push(p)
   if (problems.length > 0) throw new WgpmpError('WGPMP_CONFIG_INVALID', `${source}: ${problems.join('; ')}`)
   return deepFreeze(c)
 }

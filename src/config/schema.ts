@@ -103,6 +103,14 @@ export const configSchema = {
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    // --- issue 10 §3 ---
+    port_hold_seconds: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 31536000,
+      default: 86400,
+      description: 'When a NAT-PMP/PCP lease lapses or is deleted, its external port stays held for its client this long (across restarts): the client gets the same port back on its next request for the same internal port, whatever it suggests, unless a static forward took it. Another client gets a held port only when no other port in range is free. 0: no holding.',
+    },
     ...apiConfigProperties,
   },
 } as const satisfies JSONSchema

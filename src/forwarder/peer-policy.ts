@@ -1,6 +1,6 @@
 /**
  * What happens to forwards when peers come and go: a removed peer loses its leases and its static
- * forwards leave the kernel (their definitions stay); a disconnected peer loses its leases only;
+ * forwards leave the kernel (their definitions stay) and its held ports are released; a disconnected peer loses its leases only;
  * a peer whose addresses changed loses what pointed at the old ones and gets its static forwards
  * on the new ones; an added or reconnected peer gets its static forwards.
  */
@@ -14,7 +14,7 @@ export interface StaticActivation {
   deactivate(clientId: string, address: string): Promise<unknown>
 }
 
-export function peerPolicy(d: { forwarder: Forwarder; statics: StaticActivation; log: Logger }): (events: readonly PeerEvent[]) => Promise<void> {
+export function peerPolicy(d: { forwarder: Forwarder; statics: StaticActivation; releaseHolds: (address: string) => void; log: Logger }): (events: readonly PeerEvent[]) => Promise<void> {
   return async (events) => {
     for (const ev of events) {
       const p = ev.peer
@@ -22,6 +22,7 @@ export function peerPolicy(d: { forwarder: Forwarder; statics: StaticActivation;
       if (ev.type === 'removed') {
         for (const a of p.addresses) {
           await d.forwarder.withdraw(a, 'peer removed')
+          d.releaseHolds(a) // a peer that takes this address later inherits no held port
           await d.statics.deactivate(p.id, a)
         }
       } else if (ev.type === 'disconnected') {

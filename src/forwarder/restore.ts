@@ -7,29 +7,52 @@ import { forwardKey, toForward, type Forward, type ForwardChange } from '../core
 import type { Flows } from '../drivers/flows.js'
 import type { Logger } from '../log.js'
 import type { MappingTable } from '../mappings/table.js'
+import { identityRefusal, RESTORE_REASONS } from '../state/restore.js'
 import { restorable, type PersistedState } from '../state/store.js'
 
 export interface RestoreDeps {
   table: MappingTable
   clock: Clock
   commit: (changes: readonly ForwardChange[]) => Promise<void>
-  /** Is this address a configured peer's now? A lease of an address no peer holds is not restored. */
-  known: (address: string) => boolean
+  /** The peer that holds this address now, if any. A lease is restored only to the peer it was granted to. */
+  peerAt: (address: string) => { readonly id: string } | undefined
+  /** Journal records replayed over the snapshot (for the log line). */
+  replayed: number
   log: Logger
 }
 
-/** Re-inserts the saved leases that are still live and whose client is still a peer; commits them in one batch. */
+/**
+ * Re-inserts the saved leases that are still live, belong to the same peer (public key) that holds
+ * their address now, and fit today's range, reserved ports and lifetime clamp; then the held ports.
+ * Commits them in one batch. What is dropped is logged with the reason.
+ */
 export async function restoreLeases(saved: PersistedState, d: RestoreDeps): Promise<void> {
-  const r = restorable(saved, d.clock, d.clock.wall())
+  const now = d.clock.wall()
+  const r = restorable(saved, d.clock, now)
   const changes: ForwardChange[] = []
-  let skipped = 0
+  const dropped: Record<string, number> = {}
+  const examples: string[] = []
+  let reclamped = 0
   for (const l of r.leases) {
-    const out = d.known(l.client) ? d.table.restore(l) : { ok: false as const }
-    if (out.ok) changes.push(...out.changes)
-    else skipped++
+    const refusal = identityRefusal(l, d.peerAt)
+    const out = refusal === null ? d.table.restore(l) : { ok: false as const, reason: refusal }
+    if (out.ok) {
+      changes.push(...out.changes)
+      if (out.lease.lifetimeSeconds !== l.lifetimeSeconds) reclamped++
+      continue
+    }
+    dropped[out.reason] = (dropped[out.reason] ?? 0) + 1
+    if (examples.length < 20) examples.push(`${l.client} ${l.protocol}/${l.externalPort}: ${RESTORE_REASONS[out.reason] ?? out.reason}`)
+  }
+  let holds = 0
+  for (const h of saved.holds ?? []) {
+    if (identityRefusal(h, d.peerAt) !== null) continue
+    if (d.table.restoreHold({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: d.clock.now() + (h.untilUnixMs - now) })) holds++
   }
   await d.commit(changes)
-  d.log.info({ restored: changes.length, expired: r.expired, skipped: skipped + r.duplicates }, 'leases restored')
+  const skipped = r.duplicates + Object.values(dropped).reduce((a, b) => a + b, 0)
+  d.log.info({ restored: changes.length, expired: r.expired, skipped, reclamped, holds, replayed: d.replayed }, 'leases restored')
+  if (examples.length > 0) d.log.warn({ dropped, examples }, 'saved leases not restored')
 }
 
 /**

@@ -12,8 +12,8 @@ export interface DispatchDeps {
   /** False: the sender has used up its rate; the packet is dropped before any work. */
   allow: (source: string) => boolean
   dropped: (why: 'rate-limit') => void
-  /** Runs before each request (the host's listening ports, cached). */
-  before: () => Promise<unknown>
+  /** Runs before each request, without waiting (the host's listening ports are refreshed in the background). */
+  before: () => void
 }
 
 export function pmpDispatch(d: DispatchDeps): (msg: Uint8Array, src: string) => Promise<Uint8Array | null> {
@@ -23,7 +23,7 @@ export function pmpDispatch(d: DispatchDeps): (msg: Uint8Array, src: string) => 
       d.dropped('rate-limit')
       return null
     }
-    await d.before()
+    d.before()
     const from = canonicalAddress(src) ?? src
     return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && d.pcp ? d.pcp.handle(msg, from) : d.natpmp.handle(msg, from)
   }

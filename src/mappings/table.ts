@@ -27,7 +27,36 @@ export interface TableOptions {
   random?: () => number
   /** For static forwards: does this IPv6 client get a pinhole (its address is global) rather than NAT66? */
   isPinholeClient?: (address: string) => boolean
+  /**
+   * Told synchronously of every change to a dynamic lease (issue 10 §2: the journal stages it, so
+   * the reply can wait until it is on disk): 'put' when created, renewed, restored or put back by
+   * an undo, 'del' when it leaves the table.
+   */
+  onChange?: (op: 'put' | 'del', lease: Lease, hold?: PortHold) => void
+  /**
+   * Issue 10 §3: when a lease lapses or is deleted, its external port stays held for its client
+   * this long (seconds; 0 = off): the client gets it back on its next request for the same
+   * internal port, whatever it suggests, and another client gets it only when no other port in
+   * range is free (or a static forward takes it).
+   */
+  portHoldSeconds?: number
 }
+
+/** A port kept for a client after its lease ended (issue 10 §3). `until` is clock ms. */
+export interface PortHold {
+  readonly client: string
+  readonly internalPort: number
+  readonly externalPort: number
+  readonly until: number
+}
+
+interface Hold extends PortHold {
+  readonly c: number
+  readonly space: Space
+}
+
+/** Why a saved lease was not restored (issue 10 §4). */
+export type RestoreRefusal = 'bad-client' | 'duplicate' | 'reserved' | 'taken' | 'out-of-range'
 
 export interface MapRequest {
   readonly client: string
@@ -68,12 +97,18 @@ type Space = typeof V4 | typeof V6
 
 export class MappingTable {
   private readonly clock: Clock
-  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient'>> & { maxPerClient: number }
+  private readonly o: Required<Omit<TableOptions, 'clock' | 'maxPerClient' | 'onChange' | 'portHoldSeconds'>> & { maxPerClient: number; holdMs: number }
+  /** Held ports (issue 10 §3): by (client, internal port), and per space by external port. */
+  private readonly holdsByKey = new Map<number, Hold>()
+  private readonly holdsByPort = [new Map<number, Hold>(), new Map<number, Hold>()] as const
+  private readonly onChange: NonNullable<TableOptions['onChange']>
   /** (client, protocol, internal port) -> lease. */
   private readonly byKey = new Map<number, Lease>()
   /** Static forwards: (space, protocol, external port) -> lease; pinholes by "address/protocol/port". */
   private readonly statics = new Map<number, Lease>()
   private readonly staticPins = new Map<string, Lease>()
+  /** Static forwards by (client, protocol, target port): a request for that internal port meets them (issue 10 §1). */
+  private readonly staticByTarget = new Map<string, Lease[]>()
   /** client -> its lease keys. */
   private readonly byClient = new Map<number, Set<number>>()
   /** Client address (canonical text) -> small number, for packed keys; never reused. */
@@ -90,6 +125,7 @@ export class MappingTable {
 
   constructor(opts: TableOptions) {
     this.clock = opts.clock
+    this.onChange = opts.onChange ?? (() => {})
     this.o = {
       minPort: opts.minPort,
       maxPort: opts.maxPort,
@@ -99,6 +135,7 @@ export class MappingTable {
       isReserved: opts.isReserved ?? (() => false),
       random: opts.random ?? Math.random,
       isPinholeClient: opts.isPinholeClient ?? (() => false),
+      holdMs: Math.max(0, (opts.portHoldSeconds ?? 0) * 1000),
     }
   }
 
@@ -179,30 +216,23 @@ export class MappingTable {
     const lifetime = this.clampLifetime(req.lifetimeSeconds)
     const now = this.clock.now()
     const existing = this.byKey.get(k)
-    if (existing) {
-      if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
-      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
-      existing.lifetimeSeconds = lifetime
-      existing.expiresAt = now + lifetime * 1000
-      if (req.nonce !== undefined) {
-        existing.nonce = req.nonce
-        existing.origin = 'pcp'
-      }
-      // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
-      // comes due; only an earlier one needs an entry of its own.
-      if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
-      return {
-        ok: true,
-        lease: existing,
-        changes: [],
-        undo: () => {
-          if (this.byKey.get(k) !== existing) return
-          existing.lifetimeSeconds = before.lifetimeSeconds
-          existing.expiresAt = before.expiresAt
-          existing.origin = before.origin
-          if (before.nonce === undefined) delete existing.nonce
-          else existing.nonce = before.nonce
-        },
+    if (existing) return this.renew(existing, k, req, lifetime, now)
+    if (req.internalPort !== 0 && req.pinhole !== true) {
+      // Issue 10 §1: a request whose internal port is the target of this client's symmetric lease
+      // (internal 0 -> X) for the same protocol IS that lease. gluetun maps internal 0 and then
+      // renews every 45 s with internal X, suggested X, and restarts if it gets anything but X.
+      const sk = key(c, req.protocol, 0)
+      const sym = this.byKey.get(sk)
+      if (sym && sym.externalPort === req.internalPort) return this.renew(sym, sk, req, lifetime, now)
+    }
+    if (req.internalPort !== 0) {
+      // Issue 10 §1: the client already holds a static forward to its own port P: asking for P
+      // gets the static forward's external port (the lifetime asked, clamped), not a second port.
+      // Nothing is stored: a later delete finds no lease and leaves the static forward alone.
+      const st = this.staticByTarget.get(targetKey(c, req.protocol, req.internalPort))?.[0]
+      if (st && (!req.exactPort || req.suggestedExternalPort === st.externalPort)) {
+        const lease: Lease = { ...st, lifetimeSeconds: lifetime, expiresAt: now + lifetime * 1000 }
+        return { ok: true, lease, changes: [], undo: () => {} }
       }
     }
     if ((this.byClient.get(c)?.size ?? 0) >= this.o.maxPerClient) return { ok: false, reason: 'client-limit' }
@@ -237,7 +267,37 @@ export class MappingTable {
       lease,
       changes: [{ op: 'add', forward: toForward(lease) }],
       undo: () => {
-        if (this.byKey.get(k) === lease) this.drop(c, k, lease)
+        if (this.byKey.get(k) === lease) this.drop(c, k, lease, false) // never acknowledged: no port to hold
+      },
+    }
+  }
+
+  /** Renews `existing` (stored under k): same external port, new lifetime, no kernel change. */
+  private renew(existing: Lease, k: number, req: MapRequest, lifetime: number, now: number): Outcome {
+    if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
+    const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
+    existing.lifetimeSeconds = lifetime
+    existing.expiresAt = now + lifetime * 1000
+    if (req.nonce !== undefined) {
+      existing.nonce = req.nonce
+      existing.origin = 'pcp'
+    }
+    // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
+    // comes due; only an earlier one needs an entry of its own.
+    if (existing.expiresAt < before.expiresAt) this.heap.push(existing.expiresAt, k)
+    this.onChange('put', existing)
+    return {
+      ok: true,
+      lease: existing,
+      changes: [],
+      undo: () => {
+        if (this.byKey.get(k) !== existing) return
+        existing.lifetimeSeconds = before.lifetimeSeconds
+        existing.expiresAt = before.expiresAt
+        existing.origin = before.origin
+        if (before.nonce === undefined) delete existing.nonce
+        else existing.nonce = before.nonce
+        this.onChange('put', existing)
       },
     }
   }
@@ -252,7 +312,7 @@ export class MappingTable {
     const keys =
       internalPort === 0
         ? [...(this.byClient.get(cl.c) ?? [])].filter((k) => this.byKey.get(k)?.protocol === protocol).slice(0, limit)
-        : [key(cl.c, protocol, internalPort)]
+        : [this.symmetricKeyFor(cl.c, protocol, internalPort)]
     return this.removeKeys(keys)
   }
 
@@ -264,20 +324,90 @@ export class MappingTable {
   restore(l: {
     client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
     lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: DynamicOrigin; nonce?: string; pinhole?: boolean
-  }): { ok: true; changes: readonly ForwardChange[] } | { ok: false } {
+  }): { ok: true; changes: readonly ForwardChange[]; lease: Lease } | { ok: false; reason: RestoreRefusal } {
     const cl = this.client(l.client)
-    if (cl === null) return { ok: false }
+    if (cl === null) return { ok: false, reason: 'bad-client' }
     const k = key(cl.c, l.protocol, l.internalPort)
     const pinhole = l.pinhole === true && cl.space === V6
-    if (this.byKey.has(k)) return { ok: false }
-    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort) || !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false }
+    if (this.byKey.has(k)) return { ok: false, reason: 'duplicate' }
+    // Issue 10 §4: a restored lease obeys the config as it is now: range, reserved ports, lifetime clamp.
+    if (!pinhole && (l.externalPort < this.o.minPort || l.externalPort > this.o.maxPort)) return { ok: false, reason: 'out-of-range' }
+    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort)) return { ok: false, reason: pinhole ? 'taken' : 'reserved' }
+    if (!pinhole && !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false, reason: 'taken' }
+    const lifetime = this.clampLifetime(l.lifetimeSeconds)
     const lease: Lease = {
       id: this.nextId++, client: cl.address, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
       targetPort: l.targetPort, pinhole, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
-      lifetimeSeconds: l.lifetimeSeconds, createdAt: l.createdAt, expiresAt: l.expiresAt,
+      lifetimeSeconds: lifetime, createdAt: l.createdAt, expiresAt: Math.min(l.expiresAt, this.clock.now() + lifetime * 1000),
     }
     this.insert(cl.c, k, lease)
-    return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }] }
+    return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }], lease }
+  }
+
+  /** Forgets every port held for this address (issue 10 §3/§4: its peer was removed; a new peer there gets none of them). */
+  releaseHolds(client: string): number {
+    const cl = this.client(client, false)
+    if (cl === null) return 0
+    let n = 0
+    for (const h of [...this.holdsByKey.values()]) {
+      if (h.c !== cl.c) continue
+      this.unhold(h)
+      n++
+    }
+    return n
+  }
+
+  /** Held ports still in force (issue 10 §3), for the state file. */
+  holds(): PortHold[] {
+    const now = this.clock.now()
+    const out: PortHold[] = []
+    for (const h of this.holdsByKey.values()) if (h.until > now) out.push({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: h.until })
+    return out
+  }
+
+  /** Re-establishes a hold read back from the state file (until: clock ms); false when lapsed, out of range or the port is taken. */
+  restoreHold(h: PortHold): boolean {
+    const cl = this.client(h.client)
+    if (cl === null || this.o.holdMs <= 0) return false
+    const until = Math.min(h.until, this.clock.now() + this.o.holdMs)
+    if (until <= this.clock.now() || !this.portFree(cl.c, cl.space, 'tcp', h.externalPort) || !this.portFree(cl.c, cl.space, 'udp', h.externalPort)) return false
+    this.setHold({ c: cl.c, space: cl.space, client: cl.address, internalPort: h.internalPort, externalPort: h.externalPort, until })
+    return true
+  }
+
+  private setHold(h: Hold): void {
+    this.unhold(this.holdsByKey.get(h.c * PORTS + h.internalPort))
+    this.unhold(this.holdsByPort[h.space].get(h.externalPort))
+    this.holdsByKey.set(h.c * PORTS + h.internalPort, h)
+    this.holdsByPort[h.space].set(h.externalPort, h)
+  }
+
+  private unhold(h: Hold | undefined): void {
+    if (!h) return
+    if (this.holdsByKey.get(h.c * PORTS + h.internalPort) === h) this.holdsByKey.delete(h.c * PORTS + h.internalPort)
+    if (this.holdsByPort[h.space].get(h.externalPort) === h) this.holdsByPort[h.space].delete(h.externalPort)
+  }
+
+  /** A live hold on port p of space held by someone other than c (a lapsed one is dropped here). */
+  private heldByOther(c: number, space: Space, p: number): boolean {
+    const h = this.holdsByPort[space].get(p)
+    if (!h || h.c === c) return false
+    if (h.until <= this.clock.now()) {
+      this.unhold(h)
+      return false
+    }
+    return true
+  }
+
+  /**
+   * The key of the client's lease for internal port P: its own, or (issue 10 §1) its symmetric
+   * lease whose external port is P when it has no lease for P itself.
+   */
+  private symmetricKeyFor(c: number, protocol: Protocol, internalPort: number): number {
+    const k = key(c, protocol, internalPort)
+    if (internalPort === 0 || this.byKey.has(k)) return k
+    const sk = key(c, protocol, 0)
+    return this.byKey.get(sk)?.externalPort === internalPort ? sk : k
   }
 
   /** A client's dynamic leases (its peer was removed or disconnected), at most `limit`; static forwards stay. */
@@ -323,11 +453,14 @@ export class MappingTable {
       if (dyn?.pinhole) return { ok: false, reason: 'taken' }
       const lease = make()
       this.staticPins.set(pk, lease)
+      this.indexStatic(cl.c, lease)
       return {
         ok: true,
         changes: [{ op: 'add', forward: toForward(lease) }],
         undo: () => {
-          if (this.staticPins.get(pk) === lease) this.staticPins.delete(pk)
+          if (this.staticPins.get(pk) !== lease) return
+          this.staticPins.delete(pk)
+          this.unindexStatic(cl.c, lease)
         },
       }
     }
@@ -342,6 +475,8 @@ export class MappingTable {
     }
     const lease = make()
     this.statics.set(sk, lease)
+    this.indexStatic(cl.c, lease)
+    this.unhold(this.holdsByPort[cl.space].get(externalPort)) // a static forward takes a held port
     owner[externalPort] = cl.c
     used[externalPort]! |= PROTO_BIT[protocol]
     return {
@@ -362,10 +497,13 @@ export class MappingTable {
     const pin = this.staticPins.get(pk)
     if (pin) {
       this.staticPins.delete(pk)
+      this.unindexStatic(cl.c, pin)
       return {
         changes: [{ op: 'delete', forward: toForward(pin) }],
         undo: () => {
-          if (!this.staticPins.has(pk)) this.staticPins.set(pk, pin)
+          if (this.staticPins.has(pk)) return
+          this.staticPins.set(pk, pin)
+          this.indexStatic(cl.c, pin)
         },
       }
     }
@@ -378,6 +516,7 @@ export class MappingTable {
       undo: () => {
         if (this.statics.has(sk) || !this.portFree(cl.c, cl.space, protocol, externalPort, true)) return
         this.statics.set(sk, lease)
+        this.indexStatic(cl.c, lease)
         this.owner[cl.space][externalPort] = cl.c
         this.used[cl.space][externalPort]! |= PROTO_BIT[protocol]
       },
@@ -417,8 +556,24 @@ export class MappingTable {
     return Math.max(0, Math.ceil((l.expiresAt - this.clock.now()) / 1000))
   }
 
+  private indexStatic(c: number, lease: Lease): void {
+    const tk = targetKey(c, lease.protocol, lease.targetPort)
+    const list = this.staticByTarget.get(tk)
+    if (list) list.push(lease)
+    else this.staticByTarget.set(tk, [lease])
+  }
+
+  private unindexStatic(c: number, lease: Lease): void {
+    const tk = targetKey(c, lease.protocol, lease.targetPort)
+    const list = this.staticByTarget.get(tk)?.filter((l) => l !== lease)
+    if (list && list.length > 0) this.staticByTarget.set(tk, list)
+    else this.staticByTarget.delete(tk)
+  }
+
   private dropStatic(sk: number, space: Space, lease: Lease): void {
     this.statics.delete(sk)
+    const c = this.clientIds.get(lease.client)
+    if (c !== undefined) this.unindexStatic(c, lease)
     const p = lease.externalPort
     this.used[space][p]! &= ~PROTO_BIT[lease.protocol]
     if (this.used[space][p] === 0) this.owner[space][p] = 0
@@ -456,12 +611,24 @@ export class MappingTable {
       const space = spaceOf(lease.client)
       this.owner[space][lease.externalPort] = c
       this.used[space][lease.externalPort]! |= PROTO_BIT[lease.protocol]
+      // The port is in use again (by its holder, or, past exhaustion, by another client): no hold on it.
+      if (this.holdsByKey.size > 0) {
+        this.unhold(this.holdsByKey.get(c * PORTS + lease.internalPort))
+        this.unhold(this.holdsByPort[space].get(lease.externalPort))
+      }
     }
     this.heap.push(lease.expiresAt, k)
+    this.onChange('put', lease)
   }
 
-  private drop(c: number, k: number, lease: Lease): void {
+  private drop(c: number, k: number, lease: Lease, hold = true): void {
     this.byKey.delete(k)
+    let held: Hold | undefined
+    if (hold && !lease.pinhole && this.o.holdMs > 0) {
+      held = { c, space: spaceOf(lease.client), client: lease.client, internalPort: lease.internalPort, externalPort: lease.externalPort, until: this.clock.now() + this.o.holdMs }
+      this.setHold(held)
+    }
+    this.onChange('del', lease, held)
     const set = this.byClient.get(c)
     set?.delete(k)
     if (set && set.size === 0) this.byClient.delete(c)
@@ -473,17 +640,20 @@ export class MappingTable {
   }
 
   /** Free for client c and protocol in space: in range, not reserved, owned by nobody or by c with this protocol unused. */
-  private portFree(c: number, space: Space, protocol: Protocol, p: number, ignoreRange = false): boolean {
+  private portFree(c: number, space: Space, protocol: Protocol, p: number, ignoreRange = false, ignoreHolds = false): boolean {
     if (!Number.isInteger(p) || p <= 0 || p >= PORTS) return false
     if (!ignoreRange && (p < this.o.minPort || p > this.o.maxPort || this.o.isReserved(p))) return false
     const owner = this.owner[space][p]!
-    return owner === 0 || (owner === c && (this.used[space][p]! & PROTO_BIT[protocol]) === 0)
+    if (!(owner === 0 || (owner === c && (this.used[space][p]! & PROTO_BIT[protocol]) === 0))) return false
+    return ignoreHolds || this.holdsByPort[space].size === 0 || !this.heldByOther(c, space, p)
   }
 
   private pickPort(c: number, space: Space, req: MapRequest): number | null {
     const other: Protocol = req.protocol === 'tcp' ? 'udp' : 'tcp'
     const companion = this.byKey.get(key(c, other, req.internalPort))
-    const candidates = [companion?.externalPort ?? 0, req.suggestedExternalPort, req.internalPort]
+    // Issue 10 §3: the port held for this client and internal port comes first, whatever the suggestion.
+    const held = this.holdsByKey.get(c * PORTS + req.internalPort)
+    const candidates = [held && held.until > this.clock.now() ? held.externalPort : 0, companion?.externalPort ?? 0, req.suggestedExternalPort, req.internalPort]
     for (const p of candidates) if (p !== 0 && this.portFree(c, space, req.protocol, p)) return p
     const { minPort, maxPort } = this.o
     const span = maxPort - minPort + 1
@@ -498,6 +668,14 @@ export class MappingTable {
       const p = minPort + ((start + i) % span)
       if (this.portFree(c, space, req.protocol, p)) return p
     }
+    // Issue 10 §3: no port is free but held ones: another client's held port, the oldest hold first would be
+    // fairer, but any is correct (the holder gets a new port on its next request).
+    if (this.holdsByPort[space].size > 0) {
+      for (let i = 0; i < span; i++) {
+        const p = minPort + ((start + i) % span)
+        if (this.portFree(c, space, req.protocol, p, false, true)) return p
+      }
+    }
     return null
   }
 }
@@ -507,5 +685,6 @@ const key = (c: number, protocol: Protocol, internalPort: number): number =>
   c * 131072 + (protocol === 'tcp' ? 65536 : 0) + internalPort
 const clientOf = (k: number): number => Math.floor(k / 131072)
 const staticKey = (space: Space, protocol: Protocol, externalPort: number): number => space * 131072 + (protocol === 'tcp' ? 65536 : 0) + externalPort
+const targetKey = (c: number, protocol: Protocol, port: number): string => `${c}/${protocol}/${port}`
 const pinKey = (address: string, protocol: Protocol, port: number): string => `${address}/${protocol}/${port}`
 const spaceOf = (address: string): Space => (address.includes(':') ? V6 : V4)

@@ -50,6 +50,21 @@ export const leaseRecordSchema = {
     origin: { enum: DYNAMIC_ORIGINS, description: 'Absent in older files: nat-pmp.' },
     pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
+    peer: { type: 'string', pattern: '^[A-Za-z0-9_-]{12}$', description: 'Client id (hash of the public key) of the peer that held the address: restored only to the same peer (issue 10 §4). Absent in older files.' },
+  },
+} as const satisfies JSONSchema
+
+/** A port kept for its client after its lease ended (issue 10 §3, port_hold_seconds). */
+export const holdRecordSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['client', 'internalPort', 'externalPort', 'untilUnixMs'],
+  properties: {
+    client: leaseRecordSchema.properties.client,
+    internalPort: leaseRecordSchema.properties.internalPort,
+    externalPort: port,
+    untilUnixMs: unixMs,
+    peer: leaseRecordSchema.properties.peer,
   },
 } as const satisfies JSONSchema
 
@@ -63,10 +78,13 @@ export const stateSchema = {
     savedAtUnixMs: unixMs,
     leases: { type: 'array', items: leaseRecordSchema },
     static_forwards: { type: 'array', items: storedForwardSchema, description: 'API-created static forwards (config-file ones are not stored).' },
+    journal: { type: 'integer', minimum: 0, maximum: 1e15, description: 'The first journal generation to replay over this snapshot (state/journal.ts). Absent: 0.' },
+    holds: { type: 'array', items: holdRecordSchema, description: 'Ports held for their clients (issue 10 §3).' },
   },
 } as const satisfies JSONSchema
 
 export type LeaseRecord = FromSchema<typeof leaseRecordSchema>
+export type HoldRecord = FromSchema<typeof holdRecordSchema>
 export type PersistedState = FromSchema<typeof stateSchema>
 
 // --- pure conversions -------------------------------------------------------------------------
@@ -84,10 +102,19 @@ export interface RestoredLease {
   readonly origin: DynamicOrigin
   readonly nonce?: string
   readonly pinhole?: boolean
+  /** The client id of the peer the lease was granted to (absent in older files). */
+  readonly peer?: string
+}
+
+/** Extra content of a snapshot beyond leases (issue 10): where journal replay starts, held ports, the peer of each lease. */
+export interface SnapshotExtra {
+  readonly journal?: number
+  readonly holds?: readonly HoldRecord[]
+  readonly peerOf?: (client: string) => string | undefined
 }
 
 /** The record for a lease, its clock-ms deadlines turned into unix ms as of (clock.now(), nowUnixMs). Pure. */
-export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): LeaseRecord {
+export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number, peer?: string): LeaseRecord {
   const now = clock.now()
   return {
     client: lease.client,
@@ -101,6 +128,7 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): Leas
     origin: dynamicOrigin(lease.origin),
     ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
     ...(lease.pinhole ? { pinhole: true } : {}),
+    ...(peer === undefined ? {} : { peer }),
   }
 }
 
@@ -126,6 +154,7 @@ export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number)
     origin: rec.origin ?? 'nat-pmp',
     ...(rec.nonce === undefined ? {} : { nonce: rec.nonce }),
     ...(rec.pinhole === true ? { pinhole: true } : {}),
+    ...(rec.peer === undefined ? {} : { peer: rec.peer }),
   }
 }
 
@@ -140,15 +169,17 @@ export const epochFromUnixMs = (epochStartedAtUnixMs: number, clock: Clock, nowU
   clock.now() - Math.max(0, nowUnixMs - epochStartedAtUnixMs)
 
 /** The whole document: NAT-PMP and PCP leases (not static ones, in the order given), and the stored static forwards. Pure. */
-export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): PersistedState {
+export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): PersistedState {
   const out: LeaseRecord[] = []
-  for (const l of leases) if (l.origin !== 'static') out.push(toPersisted(l, clock, nowUnixMs))
+  for (const l of leases) if (l.origin !== 'static') out.push(toPersisted(l, clock, nowUnixMs, extra.peerOf?.(l.client)))
   return {
     version: STATE_VERSION,
     epochStartedAtUnixMs: epochToUnixMs(epochStart, clock, nowUnixMs),
     savedAtUnixMs: Math.round(nowUnixMs),
     leases: out,
     static_forwards: [...staticForwards],
+    ...(extra.journal === undefined ? {} : { journal: extra.journal }),
+    ...(extra.holds === undefined ? {} : { holds: [...extra.holds] }),
   }
 }
 
@@ -182,11 +213,11 @@ const RENDER_CHUNK = 500
  * One lease record as JSON text: the same keys, order and values as JSON.stringify(toPersisted(…)),
  * written out directly (4× faster; renderState's unit test holds the two equal). `now` is clock.now().
  */
-function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
+function leaseJson(l: Lease, now: number, nowUnixMs: number, peer?: string): string {
   const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
   const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
   const origin = dynamicOrigin(l.origin)
-  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '')
+  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '') + (peer === undefined ? '' : `,"peer":${JSON.stringify(peer)}`)
   return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
 }
 
@@ -197,10 +228,10 @@ function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
  * up a request for more than a fraction of a millisecond nor builds a 10 MB string. `leases` is
  * not kept: a lease renewed or removed while rendering is written as it is when its slice is reached.
  */
-export function renderStateChunks(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): AsyncGenerator<string> {
+export function renderStateChunks(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): AsyncGenerator<string> {
   // The clock is read now, with the wall time the caller just took, not when the pieces are
   // pulled: the writer starts pulling later (after opening the file), and the two must agree.
-  const whole = JSON.stringify(snapshot([], epochStart, clock, nowUnixMs, staticForwards))
+  const whole = JSON.stringify(snapshot([], epochStart, clock, nowUnixMs, staticForwards, extra))
   const at = whole.indexOf('"leases":[]') + '"leases":['.length
   const now = clock.now()
   return (async function* pieces(): AsyncGenerator<string> {
@@ -209,7 +240,7 @@ export function renderStateChunks(leases: readonly Lease[], epochStart: number, 
     let first = true
     for (const l of leases) {
       if (l.origin === 'static') continue
-      slice.push(leaseJson(l, now, nowUnixMs))
+      slice.push(leaseJson(l, now, nowUnixMs, extra.peerOf?.(l.client)))
       if (slice.length === RENDER_CHUNK) {
         yield (first ? '' : ',') + slice.join(',')
         first = false
@@ -223,9 +254,9 @@ export function renderStateChunks(leases: readonly Lease[], epochStart: number, 
 }
 
 /** renderStateChunks joined: the whole file as one string. */
-export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = []): Promise<string> {
+export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): Promise<string> {
   let text = ''
-  for await (const part of renderStateChunks(leases, epochStart, clock, nowUnixMs, staticForwards)) text += part
+  for await (const part of renderStateChunks(leases, epochStart, clock, nowUnixMs, staticForwards, extra)) text += part
   return text
 }
 
@@ -306,6 +337,13 @@ export interface StateStoreOptions {
   now?: () => number
   /** Default writeFileAtomic (mappings/static.ts), which takes a string or its pieces. */
   write?: (path: string, data: string | AsyncIterable<string>) => Promise<void>
+  /**
+   * Called before each write, before the document is rendered (issue 10: the journal rotates to a
+   * new generation, which the document names). Resolves with a token handed to `done`.
+   */
+  prepare?: () => Promise<number>
+  /** Called after a successful write with prepare's token (the journal deletes older generations). */
+  done?: (token: number) => Promise<void>
 }
 
 /**
@@ -315,7 +353,7 @@ export interface StateStoreOptions {
  * changed and then ignores changed().
  */
 export class StateStore {
-  private readonly o: Required<Omit<StateStoreOptions, 'log' | 'render'>> & { log: Logger; render: StateStoreOptions['render'] }
+  private readonly o: Required<Omit<StateStoreOptions, 'log' | 'render' | 'prepare' | 'done'>> & Pick<StateStoreOptions, 'render' | 'prepare' | 'done'> & { log: Logger }
   private dirty = false
   private timer: Cancel | null = null
   private writing: Promise<void> | null = null
@@ -329,7 +367,6 @@ export class StateStore {
       now: () => Date.now(),
       write: writeFileAtomic,
       ...opts,
-      render: opts.render,
     }
   }
 
@@ -381,10 +418,12 @@ export class StateStore {
 
   private async writeNow(rethrow: boolean): Promise<void> {
     this.dirty = false
-    const now = this.o.now()
     const run = async (): Promise<void> => {
+      const token = this.o.prepare ? await this.o.prepare() : 0
+      const now = this.o.now()
       const data = this.o.render ? await this.o.render(now) : JSON.stringify(this.o.snapshot(now)) + '\n'
       await this.o.write(this.o.path, data)
+      await this.o.done?.(token)
     }
     const p = run()
     this.writing = p

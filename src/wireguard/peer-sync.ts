@@ -14,6 +14,8 @@ export class PeerSync {
   private inflight: Promise<void> | null = null
   private lastAt = -Infinity
   private stopped = false
+  /** Clock ms of the first failed read of a failing streak (issue 10 §4), else null. */
+  private failingSince: number | null = null
 
   constructor(
     private readonly o: {
@@ -63,8 +65,16 @@ export class PeerSync {
     try {
       peers = await this.o.source.refresh()
     } catch (err) {
-      this.o.log.warn({ err }, 'cannot read WireGuard peers; keeping the last known ones')
+      // Issue 10 §4: said once (not a stack trace every refresh); state and forwards are kept.
+      if (this.failingSince === null) {
+        this.failingSince = this.o.clock.now()
+        this.o.log.warn({ why: (err as Error).message }, 'cannot read WireGuard peers (interface gone?); keeping the last known ones and their forwards')
+      } else this.o.log.debug({ why: (err as Error).message }, 'WireGuard peers still unreadable')
       return
+    }
+    if (this.failingSince !== null) {
+      this.o.log.info({ downSeconds: Math.round((this.o.clock.now() - this.failingSince) / 1000) }, 'WireGuard peers readable again')
+      this.failingSince = null
     }
     const events = this.o.tracker.update(peers)
     if (events.length === 0) return

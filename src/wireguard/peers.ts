@@ -227,7 +227,10 @@ export class PeerTracker {
     for (const p of seen.values()) {
       const prev = this.byKey.get(p.publicKey)
       let handshakeAt = prev?.handshakeAt ?? null
-      if (p.latestHandshake === 0) handshakeAt = null
+      // Issue 10 §4: 0 after a handshake was seen means the interface was restarted (wg-quick
+      // down/up, wg-easy's restart), not that the peer left: its age keeps counting from the last
+      // handshake seen, so a peer that is still configured keeps its leases through the restart.
+      if (p.latestHandshake === 0) handshakeAt = prev?.handshakeAt ?? null
       else if (!prev || prev.peer.latestHandshake !== p.latestHandshake) handshakeAt = now - Math.max(0, wall - p.latestHandshake) * 1000
       const connected = handshakeAt !== null && now - handshakeAt <= this.disconnectMs
       // A known peer keeps its id and name, and its addresses while its allowed IPs stay the same:
