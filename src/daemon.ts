@@ -26,7 +26,8 @@ import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp
 import { PcpService } from './server/pcp-service.js'
 import { startUdpServer } from './server/udp.js'
 import { PeerSync } from './wireguard/peer-sync.js'
-import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
+import { clientId, configNames, PeerTracker, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
+import { WgNameSource } from './wireguard/wg-conf.js'
 import { isWgKey } from './wireguard/wg-dump.js'
 
 export interface Deps {
@@ -190,14 +191,18 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   // --- peers: who may ask, and what happens when they come and go ---
   const names = configNames(config.clients)
-  let wgEasy = deps.wgEasyNames
-  if (!wgEasy) {
-    const r = await readWgEasyNames()
-    if (r.problem) log.warn({ problem: r.problem }, 'wg-easy client list ignored')
-    wgEasy = r.names
+  // install (issue 12): names from the WireGuard config file's `# Client:` comments (wg-easy v15) and
+  // v14's wg0.json, re-read at each peer refresh when they changed (deps.wgEasyNames: fixed, tests).
+  const nameFiles = deps.wgEasyNames ? null : new WgNameSource({ confPath: config.wg_config_file ?? `/etc/wireguard/${config.wg_interface}.conf` })
+  const pollNames = async (): Promise<boolean> => {
+    if (!nameFiles) return false
+    const r = await nameFiles.poll()
+    for (const problem of r.problems) log.warn({ problem }, 'wg-easy client list ignored')
+    return r.changed
   }
-  const easy = wgEasy
-  const tracker = new PeerTracker({ clock, unixSeconds: () => now() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy.get(k) ?? null })
+  await pollNames()
+  const easy = deps.wgEasyNames
+  const tracker = new PeerTracker({ clock, unixSeconds: () => now() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null })
   const metrics = createMetrics({
     forwardCounts: () => {
       const m = new Map<string, { protocol: Protocol; origin: Origin; count: number }>()
@@ -282,8 +287,16 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     }
     expiry.reschedule()
   }
+  const wgPeers = deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface })
+  const peerSource: PeerSource = {
+    refresh: async () => {
+      const peers = await wgPeers.refresh()
+      if (await pollNames()) for (const p of tracker.renamePeers()) log.info({ client: p.id, name: p.name }, 'peer renamed')
+      return peers
+    },
+  }
   const peerSync = new PeerSync({
-    source: deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface }),
+    source: peerSource,
     tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, onEvents: onPeerEvents, log: log.child({ component: 'peers' }),
   })
   await peerSync.refresh() // before the socket opens, so the first request already knows its sender; installs static forwards

@@ -102,6 +102,12 @@ export const configSchema = {
       default: true,
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
+    // --- install (issue 12): wg-easy v15 names ---
+    wg_config_file: {
+      type: 'string',
+      minLength: 1,
+      description: 'The WireGuard config file whose `# Client: <name> (<id>)` comments (wg-easy v15 writes one above each [Peer]) name the clients; re-read when it changes. Default /etc/wireguard/<wg_interface>.conf. wg-easy v14\'s /etc/wireguard/wg0.json is read too.',
+    },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     ...apiConfigProperties,
   },
