@@ -16,6 +16,7 @@ import { systemClock, type Clock } from './mappings/clock.js'
 import { flushConntrack } from './drivers/conntrack.js'
 import { TableWatch } from './drivers/watch.js'
 import { ListeningPortsCache, readListeningPorts, type ListeningPorts } from './host/listening.js'
+import { HostFirewall } from './host/firewall.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards, StaticForwards, StaticForwardStore } from './mappings/static.js'
@@ -215,6 +216,12 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     },
     peers: () => ({ total: tracker.peers().length, connected: tracker.connectedCount }),
   })
+  // install (issue 12): another table's FORWARD drop (ufw, Docker) would drop our forwards: warn, or insert the accept.
+  const hostFw = realKernel
+    ? new HostFirewall({ exec, clock, log: log.child({ component: 'host-firewall' }), wgInterface: config.wg_interface, publicInterface: config.public_interface, accept: config.host_firewall_accept })
+    : null
+  hostFw?.registerMetric(metrics.registry)
+  await hostFw?.check()
   const batcher = new GroupCommit(driver, (size, ms, ok) => {
     metrics.observeBatch(size, ms, ok)
     log.debug({ size, ms, ok }, 'batch')
@@ -366,6 +373,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   const cleanupOnFailure = async (): Promise<void> => {
     peerSync.stop()
+    await hostFw?.close()
     await driver.teardown().catch(() => {})
     if (driver instanceof NftDriver) driver.close()
   }
@@ -428,6 +436,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
           flushLeases: () => flushLeases(),
           metrics: metrics.registry,
           gateway: wg.address,
+          hostStatus: () => ({ host_firewall: hostFw ? { blocks_forwards: hostFw.current.blocksForwards, blocks: hostFw.current.blocks.map((b) => ({ chain: `${b.family} ${b.table} ${b.chain}`, backend: b.backend, packet: b.packet, by: b.by })), fix: [...new Set(hostFw.current.blocks.map((b) => b.fix))], inserted: hostFw.current.inserted, error: hostFw.current.error } : null }),
         },
       })
     } catch (err) {
@@ -438,6 +447,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     }
   }
   peerSync.start()
+  hostFw?.start()
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
   const watch = driver instanceof NftDriver
@@ -471,6 +481,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       if (flowTimer) clearTimeout(flowTimer)
       peerSync.stop()
       expiry.stop()
+      await hostFw?.close() // removes the accept rule host_firewall_accept inserted
       await watch?.stop()
       await api?.close()
       await udp.close()

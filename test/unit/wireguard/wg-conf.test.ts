@@ -8,6 +8,7 @@ import { createLogger } from '../../../src/log.js'
 import { FakeClock } from '../../../src/mappings/clock.js'
 import { parseWgConfClients, WgNameSource } from '../../../src/wireguard/wg-conf.js'
 import { PeerTracker, type Peer } from '../../../src/wireguard/peers.js'
+import type { Deps } from '../../../src/daemon.js'
 import { KEY_A, KEY_B, startTestDaemon } from '../../helpers/daemon.js'
 
 const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/wg/${name}`, import.meta.url), 'utf8')
@@ -144,7 +145,7 @@ describe('renames reach tracked peers', () => {
         cb()
       },
     })
-    const t = await startTestDaemon({ wg_config_file: path }, { wgEasyNames: undefined, log: createLogger('info', sink) })
+    const t = await startTestDaemon({ wg_config_file: path }, { log: createLogger('info', sink), ...({ wgEasyNames: undefined } as unknown as Partial<Deps>) })
     try {
       expect(lines.find((l) => l.msg === 'peer added' && l.name === 'first name')).toBeDefined()
       await writeFile(path, conf([['renamed', 1, KEY_A], ['added later', 2, KEY_B]]))
