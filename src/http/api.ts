@@ -247,10 +247,10 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       send(res, 200, deps.listForwards())
       return
     }
-    if (path === '/api/host' && deps.hostStatus) {
+    if (path === '/api/host') {
       // install (issue 12): host firewall findings for the page
       if (method !== 'GET') throw new HttpError(405, 'method not allowed')
-      send(res, 200, deps.hostStatus())
+      send(res, 200, deps.hostStatus?.() ?? { host_firewall: null })
       return
     }
     if (path === '/api/clients') {
