@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# DEVELOPMENT AND TEST setup, not for servers (they install the .deb: scripts/build-deb.sh, README).
 # Installs what wgpmp's demo and tests need on Debian 12 / Ubuntu 22.04+: Debian packages, then
 # node_modules (npm ci) and the build. Idempotent. Needs root (apt-get) and Node.js >= 20.
 set -euo pipefail
