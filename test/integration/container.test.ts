@@ -50,7 +50,7 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
   }, 120_000)
 
   it('runs in the server namespace with NET_ADMIN only, names the peer from wg0.conf, and a forward carries traffic', async () => {
-    child = execa('podman', [
+    const proc = execa('podman', [
       ...PODMAN, 'run', '--rm', '--name', name,
       '--network', `ns:/run/netns/${lab.ns.srv}`,
       '--cap-drop', 'all', '--cap-add', 'NET_ADMIN',
@@ -60,10 +60,11 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
       '-v', '/var/run/wireguard:/var/run/wireguard',
       image,
     ], { reject: false, buffer: false, timeout: 300_000 })
-    jsonLines<Record<string, unknown>>(child.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
+    child = proc
+    jsonLines<Record<string, unknown>>(proc.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
     let stderr = ''
-    child.stderr?.setEncoding('utf8')
-    child.stderr?.on('data', (c: string) => (stderr += c))
+    proc.stderr?.setEncoding('utf8')
+    proc.stderr?.on('data', (c: string) => (stderr += c))
     try {
       await waitLog('NAT-PMP listening')
     } catch (err) {
