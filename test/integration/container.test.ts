@@ -9,7 +9,7 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { execa, type ResultPromise } from 'execa'
+import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isRoot, startLab, waitFor, type Lab } from './lab.js'
 import { listen, talk } from './traffic.js'
@@ -27,7 +27,7 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
   let lab: Lab
   let image: string
   let name: string
-  let child: ResultPromise | undefined
+  let child: Promise<unknown> | undefined
   const lines: Record<string, unknown>[] = []
   const waitLog = (msg: string) => waitFor(() => lines.find((l) => l.msg === msg), { timeoutMs: 30_000, what: `container log ${msg}` })
 
