@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# DEVELOPMENT AND TEST setup, not for servers (they install the .deb: scripts/build-deb.sh, README).
 # Installs what wgpmp's demo and tests need on Debian 12 / Ubuntu 22.04+: Debian packages, then
 # node_modules (npm ci) and the build. Idempotent. Needs root (apt-get) and Node.js >= 20.
 set -euo pipefail
@@ -7,7 +8,7 @@ cd "$(dirname "$0")/.."
 need_root() { [ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root (sudo $0)" >&2; exit 1; }; }
 need_root
 
-pkgs=(nftables iptables wireguard-tools wireguard-go natpmpc iproute2 socat ncat conntrack procps curl python3 python3-libtorrent ca-certificates)
+pkgs=(nftables iptables wireguard-tools wireguard-go natpmpc iproute2 iputils-ping socat ncat conntrack procps curl python3 python3-libtorrent ca-certificates lintian systemd debootstrap podman runc)
 [ "${WGPMP_NO_BROWSER:-}" = 1 ] || pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

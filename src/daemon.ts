@@ -26,6 +26,7 @@ import { pmpDispatch } from './frontends/dispatch.js'
 import { NatPmpService } from './frontends/natpmp/service.js'
 import { PcpService } from './frontends/pcp/service.js'
 import { publicAddresses, wgListenPort } from './host/addresses.js'
+import { HostFirewall } from './host/firewall.js'
 import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
 import { loadApiToken, startApi, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
@@ -42,7 +43,8 @@ import { loadDurableState } from './state/durable.js'
 import { Journal } from './state/journal.js'
 import { epochFromUnixMs, renderStateChunks, snapshot, StateStore, toPersisted, type HoldRecord, type SnapshotExtra } from './state/store.js'
 import { PeerSync } from './wireguard/peer-sync.js'
-import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerSource } from './wireguard/peers.js'
+import { clientId, configNames, PeerTracker, WgPeerSource, type PeerSource } from './wireguard/peers.js'
+import { WgNameSource } from './wireguard/wg-conf.js'
 import { isWgKey } from './wireguard/wg-dump.js'
 
 export interface Deps {
@@ -209,15 +211,28 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
 
   // --- peers: who may ask ---
   const names = configNames(config.clients)
-  let wgEasy = deps.wgEasyNames
-  if (!wgEasy) {
-    const r = await readWgEasyNames()
-    if (r.problem) log.warn({ problem: r.problem }, 'wg-easy client list ignored')
-    wgEasy = r.names
+  // Names from the WireGuard config file's `# Client:` comments (wg-easy v15) and v14's wg0.json,
+  // re-read at each peer refresh when they changed (deps.wgEasyNames: fixed, for tests).
+  const nameFiles = deps.wgEasyNames ? null : new WgNameSource({ confPath: config.wg_config_file ?? `/etc/wireguard/${config.wg_interface}.conf` })
+  const pollNames = async (): Promise<boolean> => {
+    if (!nameFiles) return false
+    const r = await nameFiles.poll()
+    for (const problem of r.problems) log.warn({ problem }, 'wg-easy client list ignored')
+    return r.changed
   }
-  const easy = wgEasy
-  const tracker = new PeerTracker({ clock, unixSeconds: () => clock.wall() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy.get(k) ?? null })
+  await pollNames()
+  const easy = deps.wgEasyNames
+  const tracker = new PeerTracker({ clock, unixSeconds: () => clock.wall() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null })
   const metrics = createMetrics(metricSources({ table, tracker }))
+  // Another table's FORWARD drop (ufw, Docker) would drop our forwards: warn, or insert the accept.
+  const hostFw = driver.capabilities.kernel
+    ? new HostFirewall({ exec, clock, log: log.child({ component: 'host-firewall' }), wgInterface: config.wg_interface, publicInterface: config.public_interface, accept: config.host_firewall_accept })
+    : null
+  if (hostFw) {
+    hostFw.registerMetric(metrics.registry)
+    components.add('host firewall', () => hostFw.close()) // removes the accept rule host_firewall_accept inserted
+    await hostFw.check()
+  }
 
   // --- the forwarder: every change to a forward goes through it ---
   const batcher = new GroupCommit(driver, (size, ms, ok) => {
@@ -247,8 +262,15 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
   for (const p of [...configForwards.problems, ...statics.setConfigForwards(configForwards.forwards)]) log.warn({ problem: p }, 'static forward skipped')
   const onPeerEvents = peerPolicy({ forwarder, statics, releaseHolds: (a) => table.releaseHolds(a), log })
+  const wgPeers = deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface })
   const sync = new PeerSync({
-    source: deps.peers ?? new WgPeerSource({ exec, ifname: config.wg_interface }),
+    source: {
+      refresh: async () => {
+        const peers = await wgPeers.refresh()
+        if (await pollNames()) for (const p of tracker.renamePeers()) log.info({ client: p.id, peerName: p.name }, 'peer renamed')
+        return peers
+      },
+    },
     tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, log: log.child({ component: 'peers' }),
     onEvents: async (events) => {
       await onPeerEvents(events)
@@ -302,12 +324,13 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
     const server = await startApi({
       listen: parseHostPort(config.api_listen)!, token, log: log.child({ component: 'api' }),
-      deps: apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address }),
+      deps: apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
     })
     api = server
     components.add('api', () => server.close())
   }
   sync.start()
+  hostFw?.start()
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
   const watch = driver.watchTable({

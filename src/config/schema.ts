@@ -102,6 +102,18 @@ export const configSchema = {
       default: true,
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
+    // --- install (issue 12): wg-easy v15 names ---
+    wg_config_file: {
+      type: 'string',
+      minLength: 1,
+      description: 'The WireGuard config file whose `# Client: <name> (<id>)` comments (wg-easy v15 writes one above each [Peer]) name the clients; re-read when it changes. Default /etc/wireguard/<wg_interface>.conf. wg-easy v14\'s /etc/wireguard/wg0.json is read too.',
+    },
+    // --- install (issue 12): host firewall ---
+    host_firewall_accept: {
+      type: 'boolean',
+      default: false,
+      description: 'When a forward base chain of another table (ufw\'s or Docker\'s FORWARD policy DROP, an nftables forward chain) drops forwarded traffic, insert `iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT` (or `ct status dnat accept` in that nft chain) at its top, and remove exactly that rule on exit. false: only warn (log, page, metric wgpmp_host_firewall_blocks_forwards).',
+    },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     // --- issue 10 §3 ---
     port_hold_seconds: {

@@ -46,6 +46,8 @@ export interface ApiDeps {
   readonly metrics: Registry
   /** The server's tunnel address (wg_address_v4 without prefix), shown in the page's setup lines. */
   readonly gateway: string
+  /** install (issue 12): the host's state (a firewall that drops forwards) for GET /api/host. */
+  hostStatus?(): unknown
 }
 
 export interface ApiOptions {
@@ -235,6 +237,12 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       }
       if (method !== 'GET') throw new HttpError(405, 'method not allowed')
       send(res, 200, deps.listForwards())
+      return
+    }
+    if (path === '/api/host') {
+      // install (issue 12): host firewall findings for the page
+      if (method !== 'GET') throw new HttpError(405, 'method not allowed')
+      send(res, 200, deps.hostStatus?.() ?? { host_firewall: null })
       return
     }
     if (path === '/api/clients') {

@@ -65,7 +65,7 @@ summary{cursor:pointer;padding:9px 16px;color:var(--mute);font-size:13px}
 #login h2{margin:0 0 6px;font-size:17px}
 #login p{color:var(--mute);margin:0 0 14px}
 #login input{width:100%;margin-bottom:12px;padding:8px 10px}
-#msg{margin:0 0 14px;padding:9px 14px;border-radius:8px;border:1px solid var(--bad);color:var(--bad);background:var(--card)}
+#msg,#hostfw{margin:0 0 14px;padding:9px 14px;border-radius:8px;border:1px solid var(--bad);color:var(--bad);background:var(--card)}
 [hidden]{display:none!important}
 .offscreen{position:fixed;top:0;left:0;opacity:0}
 `
@@ -268,10 +268,19 @@ const SCRIPT = `
     });
   }
 
+  // install (issue 12): a host firewall that drops forwarded traffic, with the rule to add.
+  function refreshHost() {
+    return api('GET', '/api/host').then(function (h) {
+      var fw = h && h.host_firewall; var el = $('hostfw');
+      el.hidden = !(fw && fw.blocks_forwards);
+      if (!el.hidden) el.textContent = 'The host firewall drops forwarded traffic (' + fw.blocks.map(function (b) { return b.chain + ': ' + b.by; }).join('; ') + '). Add: ' + fw.fix.join(' ; ') + ' (or set host_firewall_accept: true).';
+    }, function () {});
+  }
+
   function start() {
     $('login').hidden = true; $('app').hidden = false; $('signout').hidden = false;
-    refresh();
-    if (!timer) timer = setInterval(refresh, REFRESH);
+    refresh(); refreshHost();
+    if (!timer) timer = setInterval(function () { refresh(); refreshHost(); }, REFRESH);
   }
   function signOut(message) {
     localStorage.removeItem(KEY);
@@ -327,6 +336,7 @@ export function renderPage(gateway: string): { html: string; csp: string } {
 <header><h1>wgpmp</h1><span class="sub">Ports · gateway <span class="addr">${escapeAttr(gateway)}</span></span><span class="sp"></span><span class="sub" id="status"></span><button type="button" class="link" id="signout" hidden>Sign out</button></header>
 <main>
 <div id="msg" role="alert" hidden></div>
+<div id="hostfw" role="alert" hidden></div>
 <section id="login" hidden>
 <h2>Sign in</h2>
 <p id="loginmsg"></p>

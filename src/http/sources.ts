@@ -2,6 +2,7 @@
 import type { Clock } from '../core/clock.js'
 import type { Origin, Protocol } from '../core/forward.js'
 import type { Forwarder } from '../forwarder/forwarder.js'
+import type { HostFirewall } from '../host/firewall.js'
 import type { StaticForwards } from '../forwarder/statics.js'
 import type { MappingTable } from '../mappings/table.js'
 import type { PeerTracker } from '../wireguard/peers.js'
@@ -23,7 +24,7 @@ export function metricSources(d: { table: MappingTable; tracker: PeerTracker }):
   }
 }
 
-export function apiDeps(d: { table: MappingTable; statics: StaticForwards; tracker: PeerTracker; forwarder: Forwarder; clock: Clock; metrics: Metrics; gateway: string }): ApiDeps {
+export function apiDeps(d: { table: MappingTable; statics: StaticForwards; tracker: PeerTracker; forwarder: Forwarder; clock: Clock; metrics: Metrics; gateway: string; hostFirewall: HostFirewall | null }): ApiDeps {
   const addressOfClient = (id: string): string | null => d.tracker.peerById(id)?.addresses[0] ?? null
   return {
     listForwards: () => {
@@ -43,5 +44,18 @@ export function apiDeps(d: { table: MappingTable; statics: StaticForwards; track
     flushLeases: () => d.forwarder.flush(),
     metrics: d.metrics.registry,
     gateway: d.gateway,
+    hostStatus: () => ({ host_firewall: d.hostFirewall ? hostFirewallView(d.hostFirewall) : null }),
+  }
+}
+
+/** The host firewall check as /api/host shows it. */
+function hostFirewallView(fw: HostFirewall): unknown {
+  const c = fw.current
+  return {
+    blocks_forwards: c.blocksForwards,
+    blocks: c.blocks.map((b) => ({ chain: `${b.family} ${b.table} ${b.chain}`, backend: b.backend, packet: b.packet, by: b.by })),
+    fix: [...new Set(c.blocks.map((b) => b.fix))],
+    inserted: c.inserted,
+    error: c.error,
   }
 }

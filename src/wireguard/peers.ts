@@ -284,6 +284,21 @@ export class PeerTracker {
     return k === undefined ? undefined : this.byKey.get(k)?.peer
   }
 
+  /**
+   * Asks nameOf again for every known peer (the name files changed: a client renamed or added in
+   * wg-easy) and returns the peers whose name changed.
+   */
+  renamePeers(): TrackedPeer[] {
+    const renamed: TrackedPeer[] = []
+    for (const s of this.byKey.values()) {
+      const name = this.nameOf(s.peer.publicKey)
+      if (name === s.peer.name) continue
+      s.peer = { ...s.peer, name }
+      renamed.push(s.peer)
+    }
+    return renamed
+  }
+
   get connectedCount(): number {
     let n = 0
     for (const s of this.byKey.values()) if (s.peer.connected) n++

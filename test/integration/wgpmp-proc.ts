@@ -56,11 +56,24 @@ export function labConfig(lab: Lab, over: ConfigInput = {}): ConfigInput {
   }
 }
 
-export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config'): Promise<Wgpmp> {
-  await ensureBuilt()
+/**
+ * The node that runs the daemon: WGPMP_TEST_NODE when set (e.g. Debian 12's node 18 from
+ * scripts/node18.sh, so the whole suite can run on the oldest supported runtime), else `node`.
+ */
+export const TEST_NODE = process.env.WGPMP_TEST_NODE || 'node'
+
+/** How to run the daemon: a command and the arguments before `--config FILE` (default: TEST_NODE dist/src/main.js). */
+export interface WgpmpCommand {
+  readonly file: string
+  readonly args: readonly string[]
+}
+
+export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config', command?: WgpmpCommand): Promise<Wgpmp> {
+  if (!command) await ensureBuilt()
   const configFile = `${lab.dir}/${name}.json`
   await writeFile(configFile, JSON.stringify(config, null, 2))
-  const child = lab.spawn('srv', 'node', [MAIN, '--config', configFile], { reject: false, buffer: false })
+  const { file, args } = command ?? { file: TEST_NODE, args: [MAIN] }
+  const child = lab.spawn('srv', file, [...args, '--config', configFile], { reject: false, buffer: false })
   const lines: Record<string, unknown>[] = []
   jsonLines<Record<string, unknown>>(child.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
   let stderr = ''
