@@ -36,6 +36,8 @@ export interface CheckResult {
 export async function checkConfig(c: Readonly<Config>, deps: CheckDeps): Promise<CheckResult> {
   const errors: string[] = []
   const warnings: string[] = []
+  // A disabled daemon touches nothing at start (it says so and exits 0): nothing on the host to check.
+  if (!c.port_forward_enabled) return { errors, warnings: ['port_forward_enabled is false: the daemon starts, says so and exits 0'] }
   if (!deps.interfaceExists(c.wg_interface)) errors.push(`wg_interface: there is no interface named ${c.wg_interface}`)
   if (c.public_address_v4 === undefined && !deps.interfaceExists(c.public_interface)) errors.push(`public_interface: there is no interface named ${c.public_interface} (or set public_address_v4)`)
   if (c.api_token_file !== undefined) {

@@ -52,6 +52,10 @@ export function labConfig(lab: Lab, over: ConfigInput = {}): ConfigInput {
     public_interface: lab.ifaces.srvPublic,
     log_level: 'debug',
     state_file: `${lab.dir}/state.json`,
+    // The suites reuse one lab (and client) across tests that each assert the port they suggested;
+    // a port held from an earlier test would be handed back instead (issue 10 §3, which
+    // durability-port-hold.test.ts proves with port_hold_seconds on).
+    port_hold_seconds: 0,
     ...over,
   }
 }

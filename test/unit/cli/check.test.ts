@@ -87,3 +87,13 @@ describe('config (daemon and --check alike): values the schema let through', () 
     expect(parseError({ api_listen: '999.1.1.1:5352' })).toMatch(/api_listen: 999\.1\.1\.1 is not an IPv4 address/)
   })
 })
+
+describe('--check: a disabled daemon', () => {
+  it('checks nothing on the host (the daemon will touch nothing) and says why', async () => {
+    const r = await checkConfig(parseConfig({ port_forward_enabled: false, wg_interface: 'wg9' }), deps({ interfaceExists: () => false }))
+    expect(r.errors).toEqual([])
+    expect(r.warnings.join(' ')).toContain('port_forward_enabled is false')
+    // enabled, the same host is refused
+    expect((await checkConfig(parseConfig({ port_forward_enabled: true, wg_interface: 'wg9' }), deps({ interfaceExists: () => false }))).errors.join(' ')).toContain('wg_interface')
+  })
+})
