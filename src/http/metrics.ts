@@ -4,7 +4,7 @@ import { Opcode, PcpResult, ResultCode } from '../protocol/constants.js'
 
 export interface MetricSources {
   /** Current forwards, one entry per (protocol, origin) with its count; static ranges count each port. */
-  forwardCounts: () => Iterable<{ protocol: 'tcp' | 'udp'; origin: 'nat-pmp' | 'pcp' | 'static'; count: number }>
+  forwardCounts: () => Iterable<{ protocol: 'tcp' | 'udp'; origin: 'nat-pmp' | 'pcp' | 'upnp' | 'static'; count: number }>
   /** Peers on the interface, and how many have a recent handshake. */
   peers: () => { total: number; connected: number }
 }
@@ -44,7 +44,7 @@ export function createMetrics(sources: MetricSources): Metrics {
     registers: [registry],
     collect() {
       this.reset()
-      for (const p of ['tcp', 'udp'] as const) for (const o of ['nat-pmp', 'pcp', 'static'] as const) this.set({ protocol: p, origin: o }, 0)
+      for (const p of ['tcp', 'udp'] as const) for (const o of ['nat-pmp', 'pcp', 'upnp', 'static'] as const) this.set({ protocol: p, origin: o }, 0)
       for (const c of sources.forwardCounts()) this.inc({ protocol: c.protocol, origin: c.origin }, c.count)
     },
   })

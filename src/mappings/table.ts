@@ -13,8 +13,8 @@ import { canonicalAddress } from '../ip.js'
 import type { Clock } from './clock.js'
 import { DeadlineHeap } from './heap.js'
 
-/** nat-pmp and pcp leases are dynamic (they expire); static forwards never expire. */
-export type Origin = 'nat-pmp' | 'pcp' | 'static'
+/** nat-pmp, pcp and upnp leases are dynamic (they expire); static forwards never expire. */
+export type Origin = 'nat-pmp' | 'pcp' | 'upnp' | 'static'
 
 export interface Lease {
   readonly id: number
@@ -30,6 +30,8 @@ export interface Lease {
   origin: Origin
   /** PCP mapping nonce (hex), once a PCP client has used this mapping (RFC 6887 §11.3). */
   nonce?: string
+  /** UPnP NewPortMappingDescription (client text, already cleaned and capped: src/upnp/backend.ts). */
+  description?: string
   /** Granted lifetime in seconds (after clamping); 0 for a static forward. */
   lifetimeSeconds: number
   /** Clock ms. */
@@ -62,7 +64,11 @@ export interface MapRequest {
   /** Must be > 0 (0 is a delete: use remove()). */
   readonly lifetimeSeconds: number
   /** 'pcp' for PCP MAP (default 'nat-pmp'). A PCP and a NAT-PMP request for the same key are one mapping. */
-  readonly origin?: 'nat-pmp' | 'pcp'
+  readonly origin?: 'nat-pmp' | 'pcp' | 'upnp'
+  /** UPnP: the mapping's description; a UPnP renewal also makes the lease a upnp one. */
+  readonly description?: string
+  /** UPnP: the longest lifetime for this request, instead of maxLifetimeSeconds (UPnP cannot tell a client it got less). */
+  readonly maxLifetimeSeconds?: number
   /** PCP nonce (hex): a renewal with another nonce is refused (RFC 6887 §11.3). */
   readonly nonce?: string
   /** PCP PREFER_FAILURE: only the suggested port will do (RFC 6887 §13.2). */
@@ -220,17 +226,21 @@ export class MappingTable {
     if (cl === null) return { ok: false, reason: 'bad-client' }
     const { c } = cl
     const k = key(c, req.protocol, req.internalPort)
-    const lifetime = this.clampLifetime(req.lifetimeSeconds)
+    const lifetime = req.maxLifetimeSeconds === undefined ? this.clampLifetime(req.lifetimeSeconds) : Math.min(req.maxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, req.lifetimeSeconds))
     const now = this.clock.now()
     const existing = this.byKey.get(k)
     if (existing) {
       if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
-      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
+      const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin, description: existing.description }
       existing.lifetimeSeconds = lifetime
       existing.expiresAt = now + lifetime * 1000
       if (req.nonce !== undefined) {
         existing.nonce = req.nonce
         existing.origin = 'pcp'
+      }
+      if (req.origin === 'upnp') {
+        existing.origin = 'upnp'
+        existing.description = req.description ?? ''
       }
       // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
       // comes due; only an earlier one needs an entry of its own.
@@ -246,6 +256,8 @@ export class MappingTable {
           existing.origin = before.origin
           if (before.nonce === undefined) delete existing.nonce
           else existing.nonce = before.nonce
+          if (before.description === undefined) delete existing.description
+          else existing.description = before.description
         },
       }
     }
@@ -271,6 +283,7 @@ export class MappingTable {
       pinhole,
       origin: req.origin ?? 'nat-pmp',
       ...(req.nonce === undefined ? {} : { nonce: req.nonce }),
+      ...(req.origin === 'upnp' ? { description: req.description ?? '' } : {}),
       lifetimeSeconds: lifetime,
       createdAt: now,
       expiresAt: now + lifetime * 1000,
@@ -307,7 +320,7 @@ export class MappingTable {
    */
   restore(l: {
     client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
-    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: 'nat-pmp' | 'pcp'; nonce?: string; pinhole?: boolean
+    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: 'nat-pmp' | 'pcp' | 'upnp'; nonce?: string; description?: string; pinhole?: boolean
   }): { ok: true; changes: readonly ForwardChange[] } | { ok: false } {
     const cl = this.client(l.client)
     if (cl === null) return { ok: false }
@@ -318,6 +331,7 @@ export class MappingTable {
     const lease: Lease = {
       id: this.nextId++, client: cl.address, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
       targetPort: l.targetPort, pinhole, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
+      ...(l.description === undefined ? {} : { description: l.description }),
       lifetimeSeconds: l.lifetimeSeconds, createdAt: l.createdAt, expiresAt: l.expiresAt,
     }
     this.insert(cl.c, k, lease)

@@ -47,9 +47,10 @@ export const leaseRecordSchema = {
     lifetimeSeconds: { type: 'integer', minimum: 1, maximum: 4294967295 },
     expiresAtUnixMs: unixMs,
     createdAtUnixMs: unixMs,
-    origin: { enum: ['nat-pmp', 'pcp'], description: 'Absent in older files: nat-pmp.' },
+    origin: { enum: ['nat-pmp', 'pcp', 'upnp'], description: 'Absent in older files: nat-pmp.' },
     pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
+    description: { type: 'string', maxLength: 256, description: 'UPnP NewPortMappingDescription (client text).' },
   },
 } as const satisfies JSONSchema
 
@@ -81,10 +82,14 @@ export interface RestoredLease {
   readonly lifetimeSeconds: number
   readonly createdAt: number
   readonly expiresAt: number
-  readonly origin: 'nat-pmp' | 'pcp'
+  readonly origin: 'nat-pmp' | 'pcp' | 'upnp'
   readonly nonce?: string
+  readonly description?: string
   readonly pinhole?: boolean
 }
+
+/** The origin a dynamic lease is saved with: each one by name, so a new origin is never saved as another. */
+export const persistedOrigin = (o: Lease['origin']): 'nat-pmp' | 'pcp' | 'upnp' => (o === 'pcp' ? 'pcp' : o === 'upnp' ? 'upnp' : 'nat-pmp')
 
 /** The record for a lease, its clock-ms deadlines turned into unix ms as of (clock.now(), nowUnixMs). Pure. */
 export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): LeaseRecord {
@@ -98,8 +103,9 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number): Leas
     lifetimeSeconds: lease.lifetimeSeconds,
     expiresAtUnixMs: Math.max(0, Math.round(nowUnixMs + (lease.expiresAt - now))),
     createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
-    origin: lease.origin === 'pcp' ? 'pcp' : 'nat-pmp',
+    origin: persistedOrigin(lease.origin),
     ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
+    ...(lease.description === undefined ? {} : { description: lease.description }),
     ...(lease.pinhole ? { pinhole: true } : {}),
   }
 }
@@ -125,6 +131,7 @@ export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number)
     createdAt: now - Math.max(0, nowUnixMs - rec.createdAtUnixMs),
     origin: rec.origin ?? 'nat-pmp',
     ...(rec.nonce === undefined ? {} : { nonce: rec.nonce }),
+    ...(rec.description === undefined ? {} : { description: rec.description }),
     ...(rec.pinhole === true ? { pinhole: true } : {}),
   }
 }
@@ -185,8 +192,8 @@ const RENDER_CHUNK = 500
 function leaseJson(l: Lease, now: number, nowUnixMs: number): string {
   const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
   const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
-  const origin = l.origin === 'pcp' ? 'pcp' : 'nat-pmp'
-  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '')
+  const origin = persistedOrigin(l.origin)
+  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.description === undefined ? '' : `,"description":${JSON.stringify(l.description)}`) + (l.pinhole ? ',"pinhole":true' : '')
   return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
 }
 
