@@ -25,6 +25,7 @@ import { NATPMP_PORT, NATPMP_VERSION } from './protocol/constants.js'
 import { NatPmpService, removeInChunks, type ServiceDeps } from './server/natpmp-service.js'
 import { PcpService } from './server/pcp-service.js'
 import { startUdpServer } from './server/udp.js'
+import { packageVersion, startUpnp, TableBackend, type Upnp } from './upnp/index.js' // UPnP
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
 import { isWgKey } from './wireguard/wg-dump.js'
@@ -44,6 +45,8 @@ export interface Deps {
   publicAddressV6: string
   /** Where to bind PCP over IPv6 (default: the address of wg_address_v6, port 5351). */
   listenV6: { host: string; port: number }
+  /** UPnP's HTTP and SSDP ports on `listen.host` (tests); with `listen` given and this absent, UPnP stays off. */
+  upnpListen: { httpPort: number; ssdpPort: number }
   /** Ports never granted, found at start (default: the WireGuard listen port from `wg`). */
   reservedPorts: readonly number[]
   /** Display names from a wg-easy client list (default: read /etc/wireguard/wg0.json if present). */
@@ -159,6 +162,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     publicV6: publicV6 ? [publicV6] : [],
     guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
+    ...(config.upnp_enabled ? { wgOnly: [{ protocol: 'udp' as const, port: 1900 }, { protocol: 'tcp' as const, port: config.upnp_http_port }] } : {}), // UPnP
   }
   // What the kernel holds from an earlier run (after a crash): ensureBase replaces it, and the
   // connections of forwards that are not restored must end with them (conntrack), as on any delete.
@@ -378,6 +382,25 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     log.info({ address: udp6.address.address, port: udp6.address.port }, 'PCP listening on IPv6')
   }
 
+  // UPnP front-end (src/upnp/): SSDP + HTTP/SOAP on the WireGuard address, over the same table and commit path.
+  let upnp: Upnp | null = null
+  if (config.upnp_enabled && (deps.listen === undefined || deps.upnpListen !== undefined)) {
+    const backend = new TableBackend({
+      ...serviceDeps, isClient: async (a) => isClient(a), publicAddress: () => publicAddress, leaseCapSeconds: config.upnp_permanent_lease_seconds,
+      beforeAdd: async () => void (await hostPorts.refresh()),
+    })
+    const searches = new RateLimiter({ clock, ratePerSecond: 5, burst: 10 })
+    try {
+      upnp = await startUpnp({
+        backend, wgAddress: listen.host, httpPort: deps.upnpListen?.httpPort ?? config.upnp_http_port, ssdpPort: deps.upnpListen?.ssdpPort ?? 1900,
+        version: packageVersion(), uptimeSeconds: () => (clock.now() - epochStart) / 1000, allowSearch: (a) => searches.allow(a), log: log.child({ component: 'upnp' }),
+      })
+      log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')
+    } catch (err) {
+      log.error({ err, port: config.upnp_http_port }, 'cannot start UPnP; NAT-PMP and PCP go on without it')
+    }
+  }
+
   const flushLeases = async (): Promise<number> => {
     const removed = await removeInChunks(chunked, (limit) => table.removeAllDynamic(limit))
     expiry.reschedule()
@@ -460,6 +483,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       expiry.stop()
       await watch?.stop()
       await api?.close()
+      await upnp?.close() // UPnP
       await udp.close()
       await udp6?.close()
       await batcher.idle()

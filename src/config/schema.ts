@@ -102,6 +102,20 @@ export const configSchema = {
       default: true,
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
+    // UPnP IGD front-end (src/upnp/)
+    upnp_enabled: {
+      type: 'boolean',
+      default: true,
+      description: 'Answer UPnP IGD on the WireGuard IPv4 address: SSDP searches (UDP 1900) and HTTP/SOAP control (upnp_http_port), for clients only. false: neither socket opens.',
+    },
+    upnp_http_port: { ...port, default: 2869, description: 'TCP port of the UPnP description and control server on the WireGuard address (2869: the port Windows uses for UPnP).' },
+    upnp_permanent_lease_seconds: {
+      type: 'integer',
+      minimum: 120,
+      maximum: 31536000,
+      default: 604800,
+      description: 'A UPnP mapping asked for with NewLeaseDuration 0 ("permanent", what Transmission sends) lasts this long unless the client re-adds it, and no UPnP lease is granted longer (IGD:2 says 604800). It also ends when the peer disconnects or is removed.',
+    },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     ...apiConfigProperties,
   },

@@ -31,6 +31,8 @@ export interface BaseParams {
   readonly guardedV6?: readonly string[]
   /** WireGuard interface name(s): NAT-PMP is answered only on these. */
   readonly wgInterfaces: readonly string[]
+  /** More local services answered only from the WireGuard interfaces, like 5351 (UPnP: udp 1900, tcp upnp_http_port). */
+  readonly wgOnly?: readonly { readonly protocol: Protocol; readonly port: number }[]
 }
 
 export interface ForwardDriver {

@@ -155,7 +155,7 @@ const SCRIPT = `
         'settings_pack: enable_natpmp=true and natpmp_gateway; the client then maps and renews its listen port itself.'],
       ['UPnP (upnpc, Xbox, games, Plex, Transmission; full tunnel, or add 239.255.255.250/32 to AllowedIPs)',
         'upnpc -u http://' + GATEWAY + ':2869/rootDesc.xml -i -e app -r ' + port + ' tcp ' + port + ' udp',
-        'Apps that speak UPnP find this gateway by SSDP through the tunnel; with a split tunnel, 239.255.255.250/32 in the client\'s AllowedIPs lets the search reach it.'],
+        'Apps that speak UPnP find this gateway by SSDP through the tunnel; with a split tunnel, 239.255.255.250/32 in AllowedIPs lets the search reach it.'],
       ['gluetun (custom provider)',
         'VPN_SERVICE_PROVIDER=custom\\nVPN_TYPE=wireguard\\nVPN_PORT_FORWARDING=on\\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
         'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.']

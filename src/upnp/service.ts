@@ -13,6 +13,9 @@
  * - NewLeaseDuration 0 is a "permanent" lease: the backend stores its cap and the mapping lives
  *   while the peer is configured and connected; the client re-adding renews it.
  * - NewEnabled is accepted and ignored (a disabled mapping is not kept), as miniupnpd does.
+ * - The IGDv2 actions (AddAnyPortMapping, DeletePortMappingRange, GetListOfPortMappings) are also
+ *   answered on the WANIPConnection:1 control URL, as miniupnpd answers any action on any service:
+ *   upnpc -L/-n/-N send them to the first WANIPConnection it found, which is the v1 one.
  */
 import type { Logger } from '../log.js'
 import { cleanDescription, type UpnpBackend, type UpnpMapping, type UpnpProtocol, type UpnpRefusal } from './backend.js'
@@ -37,8 +40,10 @@ export interface UpnpServiceOptions {
 /** GetListOfPortMappings with NewNumberOfPorts 0 returns at most this many (miniupnpd's default). */
 const LIST_DEFAULT = 1000
 
-class Fault {
-  constructor(readonly code: UpnpErrorCode, readonly why: string) {}
+class Fault extends Error {
+  constructor(readonly code: UpnpErrorCode, readonly why: string) {
+    super(why)
+  }
 }
 const fault = (code: UpnpErrorCode, why: string): never => {
   throw new Fault(code, why)
@@ -98,7 +103,6 @@ export class UpnpService {
         case 'AddPortMapping':
         case 'AddAnyPortMapping': {
           const any = req.action === 'AddAnyPortMapping'
-          if (any && !v2) fault(401, 'AddAnyPortMapping is a WANIPConnection:2 action')
           remoteHostWildcard(a)
           const extText = a.get('NewExternalPort')
           const ext = !any && (extText === '*' || extText === '0') ? fault(716, 'AddPortMapping needs an external port') : extText === '*' ? 0 : port(a, 'NewExternalPort', any)
@@ -137,7 +141,6 @@ export class UpnpService {
         }
         case 'DeletePortMappingRange':
         case 'GetListOfPortMappings': {
-          if (!v2) fault(401, `${req.action} is a WANIPConnection:2 action`)
           const start = port(a, 'NewStartPort', true)
           const end = port(a, 'NewEndPort', true)
           const proto = protocol(a)

@@ -91,8 +91,11 @@ export function parseSoapRequest(body: string, soapAction: string | undefined): 
     if (/<!DOCTYPE|<!ENTITY/i.test(body)) return { ok: false, error: 402, why: 'document type declarations are refused' }
     const header = actionFromHeader(soapAction)
     if (soapAction !== undefined && header === null) return { ok: false, error: 401, why: 'SOAPAction header is not <serviceType>#<action>' }
-    if (XMLValidator.validate(body) !== true) return { ok: false, error: 402, why: 'not well-formed XML' }
-    const doc: unknown = parser.parse(body)
+    // miniupnpc (2.2.4 at least) does not escape the description it sends: a bare "&" (as in
+    // "Tom & Jerry") is taken as text, as miniupnpd's lenient parser does. A bare "<" stays an error.
+    const text = body.replace(/&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});)/g, '&amp;')
+    if (XMLValidator.validate(text) !== true) return { ok: false, error: 402, why: 'not well-formed XML' }
+    const doc: unknown = parser.parse(text)
     const env = isRecord(doc) ? doc['Envelope'] : undefined
     const soapBody = isRecord(env) ? env['Body'] : undefined
     if (!isRecord(soapBody)) return { ok: false, error: 402, why: 'no SOAP Envelope/Body' }
@@ -106,9 +109,9 @@ export function parseSoapRequest(body: string, soapAction: string | undefined): 
     if (isRecord(raw)) {
       for (const [k, v] of Object.entries(raw)) {
         if (k === '#text' || args.size >= 32) continue
-        const first = Array.isArray(v) ? v[0] : v
+        const first: unknown = Array.isArray(v) ? (v as unknown[])[0] : v
         if (typeof first === 'string') args.set(k, decodeText(first))
-        else if (first !== undefined && first !== null && !isRecord(first)) args.set(k, String(first))
+        else if (typeof first === 'number' || typeof first === 'boolean') args.set(k, String(first))
         else args.set(k, '') // nested markup where text belongs: treated as empty, then validated by the action
       }
     }

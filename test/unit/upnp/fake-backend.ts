@@ -1,0 +1,56 @@
+/**
+ * The real TableBackend over a real MappingTable, with an in-memory "kernel" (a list of committed
+ * changes that can be told to refuse): what UPnP unit tests and the fixture capture run against.
+ */
+import type { ForwardChange } from '../../../src/drivers/driver.js'
+import { FakeClock } from '../../../src/mappings/clock.js'
+import { MappingTable } from '../../../src/mappings/table.js'
+import { TableBackend } from '../../../src/upnp/table-backend.js'
+
+export interface FakeBackendOptions {
+  clients: string[]
+  publicAddress?: string
+  minPort?: number
+  maxPort?: number
+  maxPerClient?: number
+  reserved?: number[]
+  leaseCapSeconds?: number
+}
+
+export class FakeBackend extends TableBackend {
+  readonly clock: FakeClock
+  readonly table: MappingTable
+  readonly commits: ForwardChange[][] = []
+  /** The next commit rejects (the kernel refused). */
+  refuseNext = false
+  changedCalls = 0
+
+  constructor(o: FakeBackendOptions) {
+    const clock = new FakeClock()
+    const table = new MappingTable({
+      clock, minPort: o.minPort ?? 1024, maxPort: o.maxPort ?? 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200,
+      maxPerClient: o.maxPerClient ?? 128, isReserved: (p) => (o.reserved ?? []).includes(p), random: () => 0.5,
+    })
+    const state = { self: null as FakeBackend | null }
+    super({
+      table,
+      commit: async (changes) => {
+        const me = state.self!
+        if (me.refuseNext) {
+          me.refuseNext = false
+          throw new Error('refused')
+        }
+        me.commits.push([...changes])
+      },
+      inflight: new Map(),
+      removals: new Map(),
+      changed: () => void (state.self!.changedCalls++),
+      isClient: (a) => o.clients.includes(a),
+      publicAddress: () => o.publicAddress ?? '203.0.113.7',
+      leaseCapSeconds: o.leaseCapSeconds ?? 604800,
+    })
+    state.self = this
+    this.clock = clock
+    this.table = table
+  }
+}
