@@ -110,7 +110,8 @@ export async function startUpnpHttp(o: UpnpHttpOptions): Promise<UpnpHttpServer>
     else send(res, 501, '')
   }
 
-  const server: Server = createServer({ maxHeaderSize: 8192 }, (req, res) => {
+  // connectionsCheckingInterval: how often the header/request timeouts are enforced (default 30 s).
+  const server: Server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => {
     req.on('error', () => {})
     res.on('error', () => {})
     handle(req, res).catch((err: unknown) => {

@@ -34,13 +34,14 @@ export class FakeBackend extends TableBackend {
     const state = { self: null as FakeBackend | null }
     super({
       table,
-      commit: async (changes) => {
+      commit: (changes) => {
         const me = state.self!
         if (me.refuseNext) {
           me.refuseNext = false
-          throw new Error('refused')
+          return Promise.reject(new Error('refused'))
         }
         me.commits.push([...changes])
+        return Promise.resolve()
       },
       inflight: new Map(),
       removals: new Map(),

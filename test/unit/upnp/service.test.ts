@@ -19,7 +19,7 @@ function setup(o: Partial<FakeBackendOptions> = {}) {
   const service = new UpnpService({ backend, log, uptimeSeconds: () => 42 })
   const call = async (client: string, action: string, args: Record<string, string | number> = {}, serviceType = SERVICE_IP1) => {
     const r = await service.control(serviceType, client, { action, args: new Map(Object.entries(args).map(([k, v]) => [k, String(v)])) })
-    const out = Object.fromEntries([...r.body.matchAll(/<(New[A-Za-z]+)>([^<]*)<\/\1>/g)].map((m) => [m[1], m[2]]))
+    const out: Record<string, string> = Object.fromEntries([...r.body.matchAll(/<(New[A-Za-z]+)>([^<]*)<\/\1>/g)].map((m): [string, string] => [m[1]!, m[2]!]))
     return { status: r.status, error: r.error, out, body: r.body }
   }
   return { backend, call }
