@@ -109,6 +109,11 @@ export const CIF_ACTIONS: Readonly<Record<string, readonly Arg[]>> = {
     ['NewWANAccessType', 'out', 'WANAccessType'], ['NewLayer1UpstreamMaxBitRate', 'out', 'Layer1UpstreamMaxBitRate'],
     ['NewLayer1DownstreamMaxBitRate', 'out', 'Layer1DownstreamMaxBitRate'], ['NewPhysicalLinkStatus', 'out', 'PhysicalLinkStatus'],
   ],
+  // Optional in WANCommonInterfaceConfig:1; upnpc -s and Windows ask. wgpmp counts nothing: 0.
+  GetTotalBytesSent: [['NewTotalBytesSent', 'out', 'TotalBytesSent']],
+  GetTotalBytesReceived: [['NewTotalBytesReceived', 'out', 'TotalBytesReceived']],
+  GetTotalPacketsSent: [['NewTotalPacketsSent', 'out', 'TotalPacketsSent']],
+  GetTotalPacketsReceived: [['NewTotalPacketsReceived', 'out', 'TotalPacketsReceived']],
 }
 
 /** [name, dataType, allowed values] */
@@ -125,6 +130,7 @@ const IP_VARS_V2: readonly Var[] = [...IP_VARS_V1, ['A_ARG_TYPE_Manage', 'boolea
 const CIF_VARS: readonly Var[] = [
   ['WANAccessType', 'string', ['DSL', 'POTS', 'Cable', 'Ethernet']], ['Layer1UpstreamMaxBitRate', 'ui4'],
   ['Layer1DownstreamMaxBitRate', 'ui4'], ['PhysicalLinkStatus', 'string', ['Up', 'Down']],
+  ['TotalBytesSent', 'ui4'], ['TotalBytesReceived', 'ui4'], ['TotalPacketsSent', 'ui4'], ['TotalPacketsReceived', 'ui4'],
 ]
 
 function scpd(actions: Readonly<Record<string, readonly Arg[]>>, vars: readonly Var[]): string {

@@ -81,6 +81,8 @@ export class UpnpService {
     const ok = (out: ReadonlyArray<readonly [string, string | number]> = []): ControlReply => ({ status: 200, body: buildResponse(serviceType, req.action, out), action: req.action, error: 0 })
     try {
       if (serviceType === SERVICE_CIF) {
+        const counter = /^GetTotal(BytesSent|BytesReceived|PacketsSent|PacketsReceived)$/.exec(req.action)
+        if (counter) return ok([[`NewTotal${counter[1]!}`, 0]])
         if (req.action !== 'GetCommonLinkProperties') fault(401, 'no such action on WANCommonInterfaceConfig')
         return ok([['NewWANAccessType', 'Ethernet'], ['NewLayer1UpstreamMaxBitRate', 1_000_000_000], ['NewLayer1DownstreamMaxBitRate', 1_000_000_000], ['NewPhysicalLinkStatus', 'Up']])
       }

@@ -78,7 +78,7 @@ describe('descriptions', () => {
     expect(actions(SCPD_IP1)).toEqual([...ACTIONS_OF[SERVICE_IP1]!])
     expect(actions(SCPD_IP2)).toEqual(expect.arrayContaining(['AddAnyPortMapping', 'DeletePortMappingRange', 'GetListOfPortMappings', 'AddPortMapping']))
     expect(actions(SCPD_IP1)).not.toContain('AddAnyPortMapping')
-    expect(actions(SCPD_CIF)).toEqual(['GetCommonLinkProperties'])
+    expect(actions(SCPD_CIF)).toEqual(['GetCommonLinkProperties', 'GetTotalBytesSent', 'GetTotalBytesReceived', 'GetTotalPacketsSent', 'GetTotalPacketsReceived'])
   })
 })
 

@@ -75,6 +75,7 @@ describe('IGD actions', () => {
     expect((await call(A, 'GetNATRSIPStatus')).out).toEqual({ NewRSIPAvailable: '0', NewNATEnabled: '1' })
     expect((await call(A, 'GetExternalIPAddress')).out).toEqual({ NewExternalIPAddress: '203.0.113.7' })
     expect((await call(A, 'GetCommonLinkProperties', {}, SERVICE_CIF)).out).toMatchObject({ NewWANAccessType: 'Ethernet', NewPhysicalLinkStatus: 'Up' })
+    expect((await call(A, 'GetTotalBytesSent', {}, SERVICE_CIF)).out).toEqual({ NewTotalBytesSent: '0' })
     expect((await call(A, 'GetStatusInfo', {}, SERVICE_CIF)).error).toBe(401)
     expect((await call(A, 'Frobnicate')).error).toBe(401)
     expect((await call(A, 'ForceTermination')).error).toBe(606)
