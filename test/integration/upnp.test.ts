@@ -138,12 +138,12 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     expect(await search(lab.ips.public)).toBe('')
     expect(await search(lab.ips.wgSrv)).toBe('')
     expect(await search('239.255.255.250', lab.ips.inet)).toBe('')
+    // Without the input chain's drop the server would accept this connection and answer 403 (not a
+    // client): '000' (no connection at all) shows the packet was dropped on eth0.
     const http = await lab.exec('inet', 'curl', ['-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', url], { reject: false })
     expect(http.stdout).toBe('000')
     const httpPublic = await lab.exec('inet', 'curl', ['-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.ips.public}:2869/rootDesc.xml`], { reject: false })
     expect(httpPublic.stdout).toBe('000')
-    const counters = (await lab.exec('srv', 'nft', ['list', 'chain', 'inet', 'wgpmp', 'input'])).stdout
-    expect(counters).toMatch(/@wg_only iifname != @wg_ifnames counter packets [1-9]/)
     // and the same search from a client is answered, from the tunnel address
     expect(await lab.exec('c1', PYTHON, ['-c', SEARCH_PY, '239.255.255.250', ''], { reject: false, timeout: 15_000 }).then((r) => r.stdout)).toContain(`${lab.ips.wgSrv} HTTP/1.1 200 OK`)
   })

@@ -140,7 +140,7 @@ describe('input chain admits', () => {
     const text = buildBaseScript(readFileSync(new URL('../../../nft/wgpmp.nft', import.meta.url), 'utf8'),
       { publicV4: ['203.0.113.7'], wgInterfaces: ['wg0'], wgOnly: [{ protocol: 'udp', port: 1900 }, { protocol: 'tcp', port: 2869 }] })
     expect(text).toContain('add element inet wgpmp wg_only { udp . 1900, tcp . 2869 }')
-    expect(text).toMatch(/meta l4proto \. th dport @wg_only iifname != @wg_ifnames counter drop/)
+    expect(text).toMatch(/meta l4proto \. th dport @wg_only iifname != @wg_ifnames drop/)
     expect(buildBaseScript('table inet wgpmp {}', { publicV4: [], wgInterfaces: ['wg0'] })).not.toContain('wg_only {')
   })
   it('iptables: RETURN from each WireGuard interface, then DROP, per service', () => {
