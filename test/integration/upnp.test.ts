@@ -169,4 +169,19 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
       child.kill('SIGTERM')
     }
   }, 60_000)
+
+  it('split tunnel: discovery needs 239.255.255.250/32 in the client\'s AllowedIPs (routing unchanged)', async () => {
+    // c2's routes still send the group into its WireGuard interface; only AllowedIPs change, so
+    // this shows what a split-tunnel client must add for wireguard-go to carry the search.
+    const set = (allowed: string) => lab.exec('c2', 'wg', ['set', lab.ifaces.c2Wg, 'peer', lab.pubkeys.srv, 'allowed-ips', allowed])
+    try {
+      await set('10.8.0.0/24')
+      expect(await upnpc('c2', ['-s'])).not.toContain(`${lab.ips.wgSrv}:2869/ctl/IPConn`)
+      expect(await upnpc('c2', ['-u', url, '-s'])).toContain(`ExternalIPAddress = ${lab.ips.public}`) // the URL still works
+      await set('10.8.0.0/24,239.255.255.250/32')
+      expect(await upnpc('c2', ['-s'])).toContain(`${lab.ips.wgSrv}:2869/ctl/IPConn`)
+    } finally {
+      await set('0.0.0.0/0,::/0')
+    }
+  }, 60_000)
 })
