@@ -27,6 +27,8 @@ const PROFILE = args.includes('--cpu-prof')
 const WHAT_IF = args.find((a) => a.startsWith('--what-if='))?.slice('--what-if='.length).split(',') ?? []
 
 /** Everything that sizes a run. Quick: what CI runs to keep the harness working (well under 2 min). */
+/** WGPMP_BENCH_UPNP=1: also sample UPnP AddPortMapping/DeletePortMapping at each level. */
+const UPNP = process.env.WGPMP_BENCH_UPNP === '1'
 const PLAN = QUICK
   ? { levels: [0, 1000], samples: 40, sampleBudgetMs: 3000, verifyEvery: 10, tpDurationMs: 800, tpMax: 3000, bulk: 1000, memoryForwards: 10_000, prefillBudgetMs: 30_000 }
   : { levels: [0, 1000, 10_000, 50_000], samples: 300, sampleBudgetMs: 12_000, verifyEvery: 15, tpDurationMs: 3000, tpMax: 20_000, bulk: 10_000, memoryForwards: 100_000, prefillBudgetMs: 180_000 }
@@ -99,6 +101,7 @@ function benchConfig(d: (typeof DRIVERS)[number], lab: Lab, tag: string): Record
     rate_limit_burst: 1_000_000,
     teardown_on_exit: true,
     log_level: 'info',
+    upnp_enabled: UPNP,
   }
 }
 
@@ -178,6 +181,8 @@ async function sampleLevel(ctx: Ctx, n: number) {
       if (!c.ok) verify.goneAfterDelete++
     }
   }
+  // UPnP (WGPMP_BENCH_UPNP=1): AddPortMapping request -> rule, and DeletePortMapping, over HTTP/SOAP.
+  const upnp = UPNP ? await upnpSamples(ctx, deadline + PLAN.sampleBudgetMs) : null
   await host.call('track', { on: false })
   const st = await host.call<HostStats>('stats', {})
   const batchMs = summarize(st.durations.filter((x) => x.size === 1).map((x) => x.ms))
@@ -196,7 +201,44 @@ async function sampleLevel(ctx: Ctx, n: number) {
     renewal: summarize(renew),
     delete: summarize(del),
     verify,
+    ...(upnp ? { upnp } : {}),
   }
+}
+
+/**
+ * UPnP samples at the current N: an AddPortMapping for a free port (a taken one, 718, moves to the
+ * next), the time to its rule in the kernel, and its DeletePortMapping. Bounded by count and deadline.
+ */
+async function upnpSamples(ctx: Ctx, deadline: number) {
+  const { host, lg } = ctx
+  const reply: number[] = []
+  const rule: number[] = []
+  const del: number[] = []
+  let failures = 0
+  let port = 30_000
+  for (let s = 0; s < PLAN.samples && nowMs() < deadline; s++) {
+    const ci = C.sample + (s % 16)
+    let m: Reply | null = null
+    for (let tries = 0; tries < 8 && port < 65_000; tries++, port++) {
+      const r = await lg.call<Reply>('upnpOne', { client: ci, action: 'add', externalPort: port, internalPort: 18081 }, 60_000)
+      if (r.ok || r.result !== 718) {
+        m = r
+        break
+      }
+    }
+    port++
+    if (!m?.ok) {
+      failures++
+      continue
+    }
+    reply.push(m.rtt)
+    const at = await host.call<number | null>('committedAt', { op: 'add', protocol: 'tcp', port: m.externalPort })
+    if (at !== null) rule.push(at - m.t0)
+    const d = await lg.call<Reply>('upnpOne', { client: ci, action: 'delete', externalPort: m.externalPort, internalPort: 18081 }, 60_000)
+    if (d.ok) del.push(d.rtt)
+    else failures++
+  }
+  return { reply: summarize(reply), rule: summarize(rule), delete: summarize(del), failures }
 }
 
 async function prefill(ctx: Ctx, from: number, to: number, extra: Record<string, unknown> = {}) {

@@ -25,6 +25,7 @@ import type { FrontendContext } from './frontends/context.js'
 import { pmpDispatch } from './frontends/dispatch.js'
 import { NatPmpService } from './frontends/natpmp/service.js'
 import { PcpService } from './frontends/pcp/service.js'
+import { ForwarderBackend, packageVersion, startUpnp } from './frontends/upnp/index.js'
 import { publicAddresses, wgListenPort } from './host/addresses.js'
 import { HostFirewall } from './host/firewall.js'
 import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
@@ -68,6 +69,8 @@ export interface Deps {
   publicAddressV6: string
   /** Where to bind PCP over IPv6 (default: the address of wg_address_v6, port 5351). */
   listenV6: { host: string; port: number }
+  /** UPnP's HTTP and SSDP ports on `listen.host` (tests); with `listen` given and this absent, UPnP stays off. */
+  upnpListen: { httpPort: number; ssdpPort: number }
   /** Ports never granted, found at start (default: the WireGuard listen port from `wg`). */
   reservedPorts: readonly number[]
   /** Display names from a wg-easy client list (default: read /etc/wireguard/wg0.json if present). */
@@ -154,6 +157,8 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     publicV6: pub.v6 ? [pub.v6] : [],
     guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
+    // UPnP's SSDP and HTTP ports are admitted from the WireGuard interface only, as 5351 is.
+    ...(config.upnp_enabled ? { wgOnly: [{ protocol: 'udp' as const, port: 1900 }, { protocol: 'tcp' as const, port: config.upnp_http_port }] } : {}),
   }
   // What the kernel holds from an earlier run (after a crash): ensureBase replaces it, and the
   // connections of forwards that are not restored end with them, as on any delete.
@@ -176,6 +181,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     maxPort: config.port_forward_max_port,
     minLifetimeSeconds: config.lifetime_min_seconds,
     maxLifetimeSeconds: config.lifetime_max_seconds,
+    upnpMaxLifetimeSeconds: config.upnp_permanent_lease_seconds,
     maxPerClient: config.max_forwards_per_client,
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
@@ -313,6 +319,22 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     udp6 = u6
     components.add('udp6', () => u6.close())
     log.info({ address: u6.address.address, port: u6.address.port }, 'PCP listening on IPv6')
+  }
+
+  // UPnP IGD: SSDP + HTTP/SOAP on the WireGuard address, on the same forwarder.
+  if (config.upnp_enabled && (deps.listen === undefined || deps.upnpListen !== undefined)) {
+    const searches = new RateLimiter({ clock, ratePerSecond: 5, burst: 10 })
+    try {
+      const upnp = await startUpnp({
+        backend: new ForwarderBackend({ forwarder, publicAddress: () => pub.v4, leaseCapSeconds: config.upnp_permanent_lease_seconds }),
+        wgAddress: deps.listen?.host ?? wg.address, httpPort: deps.upnpListen?.httpPort ?? config.upnp_http_port, ssdpPort: deps.upnpListen?.ssdpPort ?? 1900,
+        version: packageVersion(), uptimeSeconds: () => (clock.now() - epochStart) / 1000, allowSearch: (a) => searches.allow(a), log: log.child({ component: 'upnp' }),
+      })
+      components.add('upnp', () => upnp.close())
+      log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')
+    } catch (err) {
+      log.error({ err, port: config.upnp_http_port }, 'cannot start UPnP; NAT-PMP and PCP go on without it')
+    }
   }
 
   // --- the HTTP API and page ---

@@ -8,6 +8,7 @@
  * check that a forward carries a real connection to the right client.
  */
 import { createSocket, type Socket } from 'node:dgram'
+import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { Opcode } from '../../src/protocol/constants.js'
 import { decodeResponse, encodeRequest } from '../../src/protocol/natpmp.js'
@@ -170,6 +171,39 @@ serve(
       return p.kind === 'public'
         ? c.publicAddress(p.timeoutMs, false)
         : c.map(p.protocol ?? 'tcp', p.internalPort ?? 0, p.lifetime ?? 3600, p.suggested ?? 0, p.timeoutMs, false)
+    },
+    /**
+     * One UPnP AddPortMapping or DeletePortMapping (libtorrent's request shape) from one client's
+     * address to the daemon's control URL; result is the UPnP error code (0: success).
+     */
+    upnpOne(p: { client: number; action: 'add' | 'delete'; externalPort: number; internalPort: number; protocol?: Proto; httpPort?: number; timeoutMs?: number }) {
+      const me = clientAddress(p.client)
+      const proto = (p.protocol ?? 'tcp').toUpperCase()
+      const st = 'urn:schemas-upnp-org:service:WANIPConnection:1'
+      const action = p.action === 'add' ? 'AddPortMapping' : 'DeletePortMapping'
+      const args = p.action === 'add'
+        ? `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol><NewInternalPort>${p.internalPort}</NewInternalPort><NewInternalClient>${me}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>bench</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration>`
+        : `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol>`
+      const body = `<?xml version="1.0"?>\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:${action} xmlns:u="${st}">${args}</u:${action}></s:Body></s:Envelope>`
+      return new Promise<Reply>((resolve) => {
+        const t0 = nowMs()
+        const req = request({
+          host: server.address, port: p.httpPort ?? 2869, path: '/ctl/IPConn', method: 'POST', localAddress: me, timeout: p.timeoutMs ?? 30_000, agent: false,
+          headers: { 'Content-Type': 'text/xml; charset="utf-8"', SOAPAction: `"${st}#${action}"`, 'Content-Length': Buffer.byteLength(body), Connection: 'close' },
+        }, (res) => {
+          let text = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => (text += c))
+          res.on('end', () => {
+            const t1 = nowMs()
+            const code = res.statusCode === 200 ? 0 : Number(/<errorCode>(\d+)</.exec(text)?.[1] ?? -1)
+            resolve({ ok: code === 0, result: code, t0, t1, rtt: t1 - t0, externalPort: p.externalPort, lifetime: 3600 })
+          })
+        })
+        req.on('timeout', () => req.destroy())
+        req.on('error', () => resolve(TIMEOUT))
+        req.end(body)
+      })
     },
     /** Creates forwards [from, to) of the fill plan with a window of outstanding requests. */
     async prefill(p: { from: number; to: number; clientBase: number; perClient: number; window: number; lifetime: number; timeoutMs: number; budgetMs: number; protocol?: Proto }) {

@@ -114,6 +114,20 @@ export const configSchema = {
       default: false,
       description: 'When a forward base chain of another table (ufw\'s or Docker\'s FORWARD policy DROP, an nftables forward chain) drops forwarded traffic, insert `iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT` (or `ct status dnat accept` in that nft chain) at its top, and remove exactly that rule on exit. false: only warn (log, page, metric wgpmp_host_firewall_blocks_forwards).',
     },
+    // UPnP IGD front-end (src/frontends/upnp/)
+    upnp_enabled: {
+      type: 'boolean',
+      default: true,
+      description: 'Answer UPnP IGD on the WireGuard IPv4 address: SSDP searches (UDP 1900) and HTTP/SOAP control (upnp_http_port), for clients only. false: neither socket opens.',
+    },
+    upnp_http_port: { ...port, default: 2869, description: 'TCP port of the UPnP description and control server on the WireGuard address (2869: the port Windows uses for UPnP).' },
+    upnp_permanent_lease_seconds: {
+      type: 'integer',
+      minimum: 120,
+      maximum: 31536000,
+      default: 604800,
+      description: 'A UPnP mapping asked for with NewLeaseDuration 0 ("permanent", what Transmission sends) lasts this long unless the client re-adds it, and no UPnP lease is granted longer (IGD:2 says 604800). It also ends when the peer disconnects or is removed.',
+    },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     // --- issue 10 §3 ---
     port_hold_seconds: {

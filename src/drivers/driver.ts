@@ -5,7 +5,7 @@
  * (factory.ts).
  */
 import type { Clock } from '../core/clock.js'
-import type { Forward, ForwardChange } from '../core/forward.js'
+import type { Forward, ForwardChange, Protocol } from '../core/forward.js'
 import type { Logger } from '../log.js'
 
 export interface BaseParams {
@@ -17,6 +17,8 @@ export interface BaseParams {
   readonly guardedV6?: readonly string[]
   /** WireGuard interface name(s): NAT-PMP is answered only on these. */
   readonly wgInterfaces: readonly string[]
+  /** More local services answered only from the WireGuard interfaces, like 5351 (UPnP: udp 1900, tcp upnp_http_port). */
+  readonly wgOnly?: readonly { readonly protocol: Protocol; readonly port: number }[]
 }
 
 export type DriverName = 'nft' | 'iptables' | 'memory'

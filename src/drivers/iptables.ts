@@ -19,6 +19,7 @@ import { compareForwards, forwardKey, type Forward, type ForwardChange, type Pro
  *          INPUT -I 1 -j WGPMP-INPUT
  *          WGPMP-INPUT        -i <wg> -p udp --dport 5351 -j RETURN            one per WireGuard interface
  *                             -p udp --dport 5351 -j DROP
+ *                             the same pair for each BaseParams.wgOnly service (UPnP: udp 1900, tcp 2869)
  *
  * Why a dispatch chain per table instead of `-d <public>` in every forward rule: with several
  * public addresses that would be one DNAT rule per forward *per address*; this way a forward is
@@ -229,10 +230,22 @@ export function buildIptablesBase(
       ...params.publicV4.map((a) => `-A ${c.forward} -m conntrack --ctstate DNAT --ctorigdst ${a} -j ${c.accept}`),
       ...params.wgInterfaces.map((i) => `-A ${c.input} -i ${i} ${pmp} -j RETURN`),
       `-A ${c.input} ${pmp} -j DROP`,
+      ...wgOnlyRules(params, c.input), // UPnP
       `-I FORWARD 1 -j ${c.forward}`,
       `-I INPUT 1 -j ${c.input}`,
     ]),
   }
+}
+
+/** The input rules for BaseParams.wgOnly (UPnP's 1900 and HTTP port): accepted from the WireGuard interfaces, dropped from anywhere else. */
+function wgOnlyRules(params: BaseParams, chain: string): string[] {
+  const out: string[] = []
+  for (const s of params.wgOnly ?? []) {
+    if ((s.protocol !== 'tcp' && s.protocol !== 'udp') || !isPort(s.port)) continue
+    const m = `-p ${s.protocol} -m ${s.protocol} --dport ${s.port}`
+    out.push(...params.wgInterfaces.map((i) => `-A ${chain} -i ${i} ${m} -j RETURN`), `-A ${chain} ${m} -j DROP`)
+  }
+  return out
 }
 
 /** teardown's batch: removes hooks and all chains named `${prefix}-*`; '' for a table with none. Pure. */

@@ -67,6 +67,8 @@ export function buildBaseScript(baseRuleset: string, params: BaseParams, table =
   if (params.publicV6 && params.publicV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v6 { ${params.publicV6.join(', ')} }`)
   if (params.guardedV6 && params.guardedV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} guarded_v6 { ${params.guardedV6.join(', ')} }`)
   if (params.wgInterfaces.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} wg_ifnames { ${params.wgInterfaces.map(quote).join(', ')} }`)
+  const wgOnly = (params.wgOnly ?? []).filter((s) => (s.protocol === 'tcp' || s.protocol === 'udp') && Number.isInteger(s.port) && s.port > 0 && s.port < 65536)
+  if (wgOnly.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} wg_only { ${wgOnly.map((s) => `${s.protocol} . ${s.port}`).join(', ')} }`) // UPnP
   return lines.join('\n') + '\n'
 }
 

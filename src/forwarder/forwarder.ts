@@ -59,6 +59,8 @@ export interface MapRequest {
   readonly pinhole?: boolean
   /** Client-controlled text kept with the lease (UPnP's description). */
   readonly description?: string
+  /** The longest lifetime for this request instead of lifetime_max_seconds (UPnP cannot tell a client it got less). */
+  readonly maxLifetimeSeconds?: number
 }
 
 export type MapResult =
@@ -105,34 +107,88 @@ export class Forwarder {
   }
 
   /** Creates or renews a lease; resolves once its forward is in the kernel. Never rejects. */
-  async map(req: MapRequest): Promise<MapResult> {
+  map(req: MapRequest): Promise<MapResult> {
+    return this.mapReplacing(req, [])
+  }
+
+  /**
+   * map(), first taking out the client's own leases for `replace` (protocol, internal port), all in
+   * one kernel batch and undone together if refused: UPnP's AddPortMapping names a mapping by its
+   * external port, so moving one (the same internal port onto another external port, or another
+   * internal port onto this external port) is one change, never a moment with both or neither.
+   */
+  async mapReplacing(req: MapRequest, replace: readonly { protocol: Protocol; internalPort: number }[]): Promise<MapResult> {
     try {
       if (!(await this.d.isClient(req.client))) return this.notAClient(req.client, req.origin)
+      const removals = replace.map((r) => this.d.table.remove(req.client, r.protocol, r.internalPort))
+      const undoRemovals = (): void => {
+        for (const r of [...removals].reverse()) r.undo()
+      }
       const out = this.d.table.map(req)
       if (!out.ok) {
+        undoRemovals()
         this.d.log.info({ client: req.client, protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
         return { ok: false, refusal: out.reason }
       }
+      const gone = removals.flatMap((r) => r.removed)
       try {
-        await this.commitLease(out.lease, out.changes)
+        if (gone.length === 0) await this.commitLease(out.lease, out.changes)
+        else await this.d.commit([...removals.flatMap((r) => r.changes), ...out.changes])
       } catch (err) {
         out.undo()
+        undoRemovals()
+        this.d.changed()
         this.d.log.error({ err, client: req.client, protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin }, 'forward refused by the kernel')
         return { ok: false, refusal: 'kernel-refused' }
       }
       const l = out.lease
       const created = out.changes.length > 0
+      if (gone.length > 0) {
+        this.d.log.info({ client: req.client, forwards: summary(gone), via: req.origin }, 'lease replaced')
+        this.d.events?.removed(gone, 'deleted')
+      }
       const fields = { client: req.client, protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
       if (created) {
         this.d.log.info(fields, 'lease created')
         this.d.events?.created(l)
-      }
-      else this.d.log.debug(fields, 'lease renewed')
+      } else this.d.log.debug(fields, 'lease renewed')
       this.d.changed()
       return { ok: true, lease: l, created }
     } catch (err) {
       // A bug, not bad input: the front-end answers its generic failure rather than nothing.
       this.d.log.error({ err, client: req.client }, 'map: internal error')
+      return { ok: false, refusal: 'internal-error' }
+    }
+  }
+
+  /**
+   * Deletes the client's own dynamic leases of one protocol that `pick` selects (UPnP deletes by
+   * external port or range), in one batch, after the client's other deletes. Never rejects.
+   */
+  async deleteWhere(client: string, protocol: Protocol, pick: (l: Lease) => boolean, via: DynamicOrigin): Promise<DeleteResult> {
+    try {
+      if (!(await this.d.isClient(client))) return this.notAClient(client, via)
+      return await this.serialRemoval(client, undefined, async (): Promise<DeleteResult> => {
+        const ports = this.d.table.leasesOf(client).filter((l) => l.protocol === protocol && l.origin !== 'static' && pick(l)).map((l) => l.internalPort)
+        const rs = ports.map((p) => this.d.table.remove(client, protocol, p))
+        const removed = rs.flatMap((r) => r.removed)
+        try {
+          if (removed.length > 0) await this.d.commit(rs.flatMap((r) => r.changes))
+        } catch (err) {
+          for (const r of [...rs].reverse()) r.undo()
+          this.d.log.error({ err, client, via }, 'delete refused by the kernel')
+          return { ok: false, refusal: 'kernel-refused' }
+        } finally {
+          this.d.changed()
+        }
+        if (removed.length > 0) {
+          this.d.log.info({ client, forwards: summary(removed), count: removed.length, via }, 'lease deleted')
+          this.d.events?.removed(removed, 'deleted')
+        }
+        return { ok: true, removed }
+      })
+    } catch (err) {
+      this.d.log.error({ err, client }, 'delete: internal error')
       return { ok: false, refusal: 'internal-error' }
     }
   }

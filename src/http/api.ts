@@ -114,6 +114,7 @@ export function leaseView(l: Lease, clientId: string, clockNow: number, wallNow:
     internal_port: l.targetPort,
     client_address: l.client,
     origin: l.origin,
+    ...(l.description === undefined ? {} : { description: l.description }), // UPnP: client text, shown escaped by the page
     lifetime_seconds: l.origin === 'static' ? null : l.lifetimeSeconds,
     seconds_left: l.origin === 'static' || !Number.isFinite(l.expiresAt) ? null : Math.max(0, Math.ceil((l.expiresAt - clockNow) / 1000)),
     created_at: new Date(wallNow - (clockNow - l.createdAt)).toISOString(),

@@ -153,6 +153,9 @@ const SCRIPT = `
       ['libtorrent / qBittorrent (libtorrent >= 2.0.12)',
         'natpmp_gateway=' + GATEWAY,
         'settings_pack: enable_natpmp=true and natpmp_gateway; the client then maps and renews its listen port itself.'],
+      ['UPnP (upnpc, Xbox, games, Plex, Transmission; full tunnel, or add 239.255.255.250/32 to AllowedIPs)',
+        'upnpc -u http://' + GATEWAY + ':2869/rootDesc.xml -i -e app -r ' + port + ' tcp ' + port + ' udp',
+        'Apps that speak UPnP find this gateway by SSDP through the tunnel; with a split tunnel, 239.255.255.250/32 in AllowedIPs lets the search reach it.'],
       ['gluetun (custom provider)',
         'VPN_SERVICE_PROVIDER=custom\\nVPN_TYPE=wireguard\\nVPN_PORT_FORWARDING=on\\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
         'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.']
@@ -221,7 +224,9 @@ const SCRIPT = `
       tr.appendChild(el('td', '', f.protocol.toUpperCase()));
       var port = el('td', 'port'); port.appendChild(copyButton(String(f.external_port), String(f.external_port))); tr.appendChild(port);
       tr.appendChild(el('td', 'addr', (f.client_address || '?') + ':' + f.internal_port));
-      var o = el('td'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : 'NAT-PMP')); tr.appendChild(o);
+      var o = el('td'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : f.origin === 'upnp' ? 'UPnP' : 'NAT-PMP'));
+      if (f.description) { var d = el('span', 'meta', ' ' + f.description); d.setAttribute('data-description', ''); o.appendChild(d); } // client text: textContent only
+      tr.appendChild(o);
       tr.appendChild(el('td', 'num', duration(f.seconds_left)));
       var act = el('td');
       if (f.origin === 'static' && !f.removable) { var cfg = el('span', 'meta', 'config file'); cfg.title = 'Defined in the config file; remove it there.'; act.appendChild(cfg); }

@@ -22,6 +22,7 @@ export const forwardViewSchema = {
     internal_port: portOrRange,
     client_address: { ...nullable({ type: 'string' }), description: 'The tunnel address traffic goes to; null while the peer is not on the interface.' },
     origin: { enum: ORIGINS, description: 'Leases of the protocol front-ends (nat-pmp, pcp, upnp) expire; static forwards do not.' },
+    description: { type: 'string', description: 'UPnP leases: the NewPortMappingDescription the client sent (client-controlled text).' },
     lifetime_seconds: { ...nullable({ type: 'integer' }), description: 'Granted lifetime; null for static forwards (no expiry).' },
     seconds_left: nullable({ type: 'integer' }),
     created_at: { type: 'string', description: 'ISO 8601.' },

@@ -19,6 +19,8 @@ export interface TableOptions {
   maxPort: number
   minLifetimeSeconds: number
   maxLifetimeSeconds: number
+  /** The longest UPnP lease (upnp_permanent_lease_seconds); default maxLifetimeSeconds. A restored UPnP lease is clamped to it. */
+  upnpMaxLifetimeSeconds?: number
   /** At most this many leases per client (result 4 beyond). */
   maxPerClient?: number
   /** Ports never granted, whatever the range says (e.g. the WireGuard listen port). */
@@ -67,6 +69,10 @@ export interface MapRequest {
   readonly lifetimeSeconds: number
   /** 'pcp' for PCP MAP (default 'nat-pmp'). A PCP and a NAT-PMP request for the same key are one mapping. */
   readonly origin?: DynamicOrigin
+  /** UPnP: the mapping's description; a UPnP renewal also makes the lease a upnp one. */
+  readonly description?: string
+  /** UPnP: the longest lifetime for this request, instead of maxLifetimeSeconds (UPnP cannot tell a client it got less). */
+  readonly maxLifetimeSeconds?: number
   /** PCP nonce (hex): a renewal with another nonce is refused (RFC 6887 §11.3). */
   readonly nonce?: string
   /** PCP PREFER_FAILURE: only the suggested port will do (RFC 6887 §13.2). */
@@ -131,6 +137,7 @@ export class MappingTable {
       maxPort: opts.maxPort,
       minLifetimeSeconds: opts.minLifetimeSeconds,
       maxLifetimeSeconds: opts.maxLifetimeSeconds,
+      upnpMaxLifetimeSeconds: opts.upnpMaxLifetimeSeconds ?? opts.maxLifetimeSeconds,
       maxPerClient: opts.maxPerClient ?? Infinity,
       isReserved: opts.isReserved ?? (() => false),
       random: opts.random ?? Math.random,
@@ -213,7 +220,7 @@ export class MappingTable {
     if (cl === null) return { ok: false, reason: 'bad-client' }
     const { c } = cl
     const k = key(c, req.protocol, req.internalPort)
-    const lifetime = this.clampLifetime(req.lifetimeSeconds)
+    const lifetime = req.maxLifetimeSeconds === undefined ? this.clampLifetime(req.lifetimeSeconds) : Math.min(req.maxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, req.lifetimeSeconds))
     const now = this.clock.now()
     const existing = this.byKey.get(k)
     if (existing) return this.renew(existing, k, req, lifetime, now)
@@ -257,6 +264,7 @@ export class MappingTable {
       pinhole,
       origin: req.origin ?? 'nat-pmp',
       ...(req.nonce === undefined ? {} : { nonce: req.nonce }),
+      ...(req.origin === 'upnp' ? { description: req.description ?? '' } : {}),
       lifetimeSeconds: lifetime,
       createdAt: now,
       expiresAt: now + lifetime * 1000,
@@ -275,12 +283,16 @@ export class MappingTable {
   /** Renews `existing` (stored under k): same external port, new lifetime, no kernel change. */
   private renew(existing: Lease, k: number, req: MapRequest, lifetime: number, now: number): Outcome {
     if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
-    const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin }
+    const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin, description: existing.description }
     existing.lifetimeSeconds = lifetime
     existing.expiresAt = now + lifetime * 1000
     if (req.nonce !== undefined) {
       existing.nonce = req.nonce
       existing.origin = 'pcp'
+    }
+    if (req.origin === 'upnp') {
+      existing.origin = 'upnp'
+      existing.description = req.description ?? ''
     }
     // The heap keeps one entry per lease: a later deadline is picked up lazily when the old one
     // comes due; only an earlier one needs an entry of its own.
@@ -297,6 +309,8 @@ export class MappingTable {
         existing.origin = before.origin
         if (before.nonce === undefined) delete existing.nonce
         else existing.nonce = before.nonce
+        if (before.description === undefined) delete existing.description
+        else existing.description = before.description
         this.onChange('put', existing)
       },
     }
@@ -323,7 +337,7 @@ export class MappingTable {
    */
   restore(l: {
     client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
-    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: DynamicOrigin; nonce?: string; pinhole?: boolean
+    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: DynamicOrigin; nonce?: string; description?: string; pinhole?: boolean
   }): { ok: true; changes: readonly ForwardChange[]; lease: Lease } | { ok: false; reason: RestoreRefusal } {
     const cl = this.client(l.client)
     if (cl === null) return { ok: false, reason: 'bad-client' }
@@ -334,10 +348,11 @@ export class MappingTable {
     if (!pinhole && (l.externalPort < this.o.minPort || l.externalPort > this.o.maxPort)) return { ok: false, reason: 'out-of-range' }
     if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort)) return { ok: false, reason: pinhole ? 'taken' : 'reserved' }
     if (!pinhole && !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false, reason: 'taken' }
-    const lifetime = this.clampLifetime(l.lifetimeSeconds)
+    const lifetime = l.origin === 'upnp' ? Math.min(this.o.upnpMaxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, l.lifetimeSeconds)) : this.clampLifetime(l.lifetimeSeconds)
     const lease: Lease = {
       id: this.nextId++, client: cl.address, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
       targetPort: l.targetPort, pinhole, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
+      ...(l.description === undefined ? {} : { description: l.description }),
       lifetimeSeconds: lifetime, createdAt: l.createdAt, expiresAt: Math.min(l.expiresAt, this.clock.now() + lifetime * 1000),
     }
     this.insert(cl.c, k, lease)

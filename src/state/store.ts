@@ -50,6 +50,7 @@ export const leaseRecordSchema = {
     origin: { enum: DYNAMIC_ORIGINS, description: 'Absent in older files: nat-pmp.' },
     pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
+    description: { type: 'string', maxLength: 256, description: 'UPnP NewPortMappingDescription (client text).' },
     peer: { type: 'string', pattern: '^[A-Za-z0-9_-]{12}$', description: 'Client id (hash of the public key) of the peer that held the address: restored only to the same peer (issue 10 §4). Absent in older files.' },
   },
 } as const satisfies JSONSchema
@@ -101,6 +102,7 @@ export interface RestoredLease {
   readonly expiresAt: number
   readonly origin: DynamicOrigin
   readonly nonce?: string
+  readonly description?: string
   readonly pinhole?: boolean
   /** The client id of the peer the lease was granted to (absent in older files). */
   readonly peer?: string
@@ -127,6 +129,7 @@ export function toPersisted(lease: Lease, clock: Clock, nowUnixMs: number, peer?
     createdAtUnixMs: Math.max(0, Math.round(nowUnixMs - (now - lease.createdAt))),
     origin: dynamicOrigin(lease.origin),
     ...(lease.nonce === undefined ? {} : { nonce: lease.nonce }),
+    ...(lease.description === undefined ? {} : { description: lease.description }),
     ...(lease.pinhole ? { pinhole: true } : {}),
     ...(peer === undefined ? {} : { peer }),
   }
@@ -153,6 +156,7 @@ export function fromPersisted(rec: LeaseRecord, clock: Clock, nowUnixMs: number)
     createdAt: now - Math.max(0, nowUnixMs - rec.createdAtUnixMs),
     origin: rec.origin ?? 'nat-pmp',
     ...(rec.nonce === undefined ? {} : { nonce: rec.nonce }),
+    ...(rec.description === undefined ? {} : { description: rec.description }),
     ...(rec.pinhole === true ? { pinhole: true } : {}),
     ...(rec.peer === undefined ? {} : { peer: rec.peer }),
   }
@@ -217,7 +221,7 @@ function leaseJson(l: Lease, now: number, nowUnixMs: number, peer?: string): str
   const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
   const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
   const origin = dynamicOrigin(l.origin)
-  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.pinhole ? ',"pinhole":true' : '') + (peer === undefined ? '' : `,"peer":${JSON.stringify(peer)}`)
+  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.description === undefined ? '' : `,"description":${JSON.stringify(l.description)}`) + (l.pinhole ? ',"pinhole":true' : '') + (peer === undefined ? '' : `,"peer":${JSON.stringify(peer)}`)
   return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
 }
 
