@@ -28,6 +28,9 @@ import { startUdpServer } from './server/udp.js'
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, readWgEasyNames, WgPeerSource, type PeerEvent, type PeerSource } from './wireguard/peers.js'
 import { isWgKey } from './wireguard/wg-dump.js'
+import type { EventSink } from './notify/events.js'
+import { LeaseEvents } from './notify/emit.js'
+import { startNotifications } from './notify/index.js'
 
 export interface Deps {
   clock: Clock
@@ -52,6 +55,8 @@ export interface Deps {
   listeningPorts: () => Promise<ListeningPorts>
   /** Wall clock, unix ms (state file times). Default Date.now. */
   now: () => number
+  /** Where forward and client events go (default: the channels of config.notifications). Issue 13. */
+  events: EventSink
 }
 
 export interface Daemon {
@@ -134,6 +139,8 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const publicV6 = publicV6Raw ? canonicalAddress(publicV6Raw) : null
   const reserved = new Set<number>([...config.reserved_ports, ...(deps.reservedPorts ?? (await wgListenPort(exec, config.wg_interface, log)))])
   const configForwards = parseConfigStaticForwards(config.static_forwards, (k) => (isWgKey(k) ? clientId(k) : k))
+  // issue 13: notification channels (secret files read now, before the kernel is touched); metrics counts them once it exists
+  const dispatcher = deps.events ? null : await startNotifications(config.notifications, { clock, log: log.child({ component: 'notify' }), count: (c, o, n) => metrics.countNotification(c, o, n) })
 
   // --- state: one file (state_file) holds the epoch, leases and API-created static forwards ---
   const loaded = await loadState(config.state_file, now())
@@ -210,6 +217,9 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     },
     peers: () => ({ total: tracker.peers().length, connected: tracker.connectedCount }),
   })
+  // issue 13: operator notifications; every emit below is one LeaseEvents call
+  const publicFor = (client: string): string | null => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client)
+  const notify = new LeaseEvents({ sink: deps.events ?? dispatcher!, peerAt: (a) => tracker.peerByAddress(a), publicAddress: publicFor, now })
   const batcher = new GroupCommit(driver, (size, ms, ok) => {
     metrics.observeBatch(size, ms, ok)
     log.debug({ size, ms, ok }, 'batch')
@@ -240,10 +250,10 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     state.changed()
     if (realKernel) endFlows(changes.filter((c) => c.op === 'delete').map((c) => c.forward))
   }
-  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes), log.child({ component: 'expiry' }), deleteChunk)
+  const expiry = new ExpiryScheduler(clock, table, (r) => commit(r.changes).then(() => notify.removed(r.removed, 'expired')), log.child({ component: 'expiry' }), deleteChunk)
   const addressOfClient = (id: string): string | null => tracker.peerById(id)?.addresses[0] ?? null
   const statics = new StaticForwards({
-    store: staticStore, sink: table, commit, log: log.child({ component: 'static' }),
+    store: staticStore, sink: table, commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)), log: log.child({ component: 'static' }),
     // IPv6 addresses only where IPv6 forwarding is configured.
     addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || publicV6 !== null),
   })
@@ -254,6 +264,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const withdrawLeases = async (address: string, why: string): Promise<void> => {
     try {
       const removed = await removeInChunks(chunked, (limit) => table.removeClient(address, limit))
+      notify.removed(removed, why === 'peer disconnected' ? 'peer-disconnected' : 'peer-removed')
       if (removed.length > 0) log.info({ client: address, why, count: removed.length, forwards: removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
     } catch (err) {
       log.error({ err, client: address }, 'cannot withdraw leases')
@@ -262,7 +273,8 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const onPeerEvents = async (events: PeerEvent[]): Promise<void> => {
     for (const ev of events) {
       const p = ev.peer
-      log.info({ event: ev.type, client: p.id, name: p.name, addresses: p.addresses }, 'peer ' + ev.type)
+      notify.peer(ev)
+      log.info({ event: ev.type, client: p.id, clientName: p.name, addresses: p.addresses }, 'peer ' + ev.type)
       if (ev.type === 'removed') {
         for (const a of p.addresses) {
           await withdrawLeases(a, 'peer removed')
@@ -329,7 +341,8 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   const serviceDeps: Omit<ServiceDeps, 'log'> = {
     table, commit, isClient, inflight: new Map(), removals: new Map(), chunk: deleteChunk,
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
-    publicAddress: (client) => (!isV6(client) ? publicAddress : isUniqueLocal(client) ? publicV6 : client),
+    publicAddress: publicFor,
+    notify,
     changed: () => {
       expiry.reschedule()
       state.changed()
@@ -380,6 +393,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
 
   const flushLeases = async (): Promise<number> => {
     const removed = await removeInChunks(chunked, (limit) => table.removeAllDynamic(limit))
+    notify.removed(removed, 'flushed')
     expiry.reschedule()
     log.info({ count: removed.length }, 'all leases flushed by the operator')
     return removed.length
@@ -442,6 +456,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       })
     : null
   watch?.start()
+  notify.arm() // what the start restored or installed is not news
 
   let closed = false
   return {
@@ -463,6 +478,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       await udp.close()
       await udp6?.close()
       await batcher.idle()
+      await dispatcher?.close()
       await state.close() // leases stay in the state file: the next start restores them
       if (opts?.teardown ?? config.teardown_on_exit) {
         await driver.teardown()

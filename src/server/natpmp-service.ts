@@ -7,6 +7,7 @@ import { decodeRequest, encodeErrorReply, encodeMapResponse, encodePublicAddress
 import type { Protocol } from '../drivers/driver.js'
 import type { Logger } from '../log.js'
 import { natpmpResultFor, type Lease, type MappingTable, type Removal } from '../mappings/table.js'
+import type { LeaseEvents } from '../notify/emit.js'
 
 export interface ServiceDeps {
   table: MappingTable
@@ -39,6 +40,8 @@ export interface ServiceDeps {
   removals: Map<string, Promise<void>>
   /** Leases per batch in a large removal (see removeInChunks). */
   chunk: number
+  /** Operator notifications (issue 13): one helper call per change, never throws. */
+  notify?: LeaseEvents
 }
 
 /**
@@ -140,6 +143,7 @@ export class NatPmpService {
             this.d.changed()
             return reply(ResultCode.NetworkFailure)
           }
+          this.d.notify?.removed(removed, 'deleted')
           if (removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: removed.slice(0, 20).map((l) => l.externalPort), count: removed.length }, 'lease deleted')
           this.d.changed()
           return reply(ResultCode.Success)
@@ -160,10 +164,12 @@ export class NatPmpService {
         await commitOutcome(this.d, out.lease, out.changes)
       } catch (err) {
         out.undo()
+        this.d.notify?.refused(out.lease, out.changes)
         this.d.log.error({ err, client: source, protocol, externalPort: out.lease.externalPort }, 'natpmp: forward refused by the kernel')
         return reply(ResultCode.NetworkFailure)
       }
       const l = out.lease
+      this.d.notify?.created(l, out.changes)
       this.d.log.info(
         { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0 },
         out.changes.length === 0 ? 'lease renewed' : 'lease created',

@@ -94,6 +94,7 @@ export class PcpService {
           this.d.changed()
           return refuse(PcpResult.NetworkFailure)
         }
+        this.d.notify?.removed(removed, 'deleted')
         if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
         this.d.changed()
         return answer(existing?.externalPort ?? 0, 0)
@@ -123,10 +124,12 @@ export class PcpService {
       await commitOutcome(this.d, out.lease, out.changes)
     } catch (err) {
       out.undo()
+      this.d.notify?.refused(out.lease, out.changes)
       this.d.log.error({ err, client: source, protocol }, 'pcp: forward refused by the kernel')
       return refuse(PcpResult.NetworkFailure)
     }
     const l = out.lease
+    this.d.notify?.created(l, out.changes)
     this.d.log.info(
       { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0, via: 'pcp' },
       out.changes.length === 0 ? 'lease renewed' : 'lease created',
