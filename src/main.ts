@@ -6,6 +6,7 @@ import { flushForwards, listForwards } from './cli/control.js'
 import { loadConfig } from './config/load.js'
 import { startDaemon } from './daemon.js'
 import { isWgpmpError } from './errors.js'
+import { formatTestResults, notifyTest } from './notify/index.js'
 import { createLogger } from './log.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -14,6 +15,7 @@ const HELP = `Usage: wgpmp [--config FILE]              run the daemon in the fo
        wgpmp forwards [--config FILE]     list every forward (through the running daemon's API,
                                           or from the state file when the API is off)
        wgpmp flush [--config FILE]        remove every NAT-PMP/PCP lease (static forwards stay)
+       wgpmp notify-test [--config FILE]  send one test event to every notification channel
        wgpmp --check [--config FILE]      validate the config and exit
        wgpmp --help | --version
 
@@ -41,7 +43,7 @@ async function main(): Promise<number> {
   }
   const command = parsed.positionals[0]
   const args = parsed.values
-  if (command !== undefined && command !== 'forwards' && command !== 'flush') {
+  if (command !== undefined && !['forwards', 'flush', 'notify-test'].includes(command)) {
     process.stderr.write(`wgpmp: unknown command ${command}\n\n${HELP}`)
     return 2
   }
@@ -63,6 +65,16 @@ async function main(): Promise<number> {
   if (args.check) {
     process.stdout.write(`${args.config}: ok\n`)
     return 0
+  }
+  if (command === 'notify-test') {
+    try {
+      const rs = await notifyTest(config.notifications)
+      process.stdout.write(formatTestResults(rs))
+      return rs.every((r) => r.ok) ? 0 : 1
+    } catch (e) {
+      process.stderr.write(`wgpmp notify-test: ${(e as Error).message}\n`)
+      return 2
+    }
   }
   if (command !== undefined) {
     try {

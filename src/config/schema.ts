@@ -1,6 +1,7 @@
 /** The config file's JSON schema: the only source of the Config type (json-schema-to-ts). */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
 import { apiConfigProperties } from './schema-api.js'
+import { notificationsConfigProperties } from '../notify/schema.js'
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
 const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9_.:@-]+$' } as const
@@ -104,6 +105,7 @@ export const configSchema = {
     },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     ...apiConfigProperties,
+    ...notificationsConfigProperties, // issue 13
   },
 } as const satisfies JSONSchema
 
