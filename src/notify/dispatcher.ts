@@ -38,11 +38,11 @@ export interface DispatcherOptions {
   clock: Clock
   log: Logger
   /** Events a channel may hold waiting (default 10,000); more are dropped and counted. */
-  queueSize?: number
+  queueSize?: number | undefined
   /** How long the first event of a burst waits for the rest (default 1000 ms). */
-  coalesceMs?: number
+  coalesceMs?: number | undefined
   /** Deliveries per minute per channel (default 10), in bursts of up to 3. */
-  ratePerMinute?: number
+  ratePerMinute?: number | undefined
   /** Counts events per channel and outcome (wgpmp_notifications_total). */
   count?: ((channel: string, outcome: Outcome, events: number) => void) | undefined
 }

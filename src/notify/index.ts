@@ -1,6 +1,6 @@
 /** Builds the channels and the dispatcher from the `notifications` config, and runs `wgpmp notify-test`. */
 import { readFile } from 'node:fs/promises'
-import type { Config } from '../config/schema.js'
+import type { ConfigInput } from '../config/schema.js'
 import { WgpmpError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Clock } from '../mappings/clock.js'
@@ -11,7 +11,8 @@ import type { WgpmpEvent } from './events.js'
 import { ntfyChannel } from './ntfy.js'
 import { webhookChannel } from './webhook.js'
 
-export type NotificationsConfig = Config['notifications']
+/** The `notifications` key; the daemon passes the validated one (defaults filled), tests may leave keys out. */
+export type NotificationsConfig = NonNullable<ConfigInput['notifications']>
 
 /** The first line of a secret file, trimmed; WGPMP_CONFIG_INVALID if unreadable or empty. */
 export async function readSecret(key: string, path: string): Promise<string> {

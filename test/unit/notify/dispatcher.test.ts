@@ -133,7 +133,7 @@ describe('Dispatcher', () => {
     const clock = new FakeClock()
     const ch = recorder('a', { fail: true })
     const counts: string[] = []
-    const d = new Dispatcher({ channels: [ch], clock, log: silentLogger(), coalesceMs: 0, count: (c, o, n) => counts.push(`${o} ${n}`) })
+    const d = new Dispatcher({ channels: [ch], clock, log: silentLogger(), coalesceMs: 0, count: (_c, o, n) => counts.push(`${o} ${n}`) })
     d.emit(ev(1))
     clock.advance(0)
     await flush()
