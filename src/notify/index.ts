@@ -31,10 +31,10 @@ export async function readSecret(key: string, path: string): Promise<string> {
 export async function buildChannels(n: NotificationsConfig, sleep: (ms: number) => Promise<void>): Promise<Channel[]> {
   const out: Channel[] = []
   for (const [i, w] of (n.webhooks ?? []).entries()) {
-    out.push(webhookChannel({ name: `webhook-${i + 1}`, url: w.url, secret: w.secret_file ? await readSecret('secret_file', w.secret_file) : null, sleep }))
+    out.push(webhookChannel({ name: `webhook-${i + 1}`, url: w.url, secret: w.secret_file ? await readSecret('secret_file', w.secret_file) : null, timeoutMs: (w.timeout_seconds ?? 10) * 1000, sleep }))
   }
   for (const [i, t] of (n.ntfy ?? []).entries()) {
-    out.push(ntfyChannel({ name: `ntfy-${i + 1}`, url: t.url, token: t.token_file ? await readSecret('token_file', t.token_file) : null, sleep }))
+    out.push(ntfyChannel({ name: `ntfy-${i + 1}`, url: t.url, token: t.token_file ? await readSecret('token_file', t.token_file) : null, timeoutMs: (t.timeout_seconds ?? 10) * 1000, sleep }))
   }
   if (n.email) {
     const e = n.email

@@ -19,6 +19,7 @@ export const notificationsConfigProperties = {
           properties: {
             url: { ...httpUrl, description: 'http(s) URL without credentials; receives one JSON POST per event or digest.' },
             secret_file: { ...file, description: 'HMAC-SHA256 key (first line): the body is signed in X-Wgpmp-Signature: sha256=<hex>.' },
+            timeout_seconds: { type: 'integer', minimum: 1, maximum: 120, default: 10, description: 'Per attempt; 3 retries with doubling backoff (1, 2, 4 s), then the message is dropped and counted.' },
           },
         },
       },
@@ -30,6 +31,7 @@ export const notificationsConfigProperties = {
           properties: {
             url: { ...httpUrl, description: 'The topic URL, e.g. https://ntfy.sh/my-wgpmp.' },
             token_file: { ...file, description: 'Access token (first line), sent as a Bearer token.' },
+            timeout_seconds: { type: 'integer', minimum: 1, maximum: 120, default: 10, description: 'Per attempt, as for webhooks.' },
           },
         },
       },
