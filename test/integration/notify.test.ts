@@ -6,12 +6,36 @@
 import { createHmac } from 'node:crypto'
 import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isRoot, startLab, waitFor, type Lab } from './lab.js'
 import { jsonLines, labConfig, MAIN, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
 
-const SINK = fileURLToPath(new URL('./notify-sink.mjs', import.meta.url))
+/**
+ * The webhook receiver, run with node inside the server namespace: `node sink.mjs PORT`. Prints
+ * one JSON line per request it has read ({ path, headers, body }). /live answers 200; /dead
+ * answers 200 until a line "hang" arrives on stdin, and from then on never answers.
+ */
+const SINK_JS = `import { createServer } from 'node:http'
+
+const port = Number(process.argv[2])
+let hang = false
+process.stdin.setEncoding('utf8')
+process.stdin.on('data', (d) => {
+  if (d.includes('hang')) hang = true
+  process.stdout.write(JSON.stringify({ control: 'hang' }) + '\\n')
+})
+const server = createServer((req, res) => {
+  let body = ''
+  req.setEncoding('utf8')
+  req.on('data', (c) => (body += c))
+  req.on('end', () => {
+    process.stdout.write(JSON.stringify({ path: req.url, headers: req.headers, body, hanging: req.url === '/dead' && hang }) + '\\n')
+    if (req.url === '/dead' && hang) return // never answers
+    res.writeHead(200).end()
+  })
+})
+server.listen(port, '127.0.0.1', () => process.stdout.write(JSON.stringify({ listening: port }) + '\\n'))
+`
 const PY = '/usr/bin/python3'
 const HOOK_PORT = 18080
 const SMTP_PORT = 2525
@@ -27,7 +51,7 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
   let wgpmp: Wgpmp
   const hits: Hit[] = []
   let smtpOut = ''
-  let sink: ReturnType<Lab['spawn']>
+  let sinkIn: NodeJS.WritableStream
   const live = (): Payload[] => hits.filter((h) => h.path === '/live').map((h) => JSON.parse(h.body!) as Payload)
   const curl = async (method: string, path: string, body?: unknown): Promise<unknown> => {
     const args = ['-sS', '-X', method, '-H', `authorization: Bearer ${TOKEN}`, `http://127.0.0.1:5352${path}`]
@@ -38,7 +62,9 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
 
   beforeAll(async () => {
     lab = await startLab()
-    sink = lab.spawn('srv', 'node', [SINK, String(HOOK_PORT)], { reject: false, buffer: false, stdin: 'pipe' })
+    await writeFile(`${lab.dir}/sink.mjs`, SINK_JS)
+    const sink = lab.spawn('srv', 'node', [`${lab.dir}/sink.mjs`, String(HOOK_PORT)], { reject: false, buffer: false, stdin: 'pipe' })
+    sinkIn = sink.stdin
     jsonLines<Hit>(sink.stdout, (h) => hits.push(h), () => ({}))
     const smtp = lab.spawn('srv', PY, ['-u', '-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${SMTP_PORT}`], { reject: false, buffer: false })
     smtp.stdout?.setEncoding('utf8')
@@ -120,7 +146,7 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
     }
     const healthy: number[] = []
     for (let i = 0; i < 5; i++) healthy.push(await timed(20100 + i))
-    sink.stdin!.write('hang\n')
+    sinkIn.write('hang\n')
     await waitFor(() => hits.some((h) => h.control === 'hang'), { what: 'sink in hang mode' })
     await natpmpc(lab, 'c1', ['-a', '20200', '8082', 'tcp', '3600'])
     await waitFor(() => hits.some((h) => h.path === '/dead' && h.hanging), { what: 'a delivery stuck at the dead webhook' })
