@@ -31,6 +31,8 @@ import { isWgKey } from './wireguard/wg-dump.js'
 import type { EventSink } from './notify/events.js'
 import { LeaseEvents } from './notify/emit.js'
 import { startNotifications } from './notify/index.js'
+import { LastSeen, probeView } from './http/probe.js'
+import { startMetricsListener, type MetricsListener } from './http/metrics-listen.js'
 
 export interface Deps {
   clock: Clock
@@ -57,6 +59,8 @@ export interface Deps {
   now: () => number
   /** Where forward and client events go (default: the channels of config.notifications). Issue 13. */
   events: EventSink
+  /** Another component's host-firewall check: true when outside traffic to forwards is dropped (the page's Test says so). */
+  hostFirewallBlocks: () => boolean
 }
 
 export interface Daemon {
@@ -265,7 +269,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     try {
       const removed = await removeInChunks(chunked, (limit) => table.removeClient(address, limit))
       notify.removed(removed, why === 'peer disconnected' ? 'peer-disconnected' : 'peer-removed')
-      if (removed.length > 0) log.info({ client: address, why, count: removed.length, forwards: removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
+      if (removed.length > 0) log.info({ client: address, clientId: tracker.peerByAddress(address)?.id, why, count: removed.length, forwards: removed.slice(0, 20).map((l) => `${l.protocol}/${l.externalPort}`) }, 'leases withdrawn')
     } catch (err) {
       log.error({ err, client: address }, 'cannot withdraw leases')
     }
@@ -343,6 +347,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: publicFor,
     notify,
+    who: (a) => ({ clientId: tracker.peerByAddress(a)?.id, clientName: tracker.peerByAddress(a)?.name }),
     changed: () => {
       expiry.reschedule()
       state.changed()
@@ -350,6 +355,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
   const natpmp = new NatPmpService({ ...serviceDeps, count: (op, r) => metrics.countRequest(op, r), log: log.child({ component: 'natpmp' }) })
   const pcp = new PcpService({ ...serviceDeps, count: (op, r) => metrics.countPcpRequest(op, r), log: log.child({ component: 'pcp' }) })
+  const lastSeen = new LastSeen()
   const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
   const handle = async (msg: Uint8Array, src: string): Promise<Uint8Array | null> => {
     // One client flooding 5351 is dropped here, before any work, and cannot slow another.
@@ -361,6 +367,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
     // Byte 0 is the version: 0 is NAT-PMP, anything else PCP (which answers UNSUPP_VERSION for
     // versions it does not speak). With PCP off, NAT-PMP's 8-byte reply makes clients fall back.
     const from = canonicalAddress(src) ?? src
+    lastSeen.note(from, now()) // issue 13: the page's "last request"
     return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && config.pcp_enabled ? pcp.handle(msg, from) : natpmp.handle(msg, from)
   }
 
@@ -429,6 +436,10 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
           flushLeases: () => flushLeases(),
           metrics: metrics.registry,
           gateway: wg.address,
+          // issue 13: what the internet sees, the latest request, and the Test button
+          publicAddressOf: (a) => (a === null ? null : publicFor(a)),
+          lastRequestOf: (c) => lastSeen.latest(c.addresses),
+          testForward: (f) => probeView(f, { localV4: wg.address, localV6: wg6?.address ?? null, hostFirewallBlocks: deps.hostFirewallBlocks }),
         },
       })
     } catch (err) {
@@ -436,6 +447,19 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       await udp6?.close()
       await cleanupOnFailure()
       throw err
+    }
+  }
+  // issue 13: /metrics without the token, when asked for
+  let metricsListener: MetricsListener | null = null
+  if (config.metrics_listen) {
+    try {
+      metricsListener = await startMetricsListener(parseHostPort(config.metrics_listen)!, metrics.registry, log.child({ component: 'metrics' }))
+    } catch (err) {
+      await api?.close()
+      await udp.close()
+      await udp6?.close()
+      await cleanupOnFailure()
+      throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on metrics_listen ${config.metrics_listen} (${(err as Error).message})`, { cause: err })
     }
   }
   peerSync.start()
@@ -475,6 +499,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       expiry.stop()
       await watch?.stop()
       await api?.close()
+      await metricsListener?.close()
       await udp.close()
       await udp6?.close()
       await batcher.idle()

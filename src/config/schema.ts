@@ -1,6 +1,6 @@
 /** The config file's JSON schema: the only source of the Config type (json-schema-to-ts). */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
-import { apiConfigProperties } from './schema-api.js'
+import { apiConfigProperties, HOST_PORT_PATTERN } from './schema-api.js'
 import { notificationsConfigProperties } from '../notify/schema.js'
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
@@ -104,6 +104,16 @@ export const configSchema = {
       description: 'On SIGTERM/SIGINT remove every forward and the table.',
     },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    metrics_listen: {
+      type: 'string',
+      pattern: HOST_PORT_PATTERN,
+      description: 'Opt-in: "host:port" of a second HTTP listener serving only /metrics, without the API token (e.g. "10.8.0.1:9352" or "127.0.0.1:9352"). Unset: /metrics is on the API, behind the token.',
+    },
+    log_format: {
+      enum: ['auto', 'json', 'pretty'],
+      default: 'auto',
+      description: 'json: one JSON object per line (for journald, Loki, jq); pretty: one readable line per record; auto: pretty on a terminal, else json. --log-format wins.',
+    },
     ...apiConfigProperties,
     ...notificationsConfigProperties, // issue 13
   },

@@ -42,6 +42,8 @@ export interface ServiceDeps {
   chunk: number
   /** Operator notifications (issue 13): one helper call per change, never throws. */
   notify?: LeaseEvents
+  /** The client's id and name for log lines (issue 13). */
+  who?: (address: string) => { clientId?: string | undefined; clientName?: string | null | undefined }
 }
 
 /**
@@ -144,7 +146,7 @@ export class NatPmpService {
             return reply(ResultCode.NetworkFailure)
           }
           this.d.notify?.removed(removed, 'deleted')
-          if (removed.length > 0) this.d.log.info({ client: source, protocol, internalPort: req.internalPort, forwards: removed.slice(0, 20).map((l) => l.externalPort), count: removed.length }, 'lease deleted')
+          if (removed.length > 0) this.d.log.info({ client: source, ...this.d.who?.(source), protocol, internalPort: req.internalPort, forwards: removed.slice(0, 20).map((l) => l.externalPort), count: removed.length }, 'lease deleted')
           this.d.changed()
           return reply(ResultCode.Success)
         })
@@ -157,7 +159,7 @@ export class NatPmpService {
         lifetimeSeconds: req.lifetimeSeconds,
       })
       if (!out.ok) {
-        this.d.log.info({ client: source, protocol, internalPort: req.internalPort, reason: out.reason }, 'natpmp: map refused')
+        this.d.log.info({ client: source, ...this.d.who?.(source), protocol, internalPort: req.internalPort, reason: out.reason }, 'natpmp: map refused')
         return reply(natpmpResultFor(out.reason))
       }
       try {
@@ -165,13 +167,13 @@ export class NatPmpService {
       } catch (err) {
         out.undo()
         this.d.notify?.refused(out.lease, out.changes)
-        this.d.log.error({ err, client: source, protocol, externalPort: out.lease.externalPort }, 'natpmp: forward refused by the kernel')
+        this.d.log.error({ err, client: source, ...this.d.who?.(source), protocol, externalPort: out.lease.externalPort }, 'natpmp: forward refused by the kernel')
         return reply(ResultCode.NetworkFailure)
       }
       const l = out.lease
       this.d.notify?.created(l, out.changes)
-      this.d.log.info(
-        { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0 },
+      this.d.log[out.changes.length === 0 ? 'debug' : 'info']( // renewals at debug
+        { client: source, ...this.d.who?.(source), protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0 },
         out.changes.length === 0 ? 'lease renewed' : 'lease created',
       )
       this.d.changed()

@@ -95,7 +95,7 @@ export class PcpService {
           return refuse(PcpResult.NetworkFailure)
         }
         this.d.notify?.removed(removed, 'deleted')
-        if (removed.length > 0) this.d.log.info({ client: source, forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
+        if (removed.length > 0) this.d.log.info({ client: source, ...this.d.who?.(source), forwards: removed.map((l) => `${l.protocol}/${l.externalPort}`), via: 'pcp' }, 'lease deleted')
         this.d.changed()
         return answer(existing?.externalPort ?? 0, 0)
       })
@@ -117,7 +117,7 @@ export class PcpService {
       lifetimeSeconds: req.lifetimeSeconds, origin: 'pcp', nonce, exactPort: req.preferFailure && m.suggestedExternalPort !== 0 && !pinhole, pinhole,
     })
     if (!out.ok) {
-      this.d.log.info({ client: source, protocol, internalPort: m.internalPort, reason: out.reason }, 'pcp: map refused')
+      this.d.log.info({ client: source, ...this.d.who?.(source), protocol, internalPort: m.internalPort, reason: out.reason }, 'pcp: map refused')
       return refuse(pcpResultFor(out.reason))
     }
     try {
@@ -125,13 +125,13 @@ export class PcpService {
     } catch (err) {
       out.undo()
       this.d.notify?.refused(out.lease, out.changes)
-      this.d.log.error({ err, client: source, protocol }, 'pcp: forward refused by the kernel')
+      this.d.log.error({ err, client: source, ...this.d.who?.(source), protocol }, 'pcp: forward refused by the kernel')
       return refuse(PcpResult.NetworkFailure)
     }
     const l = out.lease
     this.d.notify?.created(l, out.changes)
-    this.d.log.info(
-      { client: source, protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0, via: 'pcp' },
+    this.d.log[out.changes.length === 0 ? 'debug' : 'info']( // renewals at debug
+      { client: source, ...this.d.who?.(source), protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: out.changes.length === 0, via: 'pcp' },
       out.changes.length === 0 ? 'lease renewed' : 'lease created',
     )
     this.d.changed()

@@ -8,6 +8,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isRoot, startLab, waitFor, type Lab } from './lab.js'
+import { listen } from './traffic.js'
 import { jsonLines, labConfig, MAIN, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
 
 /**
@@ -77,7 +78,7 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
     await waitFor(async () => (await lab.exec('srv', 'ss', ['-ltn'])).stdout.includes(`:${SMTP_PORT}`), { what: 'SMTP sink' })
     wgpmp = await startWgpmp(lab, labConfig(lab, {
       port_forward_min_port: 20000, port_forward_max_port: 22100, lifetime_min_seconds: 2, max_forwards_per_client: 1000,
-      api_token_file: `${lab.dir}/api.token`,
+      api_token_file: `${lab.dir}/api.token`, metrics_listen: '127.0.0.1:9352',
       clients: { [lab.pubkeys.c1]: { name: 'c1-laptop' } },
       notifications: {
         webhooks: [{ url: `http://127.0.0.1:${HOOK_PORT}/live`, secret_file: `${lab.dir}/hook.secret` }, { url: `http://127.0.0.1:${HOOK_PORT}/dead`, timeout_seconds: 3 }],
@@ -86,6 +87,7 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
         coalesce_ms: 300, rate_limit_per_minute: 600,
       },
     }))
+    await listen(lab, 'c1', 'tcp', lab.ips.c1, 8080, 'c1-web')
   }, 180_000)
   afterAll(async () => {
     await wgpmp?.stop()
@@ -159,6 +161,28 @@ describe.runIf(isRoot && hasAiosmtpd)('notifications in the lab (webhook, email,
     const metrics = (await lab.exec('srv', 'curl', ['-sS', '-H', `authorization: Bearer ${TOKEN}`, 'http://127.0.0.1:5352/metrics'])).stdout
     expect(metrics).toMatch(/wgpmp_notifications_total\{channel="webhook-1",outcome="sent"\} \d+/)
   }, 60_000)
+
+  it('the page\'s Test probes a forward through the daemon\'s own DNAT: answered, refused', async () => {
+    const fs = (await curl('GET', '/api/portforwards')) as { id: string; client_id: string; external_port: number; public_address: string }[]
+    const web = fs.find((f) => f.external_port === 20010)!
+    expect(web.public_address).toBe(lab.ips.public)
+    expect(await curl('POST', `/api/clients/${web.client_id}/portforwards/${web.id}/test`)).toMatchObject({ outcome: 'answered', target: `${lab.ips.public}:20010` })
+    const none = fs.find((f) => f.external_port === 20200)! // to c1:8082, where nothing listens
+    expect(await curl('POST', `/api/clients/${none.client_id}/portforwards/${none.id}/test`)).toMatchObject({ outcome: 'refused' })
+  })
+
+  it('wgpmp forwards / clients print tables with names and public address:port; metrics_listen needs no token', async () => {
+    const f = await lab.exec('srv', 'node', [MAIN, 'forwards', '--config', wgpmp.configFile])
+    expect(f.stdout).toMatch(new RegExp(`^c1-laptop +tcp +${lab.ips.public.replace(/\./g, '\\.')}:20010 +${lab.ips.c1.replace(/\./g, '\\.')}:8080 +nat-pmp `, 'm'))
+    const c = await lab.exec('srv', 'node', [MAIN, 'clients', '--config', wgpmp.configFile])
+    expect(c.stdout).toMatch(/^c1-laptop +\S+ +10\.8\.0\.2 +connected /m)
+    const j = JSON.parse((await lab.exec('srv', 'node', [MAIN, 'clients', '--json', '--config', wgpmp.configFile])).stdout) as { name: string | null; last_request: string | null }[]
+    expect(j.find((x) => x.name === 'c1-laptop')?.last_request).toMatch(/^20\d\d-/)
+    const m = await lab.exec('srv', 'curl', ['-sS', 'http://127.0.0.1:9352/metrics'])
+    expect(m.stdout).toContain('wgpmp_forwards{protocol="udp",origin="static"} 1000')
+    expect(wgpmp.lines.find((l) => l.msg === 'lease created' && l.externalPort === 20010)).toMatchObject({ clientName: 'c1-laptop', name: 'wgpmp' })
+    expect(wgpmp.lines.filter((l) => String(l.msg).startsWith('peer ')).every((l) => l.name === 'wgpmp')).toBe(true)
+  })
 
   it('notify-test reaches every channel and says which failed', async () => {
     const r = await lab.exec('srv', 'node', [MAIN, 'notify-test', '--config', wgpmp.configFile], { reject: false, timeout: 60_000 })
