@@ -217,8 +217,8 @@ const SCRIPT = `
     form.appendChild(el('label', '', 'Add static forward'));
     var proto = el('select'); proto.name = 'protocol'; proto.setAttribute('aria-label', 'Protocol');
     ['tcp', 'udp', 'both'].forEach(function (p) { var o = el('option', '', p); o.value = p; proto.appendChild(o); });
-    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public, e.g. 8080'; ext.title = 'A port (8080) or a range (27015-27030)'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
-    var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client (same)'; inner.setAttribute('aria-label', 'Client port or range');
+    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public port'; ext.title = 'Public port (8080) or range (27015-27030)'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
+    var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client port'; inner.title = 'Port on the client (default: the same)'; inner.setAttribute('aria-label', 'Client port or range');
     var add = el('button', 'primary', 'Add'); add.type = 'submit';
     form.appendChild(proto); form.appendChild(ext); form.appendChild(el('span', 'meta', '→')); form.appendChild(inner); form.appendChild(add);
     form.addEventListener('submit', function (ev) {
