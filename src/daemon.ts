@@ -480,7 +480,7 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
       })
     : null
   watch?.start()
-  notify.arm() // what the start restored or installed is not news
+  if (deps.events || dispatcher!.channels.length > 0) notify.arm() // from now on (what the start restored or installed is not news); no channels: no events built at all
 
   let closed = false
   return {
