@@ -93,3 +93,24 @@ describe('forward and client events', () => {
     expect(t.driver.dump()).toEqual([`tcp/30000 -> ${A}:8080`])
   })
 })
+
+describe('lease log lines', () => {
+  it('name the client (address, id, name); renewals are at debug; peer lines keep the logger\'s name', async () => {
+    const { PassThrough } = await import('node:stream')
+    const { createLogger } = await import('../../../src/log.js')
+    const out = new PassThrough()
+    const lines: Record<string, unknown>[] = []
+    out.on('data', (c: Buffer) => { for (const l of c.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>) })
+    const t = await startTestDaemon({ clients: { [KEY_A]: { name: 'laptop' } } }, { log: createLogger('debug', out) })
+    running.push(t)
+    await t.a.send(map(2, 8080, 30000, 3600))
+    await t.a.send(map(2, 8080, 30000, 3600))
+    await new Promise((r) => setTimeout(r, 20))
+    expect(lines.find((l) => l.msg === 'lease created')).toMatchObject({ level: 30, client: A, clientName: 'laptop', clientId: expect.stringMatching(/^[A-Za-z0-9_-]+$/) as unknown, externalPort: 30000 })
+    expect(lines.find((l) => l.msg === 'lease renewed')).toMatchObject({ level: 20, clientName: 'laptop' })
+    const peerLines = lines.filter((l) => String(l.msg).startsWith('peer '))
+    expect(peerLines.length).toBeGreaterThan(0)
+    expect(peerLines.every((l) => l.name === 'wgpmp')).toBe(true)
+    expect(peerLines.some((l) => l.clientName === 'laptop')).toBe(true)
+  })
+})
