@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 need_root() { [ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root (sudo $0)" >&2; exit 1; }; }
 need_root
 
-pkgs=(nftables iptables wireguard-tools wireguard-go natpmpc miniupnpc iproute2 iputils-ping socat ncat conntrack procps curl python3 python3-libtorrent ca-certificates lintian systemd debootstrap podman runc)
+pkgs=(nftables iptables wireguard-tools wireguard-go natpmpc miniupnpc iproute2 iputils-ping socat ncat conntrack procps curl python3 python3-libtorrent python3-aiosmtpd ca-certificates lintian systemd debootstrap podman runc)
 [ "${WGPMP_NO_BROWSER:-}" = 1 ] || pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -31,7 +31,12 @@ import { HostFirewall } from './host/firewall.js'
 import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
 import { loadApiToken, startApi, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
+import { startMetricsListener } from './http/metrics-listen.js'
+import { LastSeen, probeView } from './http/probe.js'
 import { apiDeps, metricSources } from './http/sources.js'
+import type { EventSink } from './notify/events.js'
+import { LeaseEvents } from './notify/emit.js'
+import { startNotifications } from './notify/index.js'
 import type { Logger } from './log.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
@@ -77,6 +82,10 @@ export interface Deps {
   wgEasyNames: ReadonlyMap<string, string>
   /** The host's listening ports, never granted (default: /proc/net of the daemon's namespace). */
   listeningPorts: () => Promise<ListeningPorts>
+  /** Where forward and client events go (default: the channels of config.notifications). */
+  events: EventSink
+  /** Is outside traffic to forwards dropped by the host? (default: the host firewall check) The page's Test says so. */
+  hostFirewallBlocks: () => boolean
 }
 
 export interface Daemon {
@@ -147,6 +156,11 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     state?.changed()
     await state?.flush()
   }, config.state_file)
+
+  // --- notifications: channels (secret files) read before the kernel is touched ---
+  let metricsRef: ReturnType<typeof createMetrics> | null = null
+  const dispatcher = deps.events ? null : await startNotifications(config.notifications, { clock, log: log.child({ component: 'notify' }), count: (c, o, n) => metricsRef?.countNotification(c, o, n) })
+  if (dispatcher) components.add('notifications', () => dispatcher.close())
 
   // --- the kernel ---
   const driver = deps.driver ?? createDriver({ driver: config.port_forward_driver, nftMode: config.nft_mode, exec })
@@ -230,6 +244,14 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const easy = deps.wgEasyNames
   const tracker = new PeerTracker({ clock, unixSeconds: () => clock.wall() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null })
   const metrics = createMetrics(metricSources({ table, tracker }))
+  metricsRef = metrics
+  const publicFor = (client: string): string | null => (!isV6(client) ? pub.v4 : isUniqueLocal(client) ? pub.v6 : client)
+  // Operator notifications: armed once started (what a start restores or installs is not news).
+  const notify = new LeaseEvents({ sink: deps.events ?? dispatcher!, peerAt: (a) => tracker.peerByAddress(a), publicAddress: publicFor, now: () => clock.wall() })
+  const who = (a: string): { clientId?: string | undefined; clientName?: string | null | undefined } => {
+    const p = tracker.peerByAddress(a)
+    return { clientId: p?.id, clientName: p?.name }
+  }
   // Another table's FORWARD drop (ufw, Docker) would drop our forwards: warn, or insert the accept.
   const hostFw = driver.capabilities.kernel
     ? new HostFirewall({ exec, clock, log: log.child({ component: 'host-firewall' }), wgInterface: config.wg_interface, publicInterface: config.public_interface, accept: config.host_firewall_accept })
@@ -256,12 +278,19 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   }
   let peerSync: PeerSync | null = null
   const isClient = admission({ wg4: wg, wg6, known: (a) => tracker.peerByAddress(a) !== undefined, refreshIfStale: () => peerSync?.refreshIfStale() ?? Promise.resolve() })
-  const forwarder = new Forwarder({ table, commit, isClient, changed, chunk, log: log.child({ component: 'forwarder' }) })
+  const forwarder = new Forwarder({
+    table, commit, isClient, changed, chunk, who, log: log.child({ component: 'forwarder' }),
+    events: {
+      created: (l) => notify.created(l, [l]),
+      refused: (l) => notify.refused(l, [l]),
+      removed: (ls, why) => notify.removed(ls, why === 'peer-address-changed' ? 'peer-removed' : why),
+    },
+  })
   const exp = new ExpiryScheduler(clock, table, (r) => forwarder.expire(r), log.child({ component: 'expiry' }), chunk)
   expiry = exp
   components.add('expiry', () => exp.stop())
   const statics = new StaticForwards({
-    store: staticStore, sink: table, commit, log: log.child({ component: 'static' }),
+    store: staticStore, sink: table, commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)), log: log.child({ component: 'static' }),
     // IPv6 addresses only where IPv6 forwarding is configured.
     addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || pub.v6 !== null),
   })
@@ -273,12 +302,13 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     source: {
       refresh: async () => {
         const peers = await wgPeers.refresh()
-        if (await pollNames()) for (const p of tracker.renamePeers()) log.info({ client: p.id, peerName: p.name }, 'peer renamed')
+        if (await pollNames()) for (const p of tracker.renamePeers()) log.info({ client: p.id, clientName: p.name }, 'peer renamed')
         return peers
       },
     },
     tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, log: log.child({ component: 'peers' }),
     onEvents: async (events) => {
+      for (const ev of events) notify.peer(ev)
       await onPeerEvents(events)
       exp.reschedule()
     },
@@ -306,8 +336,10 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const natpmp = new NatPmpService(frontend('natpmp', (op, r) => metrics.countRequest(op, r)))
   const pcp = config.pcp_enabled ? new PcpService(frontend('pcp', (op, r) => metrics.countPcpRequest(op, r))) : null
   const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
+  const lastSeen = new LastSeen()
   const handle = pmpDispatch({
     natpmp, pcp, allow: (src) => limiter.allow(src), dropped: (why) => metrics.countDrop(why),
+    seen: (from) => lastSeen.note(from, clock.wall()), // the page's "last request"
     before: () => hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })
   const udp = await listenUdp(deps.listen ?? { host: wg.address, port: NATPMP_PORT }, 'udp4', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v4}?`)
@@ -346,10 +378,24 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
     const server = await startApi({
       listen: parseHostPort(config.api_listen)!, token, log: log.child({ component: 'api' }),
-      deps: apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
+      deps: {
+        ...apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
+        // what the internet sees, the latest request, and the Test button
+        publicAddressOf: (a) => (a === null ? null : publicFor(a)),
+        lastRequestOf: (c) => lastSeen.latest(c.addresses),
+        testForward: (f) => probeView(f, { localV4: wg.address, localV6: wg6?.address ?? null, hostFirewallBlocks: deps.hostFirewallBlocks ?? (() => hostFw?.current.blocksForwards ?? false) }),
+      },
     })
     api = server
     components.add('api', () => server.close())
+  }
+  // /metrics without the token, when asked for.
+  if (config.metrics_listen) {
+    const at = parseHostPort(config.metrics_listen)!
+    const ml = await startMetricsListener(at, metrics.registry, log.child({ component: 'metrics' })).catch((err: unknown) => {
+      throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on metrics_listen ${config.metrics_listen} (${(err as Error).message})`, { cause: err })
+    })
+    components.add('metrics listener', () => ml.close())
   }
   sync.start()
   hostFw?.start()
@@ -371,6 +417,8 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     watch.start()
     components.add('table watch', () => watch.stop())
   }
+
+  if (deps.events || (dispatcher && dispatcher.channels.length > 0)) notify.arm() // no channels: no events built at all
 
   return {
     udpAddress: udp.address,

@@ -2,23 +2,31 @@
 /** The process edge: argv, env, signals and exit codes live here and nowhere else. */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { flushForwards, listForwards } from './cli/control.js'
+import { flushForwards, listClients, listForwards } from './cli/control.js'
 import { loadConfig } from './config/load.js'
 import { checkConfig, interfaceExists } from './cli/check.js'
 import { systemExec } from './core/exec.js'
 import { WgPeerSource } from './wireguard/peers.js'
 import { startDaemon } from './daemon.js'
 import { isWgpmpError } from './core/errors.js'
-import { createLogger } from './log.js'
+import { formatTestResults, notifyTest } from './notify/index.js'
+import { createLogger, type LogFormat } from './log.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
 const HELP = `Usage: wgpmp [--config FILE]              run the daemon in the foreground
-       wgpmp forwards [--config FILE]     list every forward (through the running daemon's API,
-                                          or from the state file when the API is off)
+       wgpmp forwards [--json] [--config FILE]
+                                          list every forward: client, public address:port, target,
+                                          origin, time left (through the running daemon's API, or
+                                          from the state file when the API is off)
+       wgpmp clients [--json] [--config FILE]
+                                          list the WireGuard peers and their state (needs the API)
        wgpmp flush [--config FILE]        remove every NAT-PMP/PCP lease (static forwards stay)
+       wgpmp notify-test [--config FILE]  send one test event to every notification channel
        wgpmp --check [--config FILE]      validate the config and exit
        wgpmp --help | --version
+Options: --log-format json|pretty|auto    log format (default: log_format in the config; auto =
+                                          pretty on a terminal)
 
 NAT-PMP (RFC 6886) port forwarding for WireGuard servers. Forwards are elements of the
 nftables table "inet wgpmp": inspect them with  nft list table inet wgpmp
@@ -32,6 +40,8 @@ async function main(): Promise<number> {
       options: {
         config: { type: 'string', short: 'c', default: '/etc/wgpmp/config.json' },
         check: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        'log-format': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false },
       },
@@ -44,8 +54,13 @@ async function main(): Promise<number> {
   }
   const command = parsed.positionals[0]
   const args = parsed.values
-  if (command !== undefined && command !== 'forwards' && command !== 'flush') {
+  if (command !== undefined && !['forwards', 'clients', 'flush', 'notify-test'].includes(command)) {
     process.stderr.write(`wgpmp: unknown command ${command}\n\n${HELP}`)
+    return 2
+  }
+  const logFormat = args['log-format']
+  if (logFormat !== undefined && !['json', 'pretty', 'auto'].includes(logFormat)) {
+    process.stderr.write(`wgpmp: --log-format must be json, pretty or auto\n`)
     return 2
   }
   if (args.help) {
@@ -82,16 +97,30 @@ async function main(): Promise<number> {
     process.stdout.write(`${args.config}: ok\n`)
     return 0
   }
+  if (command === 'notify-test') {
+    try {
+      const rs = await notifyTest(config.notifications)
+      process.stdout.write(formatTestResults(rs))
+      return rs.every((r) => r.ok) ? 0 : 1
+    } catch (e) {
+      process.stderr.write(`wgpmp notify-test: ${(e as Error).message}\n`)
+      return 2
+    }
+  }
   if (command !== undefined) {
     try {
-      process.stdout.write(command === 'forwards' ? await listForwards(config) : await flushForwards(config))
+      process.stdout.write(
+        command === 'forwards' ? await listForwards(config, Date.now(), args.json)
+        : command === 'clients' ? await listClients(config, args.json)
+        : await flushForwards(config),
+      )
       return 0
     } catch (e) {
       process.stderr.write(`wgpmp ${command}: ${(e as Error).message}\n`)
       return 1
     }
   }
-  const log = createLogger(process.env.WGPMP_LOG_LEVEL ?? config.log_level)
+  const log = createLogger(process.env.WGPMP_LOG_LEVEL ?? config.log_level, undefined, (logFormat ?? config.log_format) as LogFormat)
   let daemon
   try {
     daemon = await startDaemon(config, { log })

@@ -1,6 +1,7 @@
 /** The config file's JSON schema: the only source of the Config type (json-schema-to-ts). */
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
-import { apiConfigProperties } from './schema-api.js'
+import { apiConfigProperties, HOST_PORT_PATTERN } from './schema-api.js'
+import { notificationsConfigProperties } from './notifications.js'
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const
 const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9_.:@-]+$' } as const
@@ -137,7 +138,18 @@ export const configSchema = {
       default: 86400,
       description: 'When a NAT-PMP/PCP lease lapses or is deleted, its external port stays held for its client this long (across restarts): the client gets the same port back on its next request for the same internal port, whatever it suggests, unless a static forward took it. Another client gets a held port only when no other port in range is free. 0: no holding.',
     },
+    metrics_listen: {
+      type: 'string',
+      pattern: HOST_PORT_PATTERN,
+      description: 'Opt-in: "host:port" of a second HTTP listener serving only /metrics, without the API token (e.g. "10.8.0.1:9352" or "127.0.0.1:9352"). Unset: /metrics is on the API, behind the token.',
+    },
+    log_format: {
+      enum: ['auto', 'json', 'pretty'],
+      default: 'auto',
+      description: 'json: one JSON object per line (for journald, Loki, jq); pretty: one readable line per record; auto: pretty on a terminal, else json. --log-format wins.',
+    },
     ...apiConfigProperties,
+    ...notificationsConfigProperties, // issue 13
   },
 } as const satisfies JSONSchema
 

@@ -66,3 +66,25 @@ export const systemSpawn: Spawn = (file, args, options) =>
     stdio: [options?.stdin ?? 'ignore', 'pipe', options?.stderr ?? 'ignore'],
     env: { ...process.env, LC_ALL: 'C' },
   })
+
+export interface HookResult {
+  /** null when killed by a signal (or the timeout). */
+  readonly exitCode: number | null
+  readonly timedOut: boolean
+  /** The first 2,000 characters of stderr. */
+  readonly stderr: string
+}
+
+/**
+ * Runs an operator's hook: argv without a shell, `input` on stdin, an environment of exactly `env`
+ * (nothing inherited), stdout ignored; killed (SIGKILL, by its pid) past timeoutMs. Resolves for
+ * any exit; rejects only if the program cannot start (WGPMP_EXEC_MISSING / WGPMP_EXEC_FAILED).
+ */
+export async function runHook(file: string, args: readonly string[], o: { input: string; env: Record<string, string>; timeoutMs: number }): Promise<HookResult> {
+  const r = await execa(file, args, { input: o.input, env: o.env, extendEnv: false, timeout: o.timeoutMs, killSignal: 'SIGKILL', reject: false, stdout: 'ignore', shell: false })
+  if (r.failed && r.exitCode === undefined && !r.timedOut && r.signal === undefined) {
+    const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+    throw new WgpmpError(missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED', `${file}: ${missing ? 'command not found' : r.shortMessage}`, { cause: r.cause })
+  }
+  return { exitCode: r.exitCode ?? null, timedOut: r.timedOut, stderr: String(r.stderr ?? '').slice(0, 2000) }
+}

@@ -31,6 +31,8 @@ export interface ForwarderDeps {
   log: Logger
   /** Told of every lease that starts or ends (notifications); must not throw or block. */
   events?: LeaseEvents
+  /** The client's id and name for log lines (a peer's, by its tunnel address). */
+  who?: (address: string) => { clientId?: string | undefined; clientName?: string | null | undefined }
 }
 
 /** Why a lease ended. */
@@ -38,6 +40,8 @@ export type RemovalReason = 'deleted' | 'expired' | 'peer-removed' | 'peer-disco
 
 export interface LeaseEvents {
   created(lease: Lease): void
+  /** A new lease whose forward the kernel refused (it was undone: the client was told no). */
+  refused(lease: Lease): void
   removed(leases: readonly Lease[], reason: RemovalReason): void
 }
 
@@ -127,7 +131,7 @@ export class Forwarder {
       const out = this.d.table.map(req)
       if (!out.ok) {
         undoRemovals()
-        this.d.log.info({ client: req.client, protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
+        this.d.log.info({ client: req.client, ...this.who(req.client), protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
         return { ok: false, refusal: out.reason }
       }
       const gone = removals.flatMap((r) => r.removed)
@@ -138,7 +142,8 @@ export class Forwarder {
         out.undo()
         undoRemovals()
         this.d.changed()
-        this.d.log.error({ err, client: req.client, protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin }, 'forward refused by the kernel')
+        this.d.log.error({ err, client: req.client, ...this.who(req.client), protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin }, 'forward refused by the kernel')
+        if (out.changes.length > 0) this.d.events?.refused(out.lease)
         return { ok: false, refusal: 'kernel-refused' }
       }
       const l = out.lease
@@ -147,7 +152,7 @@ export class Forwarder {
         this.d.log.info({ client: req.client, forwards: summary(gone), via: req.origin }, 'lease replaced')
         this.d.events?.removed(gone, 'deleted')
       }
-      const fields = { client: req.client, protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
+      const fields = { client: req.client, ...this.who(req.client), protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
       if (created) {
         this.d.log.info(fields, 'lease created')
         this.d.events?.created(l)
@@ -182,7 +187,7 @@ export class Forwarder {
           this.d.changed()
         }
         if (removed.length > 0) {
-          this.d.log.info({ client, forwards: summary(removed), count: removed.length, via }, 'lease deleted')
+          this.d.log.info({ client, ...this.who(client), forwards: summary(removed), count: removed.length, via }, 'lease deleted')
           this.d.events?.removed(removed, 'deleted')
         }
         return { ok: true, removed }
@@ -211,7 +216,7 @@ export class Forwarder {
           return { ok: false, refusal: 'kernel-refused' }
         }
         if (removed.length > 0) {
-          this.d.log.info({ client: req.client, internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
+          this.d.log.info({ client: req.client, ...this.who(req.client), internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
           this.d.events?.removed(removed, 'deleted')
         }
         this.d.changed()
@@ -228,7 +233,7 @@ export class Forwarder {
     try {
       const removed = await this.removeInChunks((limit) => this.d.table.removeClient(client, limit))
       if (removed.length > 0) {
-        this.d.log.info({ client, why, count: removed.length, forwards: summary(removed) }, 'leases withdrawn')
+        this.d.log.info({ client, ...this.who(client), why, count: removed.length, forwards: summary(removed) }, 'leases withdrawn')
         this.d.events?.removed(removed, withdrawReason[why])
       }
       return removed
@@ -259,6 +264,10 @@ export class Forwarder {
   async expire(r: Removal): Promise<void> {
     await this.d.commit(r.changes)
     if (r.removed.length > 0) this.d.events?.removed(r.removed, 'expired')
+  }
+
+  private who(client: string): { clientId?: string | undefined; clientName?: string | null | undefined } {
+    return this.d.who?.(client) ?? {}
   }
 
   private notAClient(source: string, via: DynamicOrigin): { ok: false; refusal: Refusal } {

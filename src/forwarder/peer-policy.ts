@@ -18,7 +18,7 @@ export function peerPolicy(d: { forwarder: Forwarder; statics: StaticActivation;
   return async (events) => {
     for (const ev of events) {
       const p = ev.peer
-      d.log.info({ event: ev.type, client: p.id, peerName: p.name, addresses: p.addresses }, 'peer ' + ev.type)
+      d.log.info({ event: ev.type, client: p.id, clientName: p.name, addresses: p.addresses }, 'peer ' + ev.type)
       if (ev.type === 'removed') {
         for (const a of p.addresses) {
           await d.forwarder.withdraw(a, 'peer removed')

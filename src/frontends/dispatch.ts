@@ -12,6 +12,8 @@ export interface DispatchDeps {
   /** False: the sender has used up its rate; the packet is dropped before any work. */
   allow: (source: string) => boolean
   dropped: (why: 'rate-limit') => void
+  /** Told of every request that passed the rate limit (canonical source address). */
+  seen?: (from: string) => void
   /** Runs before each request, without waiting (the host's listening ports are refreshed in the background). */
   before: () => void
 }
@@ -25,6 +27,7 @@ export function pmpDispatch(d: DispatchDeps): (msg: Uint8Array, src: string) => 
     }
     d.before()
     const from = canonicalAddress(src) ?? src
+    d.seen?.(from)
     return msg.byteLength > 0 && msg[0] !== NATPMP_VERSION && d.pcp ? d.pcp.handle(msg, from) : d.natpmp.handle(msg, from)
   }
 }

@@ -11,6 +11,7 @@
  *   GET    /api/clients/{id}/portforwards              one client's forwards (404: unknown client)
  *   POST   /api/clients/{id}/portforwards              create a static forward (201, 400, 404, 409)
  *   DELETE /api/clients/{id}/portforwards/{forwardId}  delete a static forward (204, 404, 409)
+ *   POST   /api/clients/{id}/portforwards/{forwardId}/test  probe it from the host (200 ProbeResult, 404)
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
@@ -25,6 +26,7 @@ import { formatRange, specFromBody, staticForwardBodySchema, type StaticForward,
 import { type CreateResult, type DeleteResult } from '../forwarder/statics.js'
 import type { TrackedPeer } from '../wireguard/peers.js'
 import { renderPage } from './page.js'
+import type { ProbeResult } from './probe.js'
 import type { ClientView, ForwardView } from './schemas.js'
 
 /** Largest request body accepted (413 beyond). A static forward body is under 100 bytes. */
@@ -48,6 +50,13 @@ export interface ApiDeps {
   readonly gateway: string
   /** install (issue 12): the host's state (a firewall that drops forwards) for GET /api/host. */
   hostStatus?(): unknown
+  // --- issue 13 (optional: tests and older callers leave them out) ---
+  /** The public address a forward to this client address is reached at (shown as address:port). */
+  readonly publicAddressOf?: (clientAddress: string | null) => string | null
+  /** A client's latest request (ISO 8601), or null. */
+  readonly lastRequestOf?: (client: ClientView) => string | null
+  /** Probes a forward from the host (probe.ts). */
+  readonly testForward?: (forward: ForwardView) => Promise<ProbeResult>
 }
 
 export interface ApiOptions {
@@ -200,6 +209,14 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     }
   }
 
+  const forwards = (): ForwardView[] => {
+    const pub = deps.publicAddressOf
+    return pub ? deps.listForwards().map((f) => ({ ...f, public_address: pub(f.client_address) })) : [...deps.listForwards()]
+  }
+  const clients = (): ClientView[] => {
+    const last = deps.lastRequestOf
+    return last ? deps.listClients().map((c) => ({ ...c, last_request: last(c) })) : [...deps.listClients()]
+  }
   const knownClient = (id: string): boolean => ID.test(id) && deps.listClients().some((c) => c.id === id)
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -237,7 +254,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
         return
       }
       if (method !== 'GET') throw new HttpError(405, 'method not allowed')
-      send(res, 200, deps.listForwards())
+      send(res, 200, forwards())
       return
     }
     if (path === '/api/host') {
@@ -248,7 +265,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     }
     if (path === '/api/clients') {
       if (method !== 'GET') throw new HttpError(405, 'method not allowed')
-      send(res, 200, deps.listClients())
+      send(res, 200, clients())
       return
     }
     const one = /^\/api\/clients\/([^/]+)\/portforwards$/.exec(path)
@@ -256,7 +273,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       const id = decodeSegment(one[1]!)
       if (method === 'GET') {
         if (!knownClient(id)) throw new HttpError(404, 'unknown client')
-        send(res, 200, deps.listForwards().filter((f) => f.client_id === id))
+        send(res, 200, forwards().filter((f) => f.client_id === id))
         return
       }
       if (method === 'POST') {
@@ -275,6 +292,15 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
         return
       }
       throw new HttpError(405, 'method not allowed')
+    }
+    const test = /^\/api\/clients\/([^/]+)\/portforwards\/([^/]+)\/test$/.exec(path)
+    if (test) {
+      if (method !== 'POST') throw new HttpError(405, 'method not allowed')
+      const id = decodeSegment(test[1]!)
+      const f = forwards().find((x) => x.client_id === id && x.id === decodeSegment(test[2]!))
+      if (!f || !deps.testForward) throw new HttpError(404, 'unknown forward')
+      send(res, 200, await deps.testForward(f))
+      return
     }
     const del = /^\/api\/clients\/([^/]+)\/portforwards\/([^/]+)$/.exec(path)
     if (del) {
@@ -366,6 +392,7 @@ function allowFor(url: string): string {
   const path = url.split('?')[0]!
   if (/^\/api\/clients\/[^/]+\/portforwards$/.test(path)) return 'GET, POST'
   if (/^\/api\/clients\/[^/]+\/portforwards\/[^/]+$/.test(path)) return 'DELETE'
+  if (/^\/api\/clients\/[^/]+\/portforwards\/[^/]+\/test$/.test(path)) return 'POST'
   if (path === '/api/portforwards') return 'GET, DELETE'
   return path === '/' ? 'GET, HEAD' : 'GET'
 }

@@ -22,6 +22,8 @@ export interface Metrics {
   countDrop(reason: 'rate-limit' | 'undecodable'): void
   /** The kernel table was found deleted or flushed and rebuilt. */
   countRebuild(reason: string): void
+  /** Notification events per channel and outcome: sent, failed (gave up after retries), dropped (queue full). Issue 13. */
+  countNotification(channel: string, outcome: 'sent' | 'failed' | 'dropped', events: number): void
 }
 
 const opName = (op: number): string =>
@@ -96,6 +98,12 @@ export function createMetrics(sources: MetricSources): Metrics {
     labelNames: ['reason'] as const,
     registers: [registry],
   })
+  const notifications = new Counter({
+    name: 'wgpmp_notifications_total',
+    help: 'Notification events per channel and outcome: sent, failed (delivery gave up after its retries), dropped (the channel\'s queue was full).',
+    labelNames: ['channel', 'outcome'] as const,
+    registers: [registry],
+  })
   return {
     registry,
     countRequest: (op, result) => requests.inc({ opcode: opName(op), result: resultName(result) }),
@@ -103,5 +111,6 @@ export function createMetrics(sources: MetricSources): Metrics {
     observeBatch: (_size, ms, ok) => batches.observe({ result: ok ? 'ok' : 'error' }, ms / 1000),
     countDrop: (reason) => drops.inc({ reason }),
     countRebuild: (reason) => rebuilds.inc({ reason }),
+    countNotification: (channel, outcome, n) => notifications.inc({ channel, outcome }, n),
   }
 }

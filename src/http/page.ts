@@ -14,7 +14,7 @@ const STYLE = `
 @media (prefers-color-scheme:dark){:root{--bg:#0f1318;--card:#171c23;--ink:#e6e9ee;--mute:#98a2b3;--line:#2a313b;--accent:#6b9bff}}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--ink)}
-header{display:flex;align-items:center;gap:12px;padding:14px 24px;border-bottom:1px solid var(--line);background:var(--card);position:sticky;top:0;z-index:1}
+header{display:flex;flex-wrap:wrap;align-items:center;gap:6px 12px;padding:14px 24px;border-bottom:1px solid var(--line);background:var(--card);position:sticky;top:0;z-index:1}
 header h1{font-size:16px;margin:0;font-weight:650;letter-spacing:.2px}
 header .sub{color:var(--mute);font-size:13px}
 header .sp{flex:1}
@@ -34,10 +34,14 @@ input{width:150px}
 .addr{font-family:var(--mono);font-size:13px}
 .dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--off);margin-right:6px;vertical-align:1px}
 .dot.on{background:var(--ok)}
-table{border-collapse:collapse;width:100%;table-layout:fixed}
-th:nth-child(1){width:11%}th:nth-child(2){width:22%}th:nth-child(3){width:25%}th:nth-child(4){width:14%}th:nth-child(5){width:17%}th:nth-child(6){width:11%;}
-td:last-child{text-align:right}
-th,td{text-align:left;padding:7px 16px;border-bottom:1px solid var(--line);white-space:nowrap}
+table{border-collapse:collapse;width:100%}
+td:last-child{text-align:right;white-space:nowrap}
+th,td{text-align:left;padding:7px 12px;border-bottom:1px solid var(--line);vertical-align:middle}
+th{white-space:nowrap}
+td.addr,td.port{overflow-wrap:anywhere}
+tr.probe td{white-space:normal;font-size:12.5px;padding-top:0;text-align:left}
+.probe-answered{color:var(--ok)}.probe-refused,.probe-timed-out,.probe-host-firewall,.probe-error{color:var(--bad)}.probe-no-reply{color:var(--mute)}
+tr.has-probe td{border-bottom:0}
 th{font-size:11.5px;text-transform:uppercase;letter-spacing:.4px;color:var(--mute);font-weight:600}
 td.port{font-family:var(--mono);font-weight:600}
 td.num{font-variant-numeric:tabular-nums}
@@ -68,6 +72,24 @@ summary{cursor:pointer;padding:9px 16px;color:var(--mute);font-size:13px}
 #msg,#hostfw{margin:0 0 14px;padding:9px 14px;border-radius:8px;border:1px solid var(--bad);color:var(--bad);background:var(--card)}
 [hidden]{display:none!important}
 .offscreen{position:fixed;top:0;left:0;opacity:0}
+@media (max-width:640px){
+header{padding:10px 14px}
+main{padding:14px 10px 40px}
+.head{padding:10px 12px}
+table,tbody,tr,td{display:block;width:100%}
+thead{display:none}
+tr{padding:8px 12px;border-bottom:1px solid var(--line)}
+tr.has-probe{border-bottom:0;padding-bottom:0}
+td,td:last-child{display:flex;align-items:center;gap:10px;padding:2px 0;border:0;white-space:normal;text-align:left;min-width:0}
+td::before{content:attr(data-label);flex:0 0 84px;color:var(--mute);font-size:11px;text-transform:uppercase;letter-spacing:.4px}
+td:empty{display:none}
+tr.probe td::before{content:none}
+td.port .copy{margin-left:0;min-width:0;overflow-wrap:anywhere;text-align:left}
+form.add{padding:10px 12px}
+form.add label{flex-basis:100%}
+form.add input{flex:1 1 110px;min-width:0;width:auto}
+.howto{padding:0 12px 12px}
+}
 `
 
 const SCRIPT = `
@@ -146,19 +168,23 @@ const SCRIPT = `
   function setupLines(c, forwards) {
     var pmp = forwards.filter(function (f) { return f.origin !== 'static'; })[0];
     var port = pmp ? pmp.internal_port : 51413;
+    var desc = 'http://' + GATEWAY + ':2869/rootDesc.xml';
     var lines = [
-      ['natpmpc (any Linux client; renew every 45 s)',
+      ['NAT-PMP: natpmpc (any Linux client; renew every 45 s)',
         'while true; do natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' tcp 60 && natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' udp 60; sleep 45; done',
         'Asks for a public port forwarded to local port ' + port + '; the answer names the public port.'],
-      ['libtorrent / qBittorrent (libtorrent >= 2.0.12)',
+      ['NAT-PMP: libtorrent / qBittorrent (libtorrent >= 2.0.12)',
         'natpmp_gateway=' + GATEWAY,
         'settings_pack: enable_natpmp=true and natpmp_gateway; the client then maps and renews its listen port itself.'],
-      ['UPnP (upnpc, Xbox, games, Plex, Transmission; full tunnel, or add 239.255.255.250/32 to AllowedIPs)',
-        'upnpc -u http://' + GATEWAY + ':2869/rootDesc.xml -i -e app -r ' + port + ' tcp ' + port + ' udp',
-        'Apps that speak UPnP find this gateway by SSDP through the tunnel; with a split tunnel, 239.255.255.250/32 in AllowedIPs lets the search reach it.'],
-      ['gluetun (custom provider)',
+      ['NAT-PMP: gluetun (custom provider)',
         'VPN_SERVICE_PROVIDER=custom\\nVPN_TYPE=wireguard\\nVPN_PORT_FORWARDING=on\\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
-        'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.']
+        'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.'],
+      ['PCP (RFC 6887)',
+        'gateway ' + GATEWAY + ', UDP port 5351',
+        'The same server and port as NAT-PMP: a PCP client set to this gateway maps and renews by itself; NAT-PMP-only clients work unchanged.'],
+      ['UPnP IGD: miniupnpc, Xbox, games, Plex (full tunnel, or 239.255.255.250/32 in AllowedIPs)',
+        'upnpc -u ' + desc + ' -i -e wgpmp -r ' + port + ' tcp ' + port + ' udp',
+        'Discovery (SSDP) needs 239.255.255.250/32 in AllowedIPs on the client, or a full tunnel (0.0.0.0/0). Without it, give apps the description URL ' + desc + ' directly.']
     ];
     var box = el('div', 'howto');
     lines.forEach(function (l) {
@@ -181,7 +207,7 @@ const SCRIPT = `
     card.appendChild(head);
     var table = el('table');
     var thead = el('thead'); var tr = el('tr');
-    ['Protocol', 'Public port', 'To', 'Origin', 'Time left', ''].forEach(function (t) { tr.appendChild(el('th', '', t)); });
+    ['Protocol', 'Public address', 'To', 'Origin', 'Time left', ''].forEach(function (t) { tr.appendChild(el('th', '', t)); });
     thead.appendChild(tr); table.appendChild(thead);
     var tbody = el('tbody'); table.appendChild(tbody);
     var empty = el('div', 'empty', 'No forwards yet. Apps map ports over NAT-PMP, or add a static one below.');
@@ -191,8 +217,8 @@ const SCRIPT = `
     form.appendChild(el('label', '', 'Add static forward'));
     var proto = el('select'); proto.name = 'protocol'; proto.setAttribute('aria-label', 'Protocol');
     ['tcp', 'udp', 'both'].forEach(function (p) { var o = el('option', '', p); o.value = p; proto.appendChild(o); });
-    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public, e.g. 8080'; ext.title = 'A port (8080) or a range (27015-27030)'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
-    var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client (same)'; inner.setAttribute('aria-label', 'Client port or range');
+    var ext = el('input'); ext.name = 'external_port'; ext.placeholder = 'public port'; ext.title = 'Public port (8080) or range (27015-27030)'; ext.required = true; ext.setAttribute('aria-label', 'Public port or range');
+    var inner = el('input'); inner.name = 'internal_port'; inner.placeholder = 'client port'; inner.title = 'Port on the client (default: the same)'; inner.setAttribute('aria-label', 'Client port or range');
     var add = el('button', 'primary', 'Add'); add.type = 'submit';
     form.appendChild(proto); form.appendChild(ext); form.appendChild(el('span', 'meta', '→')); form.appendChild(inner); form.appendChild(add);
     form.addEventListener('submit', function (ev) {
@@ -208,8 +234,18 @@ const SCRIPT = `
 
     var details = el('details'); details.appendChild(el('summary', '', 'Point apps at this gateway'));
     card.appendChild(details);
-    var parts = { card: card, dot: dot, name: name, addr: addr, meta: meta, tbody: tbody, table: table, empty: empty, details: details, howto: null, howtoKey: '' };
+    var parts = { card: card, dot: dot, name: name, addr: addr, meta: meta, tbody: tbody, table: table, empty: empty, details: details, howto: null, howtoKey: '', probes: new Map() };
     return parts;
+  }
+  function endpoint(f) {
+    if (!f.public_address) return ':' + f.external_port;
+    return (f.public_address.indexOf(':') >= 0 ? '[' + f.public_address + ']' : f.public_address) + ':' + f.external_port;
+  }
+  function cell(tr, cls, label, text) { var td = el('td', cls, text); td.setAttribute('data-label', label); tr.appendChild(td); return td; }
+  function seen(iso) {
+    if (!iso) return 'no request yet';
+    var s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    return 'last request ' + (s < 60 ? s + ' s' : s < 3600 ? Math.floor(s / 60) + ' min' : Math.floor(s / 3600) + ' h') + ' ago';
   }
   function portValue(s) { s = s.trim(); return /^[0-9]+$/.test(s) ? Number(s) : s; }
 
@@ -218,17 +254,28 @@ const SCRIPT = `
     p.dot.title = c.connected ? 'connected' : 'disconnected';
     p.name.textContent = c.name || c.id;
     p.addr.textContent = c.addresses.join(', ') || 'no IPv4 address';
-    p.meta.textContent = (c.connected ? 'connected' : 'disconnected') + ' · ' + ago(c.latest_handshake) + ' · ↓ ' + bytes(c.rx_bytes) + ' ↑ ' + bytes(c.tx_bytes);
-    p.tbody.replaceChildren.apply(p.tbody, forwards.map(function (f) {
+    p.meta.textContent = (c.connected ? 'connected' : 'disconnected') + ' · ' + ago(c.latest_handshake) + ' · ' + seen(c.last_request) + ' · ↓ ' + bytes(c.rx_bytes) + ' ↑ ' + bytes(c.tx_bytes);
+    var rows = [];
+    forwards.forEach(function (f) {
       var tr = el('tr'); tr.setAttribute('data-forward', f.id);
-      tr.appendChild(el('td', '', f.protocol.toUpperCase()));
-      var port = el('td', 'port'); port.appendChild(copyButton(String(f.external_port), String(f.external_port))); tr.appendChild(port);
-      tr.appendChild(el('td', 'addr', (f.client_address || '?') + ':' + f.internal_port));
-      var o = el('td'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : f.origin === 'upnp' ? 'UPnP' : 'NAT-PMP'));
+      cell(tr, '', 'Protocol', f.protocol.toUpperCase());
+      var pub = endpoint(f);
+      var port = cell(tr, 'port', 'Public'); port.appendChild(copyButton(pub, pub, 'Copy ' + pub + ': what to give out'));
+      cell(tr, 'addr', 'To', (f.client_address || '?') + ':' + f.internal_port);
+      var o = cell(tr, '', 'Origin'); o.appendChild(el('span', 'badge ' + (f.origin === 'static' ? 'static' : ''), f.origin === 'static' ? 'static' : f.origin === 'pcp' ? 'PCP' : f.origin === 'upnp' ? 'UPnP' : 'NAT-PMP'));
       if (f.description) { var d = el('span', 'meta', ' ' + f.description); d.setAttribute('data-description', ''); o.appendChild(d); } // client text: textContent only
-      tr.appendChild(o);
-      tr.appendChild(el('td', 'num', duration(f.seconds_left)));
+      cell(tr, 'num', 'Time left', duration(f.seconds_left));
       var act = el('td');
+      if (f.public_address) {
+        var test = el('button', 'link test', 'Test'); test.type = 'button'; test.title = 'Connect to ' + pub + ' from the server, through the forward';
+        test.addEventListener('click', function () {
+          test.disabled = true; test.textContent = 'Testing…';
+          api('POST', '/api/clients/' + encodeURIComponent(c.id) + '/portforwards/' + encodeURIComponent(f.id) + '/test').then(function (r) {
+            p.probes.set(f.id, r); return refresh();
+          }, function (e) { p.probes.set(f.id, { outcome: 'error', message: e.message }); return refresh(); });
+        });
+        act.appendChild(test);
+      }
       if (f.origin === 'static' && !f.removable) { var cfg = el('span', 'meta', 'config file'); cfg.title = 'Defined in the config file; remove it there.'; act.appendChild(cfg); }
       if (f.removable) {
         var rm = el('button', 'link', 'Remove'); rm.type = 'button'; rm.title = 'Remove this static forward';
@@ -239,8 +286,16 @@ const SCRIPT = `
         act.appendChild(rm);
       }
       tr.appendChild(act);
-      return tr;
-    }));
+      rows.push(tr);
+      var pr = p.probes.get(f.id);
+      if (pr) {
+        tr.classList.add('has-probe');
+        var ptr = el('tr', 'probe'); ptr.setAttribute('data-probe', f.id);
+        var ptd = el('td', 'probe-' + pr.outcome, pr.message); ptd.colSpan = 6; ptr.appendChild(ptd);
+        rows.push(ptr);
+      }
+    });
+    p.tbody.replaceChildren.apply(p.tbody, rows);
     p.table.hidden = forwards.length === 0;
     p.empty.hidden = forwards.length > 0;
     var key = forwards.filter(function (f) { return f.origin !== 'static'; }).map(function (f) { return f.internal_port; }).slice(0, 1).join();

@@ -27,6 +27,7 @@ export const forwardViewSchema = {
     seconds_left: nullable({ type: 'integer' }),
     created_at: { type: 'string', description: 'ISO 8601.' },
     removable: { type: 'boolean', description: 'DELETE works on it: static forwards created through the API (config ones live in the config file).' },
+    public_address: { ...nullable({ type: 'string' }), description: 'The address the internet reaches it at (with external_port): what to give out. Null while the client is absent.' },
   },
 } as const satisfies JSONSchema
 
@@ -44,6 +45,7 @@ export const clientViewSchema = {
     latest_handshake: { ...nullable({ type: 'string' }), description: 'ISO 8601, null if never.' },
     rx_bytes: { type: 'integer' },
     tx_bytes: { type: 'integer' },
+    last_request: { ...nullable({ type: 'string' }), description: 'ISO 8601 time of its latest NAT-PMP/PCP request since the daemon started; null if none.' },
   },
 } as const satisfies JSONSchema
 

@@ -70,7 +70,7 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
     } catch (err) {
       throw new Error(`container did not start: ${stderr}\n${JSON.stringify(lines.slice(-5))}`, { cause: err })
     }
-    expect(lines.find((l) => l.msg === 'peer added' && l.peerName === 'container-named c1')).toBeDefined()
+    expect(lines.find((l) => l.msg === 'peer added' && l.clientName === 'container-named c1')).toBeDefined()
     // The daemon runs Debian 13's node from the image, not the host's.
     expect((await execa('podman', [...PODMAN, 'exec', name, 'node', '--version'])).stdout).toMatch(/^v20\./)
     const r = await natpmpc(lab, 'c1', ['-a', '20010', '8080', 'tcp', '3600'])

@@ -30,9 +30,9 @@ describe('wgpmp forwards / flush', () => {
     }))
     const out = await listForwards(parseConfig({ state_file: state }), T0)
     expect(out.split('\n').slice(1)).toEqual([
-      'PROTO  PUBLIC       CLIENT ADDRESS:PORT  ORIGIN   LEFT    CLIENT',
-      'tcp    40000        10.8.0.2:8080        nat-pmp  59m59s  10.8.0.2',
-      'udp    27015-27030  ?:27015-27030        static   static  oLCGdaDSDw-O',
+      'CLIENT        PROTO  PUBLIC        TARGET         ORIGIN   LEFT',
+      '10.8.0.2      tcp    :40000        10.8.0.2:8080  nat-pmp  59m59s',
+      'oLCGdaDSDw-O  udp    :27015-27030  ?:27015-27030  static   static',
       '',
     ])
   })
@@ -68,8 +68,8 @@ describe('wgpmp forwards / flush', () => {
   })
 
   it('formats an aligned table', () => {
-    expect(formatRows([{ protocol: 'tcp', external: '1', target: 'a:2', origin: 'static', left: 'static', client: 'x' }])).toBe(
-      'PROTO  PUBLIC  CLIENT ADDRESS:PORT  ORIGIN  LEFT    CLIENT\ntcp    1       a:2                  static  static  x\n',
+    expect(formatRows([{ protocol: 'tcp', external: '198.51.100.1:1', target: 'a:2', origin: 'static', left: 'static', client: 'x' }])).toBe(
+      'CLIENT  PROTO  PUBLIC          TARGET  ORIGIN  LEFT\nx       tcp    198.51.100.1:1  a:2     static  static\n',
     )
   })
 })

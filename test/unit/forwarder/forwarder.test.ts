@@ -29,6 +29,7 @@ function setup(o: { chunk?: number } = {}) {
     },
     events: {
       created: (l: Lease) => void events.push(`created ${l.protocol}/${l.externalPort}`),
+      refused: (l: Lease) => void events.push(`refused ${l.protocol}/${l.externalPort}`),
       removed: (ls: readonly Lease[], why: RemovalReason) => void events.push(`removed ${ls.length} ${why}`),
     },
   })
@@ -59,11 +60,11 @@ describe('Forwarder', () => {
     t.refuse(true)
     expect(await t.forwarder.map(req(A, 80))).toEqual({ ok: false, refusal: 'kernel-refused' })
     expect(t.table.size).toBe(0)
-    expect(t.events).toEqual([])
+    expect(t.events).toEqual([expect.stringMatching(/^refused tcp\/\d+$/)])
     t.refuse(false)
     const r = await t.forwarder.map(req(A, 80))
     expect(r.ok && r.created).toBe(true)
-    expect(t.events).toHaveLength(1)
+    expect(t.events).toHaveLength(2)
   })
 
   it('a renewal of a lease whose first commit is in flight resolves only after that commit', async () => {

@@ -147,10 +147,10 @@ describe('renames reach tracked peers', () => {
     })
     const t = await startTestDaemon({ wg_config_file: path }, { log: createLogger('info', sink), ...({ wgEasyNames: undefined } as unknown as Partial<Deps>) })
     try {
-      expect(lines.find((l) => l.msg === 'peer added' && l.peerName === 'first name')).toBeDefined()
+      expect(lines.find((l) => l.msg === 'peer added' && l.clientName === 'first name')).toBeDefined()
       await writeFile(path, conf([['renamed', 1, KEY_A], ['added later', 2, KEY_B]]))
       await t.daemon.refreshPeers()
-      expect(lines.filter((l) => l.msg === 'peer renamed').map((l) => l.peerName).sort()).toEqual(['added later', 'renamed'])
+      expect(lines.filter((l) => l.msg === 'peer renamed').map((l) => l.clientName).sort()).toEqual(['added later', 'renamed'])
     } finally {
       await t.stop()
       await rm(dir, { recursive: true, force: true })

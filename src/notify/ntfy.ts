@@ -1,0 +1,62 @@
+/**
+ * ntfy channel: a POST to the topic URL in ntfy's own format (https://docs.ntfy.sh/publish/): the
+ * text as body, Title / Tags / Priority headers, and `Authorization: Bearer <token>` when a
+ * token_file is set. Non-ASCII titles go RFC 2047-encoded, which ntfy decodes.
+ */
+import { request } from 'undici'
+import type { Channel, Message } from './dispatcher.js'
+import { textOf, titleOf } from './format.js'
+import { safeUrl } from './webhook.js'
+
+export interface NtfyOptions {
+  name: string
+  url: string
+  token: string | null
+  timeoutMs?: number
+  retries?: number
+  backoffMs?: number
+  sleep: (ms: number) => Promise<void>
+}
+
+/** ntfy tags (emoji short codes) and priority (1 min .. 5 max) for a message. */
+export function ntfyLook(m: Message): { tags: string[]; priority: number } {
+  if (m.kind === 'digest') return { tags: ['wgpmp', 'package'], priority: m.events.some((e) => e.reason === 'kernel-refused') ? 4 : 3 }
+  const e = m.event
+  if (e.type === 'forward.created') return { tags: ['wgpmp', 'heavy_plus_sign'], priority: 3 }
+  if (e.type === 'forward.removed') return e.reason === 'kernel-refused' ? { tags: ['wgpmp', 'warning'], priority: 4 } : { tags: ['wgpmp', 'heavy_minus_sign'], priority: 3 }
+  return { tags: ['wgpmp', e.type === 'client.connected' ? 'green_circle' : 'red_circle'], priority: 2 }
+}
+
+/** A header value: as is if printable ASCII, else RFC 2047 base64. */
+export const headerValue = (s: string): string => (/^[\x20-\x7e]*$/.test(s) ? s : `=?UTF-8?B?${Buffer.from(s, 'utf8').toString('base64')}?=`)
+
+export function ntfyChannel(o: NtfyOptions): Channel {
+  const timeout = o.timeoutMs ?? 10_000
+  const retries = o.retries ?? 3
+  const backoff = o.backoffMs ?? 1000
+  return {
+    name: o.name, kind: 'ntfy', target: safeUrl(o.url),
+    async send(m: Message) {
+      const look = ntfyLook(m)
+      const headers: Record<string, string> = {
+        'content-type': 'text/plain; charset=utf-8', title: headerValue(`wgpmp: ${titleOf(m)}`), tags: look.tags.join(','), priority: String(look.priority),
+      }
+      if (o.token !== null) headers.authorization = `Bearer ${o.token}`
+      const body = textOf(m)
+      let last: unknown = null
+      for (let attempt = 0; attempt <= retries; attempt++) {
+        if (attempt > 0) await o.sleep(backoff * 2 ** (attempt - 1))
+        try {
+          const r = await request(o.url, { method: 'POST', body, headers, headersTimeout: timeout, bodyTimeout: timeout })
+          await r.body.dump().catch(() => {})
+          if (r.statusCode >= 200 && r.statusCode < 300) return
+          last = new Error(`HTTP ${r.statusCode}`)
+          if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) break
+        } catch (e) {
+          last = e
+        }
+      }
+      throw new Error(`ntfy: ${last instanceof Error ? last.message : String(last)}`)
+    },
+  }
+}
