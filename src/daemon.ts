@@ -104,8 +104,14 @@ export interface Daemon {
 }
 
 const disabled: Daemon = {
-  udpAddress: null, udpAddressV6: null, httpAddress: null, table: null, driver: null,
-  refreshPeers: () => Promise.resolve(), flushLeases: () => Promise.resolve(0), close: () => Promise.resolve(),
+  udpAddress: null,
+  udpAddressV6: null,
+  httpAddress: null,
+  table: null,
+  driver: null,
+  refreshPeers: () => Promise.resolve(),
+  flushLeases: () => Promise.resolve(0),
+  close: () => Promise.resolve(),
 }
 
 export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> & { log: Logger }): Promise<Daemon> {
@@ -125,7 +131,13 @@ export async function startDaemon(config: Readonly<Config>, deps: Partial<Deps> 
   }
 }
 
-async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logger }, log: Logger, components: Components, stop: { teardown: boolean }): Promise<Daemon> {
+async function build(
+  config: Readonly<Config>,
+  deps: Partial<Deps> & { log: Logger },
+  log: Logger,
+  components: Components,
+  stop: { teardown: boolean },
+): Promise<Daemon> {
   const clock = deps.clock ?? systemClock
   const exec = deps.exec ?? systemExec
   const wg = parseCidr4(config.wg_address_v4)!
@@ -136,7 +148,7 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   if (config.api_token_file && apiPort) reserved.add(apiPort)
   const hostPorts = new ListeningPortsCache({ clock, read: deps.listeningPorts ?? (() => readListeningPortsSs(exec)) })
   const hostErr = await hostPorts.refresh()
-  if (hostErr) log.warn({ err: hostErr }, 'cannot read the host\'s listening ports; only configured ports are reserved')
+  if (hostErr) log.warn({ err: hostErr }, "cannot read the host's listening ports; only configured ports are reserved")
   // Kept fresh off the request path: sock_diag (ss -l, in a child) every 200 ms.
   hostPorts.startBackground(200)
   components.add('host ports', () => hostPorts.stop())
@@ -146,25 +158,42 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const loaded = await loadDurableState(config.state_file, clock.wall())
   if (loaded.error) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
   if (loaded.torn.length > 0) log.info({ torn: loaded.torn }, 'journal ends in a torn record (a crash mid-write); it was never acknowledged and is skipped')
-  if (loaded.lost !== null) (loaded.fresh ? log.info.bind(log) : log.warn.bind(log))({ why: loaded.lost }, 'saved state lost or absent; the epoch restarts at 0 (RFC 6886 §3.6)')
+  if (loaded.lost !== null)
+    (loaded.fresh ? log.info.bind(log) : log.warn.bind(log))({ why: loaded.lost }, 'saved state lost or absent; the epoch restarts at 0 (RFC 6886 §3.6)')
   const saved = loaded.state
   // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6), unless state was lost.
   const epochStart = saved && loaded.lost === null ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, clock.wall()) : clock.now()
   let state: StateStore | null = null
-  const journal = new Journal({ statePath: config.state_file, gen: loaded.nextGen, log: log.child({ component: 'journal' }), onFailure: () => state?.changed() })
-  const staticStore = new StaticForwardStore(saved?.static_forwards ?? [], async () => {
-    state?.changed()
-    await state?.flush()
-  }, config.state_file)
+  const journal = new Journal({
+    statePath: config.state_file,
+    gen: loaded.nextGen,
+    log: log.child({ component: 'journal' }),
+    onFailure: () => state?.changed(),
+  })
+  const staticStore = new StaticForwardStore(
+    saved?.static_forwards ?? [],
+    async () => {
+      state?.changed()
+      await state?.flush()
+    },
+    config.state_file,
+  )
 
   // --- notifications: channels (secret files) read before the kernel is touched ---
   let metricsRef: ReturnType<typeof createMetrics> | null = null
-  const dispatcher = deps.events ? null : await startNotifications(config.notifications, { clock, log: log.child({ component: 'notify' }), count: (c, o, n) => metricsRef?.countNotification(c, o, n) })
+  const dispatcher = deps.events
+    ? null
+    : await startNotifications(config.notifications, {
+        clock,
+        log: log.child({ component: 'notify' }),
+        count: (c, o, n) => metricsRef?.countNotification(c, o, n),
+      })
   if (dispatcher) components.add('notifications', () => dispatcher.close())
 
   // --- the kernel ---
   const driver = deps.driver ?? createDriver({ driver: config.port_forward_driver, nftMode: config.nft_mode, exec })
-  const flows = deps.flows ?? (driver.capabilities.kernel ? new ConntrackFlows({ exec, publicAddress: pub.v4, log: log.child({ component: 'conntrack' }) }) : noFlows)
+  const flows =
+    deps.flows ?? (driver.capabilities.kernel ? new ConntrackFlows({ exec, publicAddress: pub.v4, log: log.child({ component: 'conntrack' }) }) : noFlows)
   components.add('driver', () => driver.close())
   const baseParams = {
     publicV4: [pub.v4],
@@ -172,7 +201,14 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     guardedV6: wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
     // UPnP's SSDP and HTTP ports are admitted from the WireGuard interface only, as 5351 is.
-    ...(config.upnp_enabled ? { wgOnly: [{ protocol: 'udp' as const, port: 1900 }, { protocol: 'tcp' as const, port: config.upnp_http_port }] } : {}),
+    ...(config.upnp_enabled
+      ? {
+          wgOnly: [
+            { protocol: 'udp' as const, port: 1900 },
+            { protocol: 'tcp' as const, port: config.upnp_http_port },
+          ],
+        }
+      : {}),
   }
   // What the kernel holds from an earlier run (after a crash): ensureBase replaces it, and the
   // connections of forwards that are not restored end with them, as on any delete.
@@ -211,11 +247,20 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const peerOf = (address: string): string | undefined => tracker.peerByAddress(address)?.id
   const holdRecord = (h: PortHold): HoldRecord => {
     const peer = peerOf(h.client)
-    return { client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, untilUnixMs: Math.max(0, Math.round(clock.wall() + (h.until - clock.now()))), ...(peer === undefined ? {} : { peer }) }
+    return {
+      client: h.client,
+      internalPort: h.internalPort,
+      externalPort: h.externalPort,
+      untilUnixMs: Math.max(0, Math.round(clock.wall() + (h.until - clock.now()))),
+      ...(peer === undefined ? {} : { peer }),
+    }
   }
   const extra = (): SnapshotExtra => ({ journal: journal.generation, peerOf, holds: table.holds().map(holdRecord) })
   state = new StateStore({
-    path: config.state_file, clock, now: () => clock.wall(), log: log.child({ component: 'state' }),
+    path: config.state_file,
+    clock,
+    now: () => clock.wall(),
+    log: log.child({ component: 'state' }),
     snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
     render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
     // The snapshot is compaction (the journal made every change durable before its reply): rotate
@@ -242,19 +287,36 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   }
   await pollNames()
   const easy = deps.wgEasyNames
-  const tracker = new PeerTracker({ clock, unixSeconds: () => clock.wall() / 1000, disconnectSeconds: config.peer_disconnect_seconds, nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null })
+  const tracker = new PeerTracker({
+    clock,
+    unixSeconds: () => clock.wall() / 1000,
+    disconnectSeconds: config.peer_disconnect_seconds,
+    nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null,
+  })
   const metrics = createMetrics(metricSources({ table, tracker }))
   metricsRef = metrics
   const publicFor = (client: string): string | null => (!isV6(client) ? pub.v4 : isUniqueLocal(client) ? pub.v6 : client)
   // Operator notifications: armed once started (what a start restores or installs is not news).
-  const notify = new LeaseEvents({ sink: deps.events ?? dispatcher!, peerAt: (a) => tracker.peerByAddress(a), publicAddress: publicFor, now: () => clock.wall() })
+  const notify = new LeaseEvents({
+    sink: deps.events ?? dispatcher!,
+    peerAt: (a) => tracker.peerByAddress(a),
+    publicAddress: publicFor,
+    now: () => clock.wall(),
+  })
   const who = (a: string): { clientId?: string | undefined; clientName?: string | null | undefined } => {
     const p = tracker.peerByAddress(a)
     return { clientId: p?.id, clientName: p?.name }
   }
   // Another table's FORWARD drop (ufw, Docker) would drop our forwards: warn, or insert the accept.
   const hostFw = driver.capabilities.kernel
-    ? new HostFirewall({ exec, clock, log: log.child({ component: 'host-firewall' }), wgInterface: config.wg_interface, publicInterface: config.public_interface, accept: config.host_firewall_accept })
+    ? new HostFirewall({
+        exec,
+        clock,
+        log: log.child({ component: 'host-firewall' }),
+        wgInterface: config.wg_interface,
+        publicInterface: config.public_interface,
+        accept: config.host_firewall_accept,
+      })
     : null
   if (hostFw) {
     hostFw.registerMetric(metrics.registry)
@@ -277,9 +339,20 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     store.changed()
   }
   let peerSync: PeerSync | null = null
-  const isClient = admission({ wg4: wg, wg6, known: (a) => tracker.peerByAddress(a) !== undefined, refreshIfStale: () => peerSync?.refreshIfStale() ?? Promise.resolve() })
+  const isClient = admission({
+    wg4: wg,
+    wg6,
+    known: (a) => tracker.peerByAddress(a) !== undefined,
+    refreshIfStale: () => peerSync?.refreshIfStale() ?? Promise.resolve(),
+  })
   const forwarder = new Forwarder({
-    table, commit, isClient, changed, chunk, who, log: log.child({ component: 'forwarder' }),
+    table,
+    commit,
+    isClient,
+    changed,
+    chunk,
+    who,
+    log: log.child({ component: 'forwarder' }),
     events: {
       created: (l) => notify.created(l, [l]),
       refused: (l) => notify.refused(l, [l]),
@@ -290,7 +363,10 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   expiry = exp
   components.add('expiry', () => exp.stop())
   const statics = new StaticForwards({
-    store: staticStore, sink: table, commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)), log: log.child({ component: 'static' }),
+    store: staticStore,
+    sink: table,
+    commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)),
+    log: log.child({ component: 'static' }),
     // IPv6 addresses only where IPv6 forwarding is configured.
     addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || pub.v6 !== null),
   })
@@ -306,7 +382,10 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
         return peers
       },
     },
-    tracker, clock, intervalMs: config.peer_refresh_seconds * 1000, log: log.child({ component: 'peers' }),
+    tracker,
+    clock,
+    intervalMs: config.peer_refresh_seconds * 1000,
+    log: log.child({ component: 'peers' }),
     onEvents: async (events) => {
       for (const ev of events) notify.peer(ev)
       await onPeerEvents(events)
@@ -329,7 +408,9 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
 
   // --- front-ends ---
   const frontend = (component: string, count: (op: number, r: number) => void): FrontendContext => ({
-    forwarder, count, log: log.child({ component }),
+    forwarder,
+    count,
+    log: log.child({ component }),
     epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
     publicAddress: (client) => (!isV6(client) ? pub.v4 : isUniqueLocal(client) ? pub.v6 : client),
   })
@@ -338,16 +419,31 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
   const lastSeen = new LastSeen()
   const handle = pmpDispatch({
-    natpmp, pcp, allow: (src) => limiter.allow(src), dropped: (why) => metrics.countDrop(why),
+    natpmp,
+    pcp,
+    allow: (src) => limiter.allow(src),
+    dropped: (why) => metrics.countDrop(why),
     seen: (from) => lastSeen.note(from, clock.wall()), // the page's "last request"
     before: () => hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })
-  const udp = await listenUdp(deps.listen ?? { host: wg.address, port: NATPMP_PORT }, 'udp4', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v4}?`)
+  const udp = await listenUdp(
+    deps.listen ?? { host: wg.address, port: NATPMP_PORT },
+    'udp4',
+    handle,
+    log,
+    `is ${config.wg_interface} up with ${config.wg_address_v4}?`,
+  )
   components.add('udp', () => udp.close())
   log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
   let udp6: UdpServer | null = null
   if (wg6 !== null) {
-    const u6 = await listenUdp(deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT }, 'udp6', handle, log, `is ${config.wg_interface} up with ${config.wg_address_v6}?`)
+    const u6 = await listenUdp(
+      deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT },
+      'udp6',
+      handle,
+      log,
+      `is ${config.wg_interface} up with ${config.wg_address_v6}?`,
+    )
     udp6 = u6
     components.add('udp6', () => u6.close())
     log.info({ address: u6.address.address, port: u6.address.port }, 'PCP listening on IPv6')
@@ -359,8 +455,13 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     try {
       const upnp = await startUpnp({
         backend: new ForwarderBackend({ forwarder, publicAddress: () => pub.v4, leaseCapSeconds: config.upnp_permanent_lease_seconds }),
-        wgAddress: deps.listen?.host ?? wg.address, httpPort: deps.upnpListen?.httpPort ?? config.upnp_http_port, ssdpPort: deps.upnpListen?.ssdpPort ?? 1900,
-        version: packageVersion(), uptimeSeconds: () => (clock.now() - epochStart) / 1000, allowSearch: (a) => searches.allow(a), log: log.child({ component: 'upnp' }),
+        wgAddress: deps.listen?.host ?? wg.address,
+        httpPort: deps.upnpListen?.httpPort ?? config.upnp_http_port,
+        ssdpPort: deps.upnpListen?.ssdpPort ?? 1900,
+        version: packageVersion(),
+        uptimeSeconds: () => (clock.now() - epochStart) / 1000,
+        allowSearch: (a) => searches.allow(a),
+        log: log.child({ component: 'upnp' }),
       })
       components.add('upnp', () => upnp.close())
       log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')
@@ -377,13 +478,20 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
     const { token, loose } = await loadApiToken(config.api_token_file)
     if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
     const server = await startApi({
-      listen: parseHostPort(config.api_listen)!, token, log: log.child({ component: 'api' }),
+      listen: parseHostPort(config.api_listen)!,
+      token,
+      log: log.child({ component: 'api' }),
       deps: {
         ...apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
         // what the internet sees, the latest request, and the Test button
         publicAddressOf: (a) => (a === null ? null : publicFor(a)),
         lastRequestOf: (c) => lastSeen.latest(c.addresses),
-        testForward: (f) => probeView(f, { localV4: wg.address, localV6: wg6?.address ?? null, hostFirewallBlocks: deps.hostFirewallBlocks ?? (() => hostFw?.current.blocksForwards ?? false) }),
+        testForward: (f) =>
+          probeView(f, {
+            localV4: wg.address,
+            localV6: wg6?.address ?? null,
+            hostFirewallBlocks: deps.hostFirewallBlocks ?? (() => hostFw?.current.blocksForwards ?? false),
+          }),
       },
     })
     api = server
@@ -402,16 +510,21 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
 
   // Someone deleted or flushed our table (`nft flush ruleset`, a firewall reload): rebuild it with every live forward.
   const watch = driver.watchTable({
-    clock, log: log.child({ component: 'watch' }),
-    onLost: (reason) => batcher.exclusive(async () => {
-      // Read before the first await: the submissions queued behind the rebuild are in it (absorbQueued).
-      const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
-      log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
-      metrics.countRebuild(reason)
-      await driver.ensureBase(baseParams)
-      await driver.apply(all)
-      log.info({ forwards: all.length }, 'table rebuilt')
-    }, { absorbQueued: true }),
+    clock,
+    log: log.child({ component: 'watch' }),
+    onLost: (reason) =>
+      batcher.exclusive(
+        async () => {
+          // Read before the first await: the submissions queued behind the rebuild are in it (absorbQueued).
+          const all = table.leases().map((l) => ({ op: 'add' as const, forward: toForward(l) }))
+          log.warn({ reason }, 'the wgpmp table was deleted or flushed by someone else; rebuilding it')
+          metrics.countRebuild(reason)
+          await driver.ensureBase(baseParams)
+          await driver.apply(all)
+          log.info({ forwards: all.length }, 'table rebuilt')
+        },
+        { absorbQueued: true },
+      ),
   })
   if (watch) {
     watch.start()
@@ -436,7 +549,13 @@ async function build(config: Readonly<Config>, deps: Partial<Deps> & { log: Logg
   }
 }
 
-async function listenUdp(at: { host: string; port: number }, type: 'udp4' | 'udp6', handle: Parameters<typeof startUdpServer>[2], log: Logger, hint: string): Promise<UdpServer> {
+async function listenUdp(
+  at: { host: string; port: number },
+  type: 'udp4' | 'udp6',
+  handle: Parameters<typeof startUdpServer>[2],
+  log: Logger,
+  hint: string,
+): Promise<UdpServer> {
   try {
     return await startUdpServer(at.host, at.port, handle, log.child({ component: type === 'udp4' ? 'udp' : 'udp6' }), type)
   } catch (err) {

@@ -33,7 +33,9 @@ export function prettyLine(json: string, color = false): string {
   const name = (LEVELS[level] ?? String(level)).padEnd(5)
   const lv = color ? `\x1b[${COLORS[level] ?? '0'}m${name}\x1b[0m` : name
   const comp = typeof r.component === 'string' ? `${r.component}: ` : ''
-  const fields = Object.entries(r).filter(([k]) => !SKIP.has(k)).map(([k, v]) => `${k}=${value(v)}`)
+  const fields = Object.entries(r)
+    .filter(([k]) => !SKIP.has(k))
+    .map(([k, v]) => `${k}=${value(v)}`)
   const err = r.err as { stack?: unknown } | undefined
   const stack = level >= 50 && typeof err?.stack === 'string' ? '\n  ' + err.stack.split('\n').join('\n  ') : ''
   return `${t} ${lv} ${comp}${typeof r.msg === 'string' ? r.msg : ''}${fields.length ? ' ' + fields.join(' ') : ''}${stack}`

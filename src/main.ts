@@ -87,7 +87,11 @@ async function main(): Promise<number> {
         const p = Number(out?.stdout.trim())
         return out?.exitCode === 0 && Number.isInteger(p) && p > 0 ? p : null
       },
-      peerKeys: (ifname) => new WgPeerSource({ exec: systemExec, ifname }).refresh().then((ps) => ps.map((p) => p.publicKey), () => null),
+      peerKeys: (ifname) =>
+        new WgPeerSource({ exec: systemExec, ifname }).refresh().then(
+          (ps) => ps.map((p) => p.publicKey),
+          () => null,
+        ),
     })
     for (const w of r.warnings) process.stderr.write(`wgpmp: warning: ${w}\n`)
     if (r.errors.length > 0) {
@@ -110,9 +114,11 @@ async function main(): Promise<number> {
   if (command !== undefined) {
     try {
       process.stdout.write(
-        command === 'forwards' ? await listForwards(config, Date.now(), args.json)
-        : command === 'clients' ? await listClients(config, args.json)
-        : await flushForwards(config),
+        command === 'forwards'
+          ? await listForwards(config, Date.now(), args.json)
+          : command === 'clients'
+            ? await listClients(config, args.json)
+            : await flushForwards(config),
       )
       return 0
     } catch (e) {

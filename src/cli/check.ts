@@ -39,7 +39,8 @@ export async function checkConfig(c: Readonly<Config>, deps: CheckDeps): Promise
   // A disabled daemon touches nothing at start (it says so and exits 0): nothing on the host to check.
   if (!c.port_forward_enabled) return { errors, warnings: ['port_forward_enabled is false: the daemon starts, says so and exits 0'] }
   if (!deps.interfaceExists(c.wg_interface)) errors.push(`wg_interface: there is no interface named ${c.wg_interface}`)
-  if (c.public_address_v4 === undefined && !deps.interfaceExists(c.public_interface)) errors.push(`public_interface: there is no interface named ${c.public_interface} (or set public_address_v4)`)
+  if (c.public_address_v4 === undefined && !deps.interfaceExists(c.public_interface))
+    errors.push(`public_interface: there is no interface named ${c.public_interface} (or set public_address_v4)`)
   if (c.api_token_file !== undefined) {
     try {
       await loadApiToken(c.api_token_file)
@@ -59,14 +60,15 @@ export async function checkConfig(c: Readonly<Config>, deps: CheckDeps): Promise
   errors.push(...parsed.problems)
   const wgPort = await deps.wgListenPort(c.wg_interface)
   const reserved = new Set<number>(c.reserved_ports)
-  const apiPort = c.api_token_file === undefined ? null : parseHostPort(c.api_listen)?.port ?? null
+  const apiPort = c.api_token_file === undefined ? null : (parseHostPort(c.api_listen)?.port ?? null)
   const all: { key: string; id: string; spec: StaticForwardSpec }[] = []
   for (const [key] of Object.entries(c.static_forwards)) {
     for (const spec of parsed.forwards.get(toId(key)) ?? []) {
       const covers = (p: number): boolean => p >= spec.external.first && p <= spec.external.last
       if (wgPort !== null && covers(wgPort)) errors.push(`static_forwards.${key}: ${formatSpec(spec)} takes the WireGuard listen port ${wgPort}`)
       for (const p of reserved) if (covers(p)) errors.push(`static_forwards.${key}: ${formatSpec(spec)} takes port ${p} of reserved_ports`)
-      if (apiPort !== null && apiPort !== 0 && covers(apiPort)) errors.push(`static_forwards.${key}: ${formatSpec(spec)} takes the API port ${apiPort} (api_listen)`)
+      if (apiPort !== null && apiPort !== 0 && covers(apiPort))
+        errors.push(`static_forwards.${key}: ${formatSpec(spec)} takes the API port ${apiPort} (api_listen)`)
       all.push({ key, id: toId(key), spec })
     }
   }
@@ -75,8 +77,10 @@ export async function checkConfig(c: Readonly<Config>, deps: CheckDeps): Promise
       const a = all[i]!
       const b = all[j]!
       if (!overlaps(a.spec, b.spec)) continue
-      if (a.id !== b.id) errors.push(`static_forwards.${b.key}: ${formatSpec(b.spec)} collides with ${formatSpec(a.spec)} of another client (static_forwards.${a.key})`)
-      else if (formatSpec(a.spec) !== formatSpec(b.spec)) errors.push(`static_forwards.${b.key}: ${formatSpec(b.spec)} overlaps ${formatSpec(a.spec)} of the same client`)
+      if (a.id !== b.id)
+        errors.push(`static_forwards.${b.key}: ${formatSpec(b.spec)} collides with ${formatSpec(a.spec)} of another client (static_forwards.${a.key})`)
+      else if (formatSpec(a.spec) !== formatSpec(b.spec))
+        errors.push(`static_forwards.${b.key}: ${formatSpec(b.spec)} overlaps ${formatSpec(a.spec)} of the same client`)
     }
   }
   for (const key of Object.keys(c.static_forwards)) {
@@ -86,7 +90,8 @@ export async function checkConfig(c: Readonly<Config>, deps: CheckDeps): Promise
   if (peers !== null) {
     const known = new Set([...peers, ...peers.map(clientId)])
     for (const key of Object.keys(c.static_forwards)) {
-      if ((isWgKey(key) || isClientId(key)) && !known.has(key)) warnings.push(`static_forwards.${key}: no peer of ${c.wg_interface} has this key or id (yet); its forwards wait for it`)
+      if ((isWgKey(key) || isClientId(key)) && !known.has(key))
+        warnings.push(`static_forwards.${key}: no peer of ${c.wg_interface} has this key or id (yet); its forwards wait for it`)
     }
   } else if (Object.keys(c.static_forwards).length > 0) {
     warnings.push(`static_forwards: cannot read the peers of ${c.wg_interface}; their keys were not checked`)

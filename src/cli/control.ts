@@ -23,7 +23,14 @@ export interface Row {
   readonly left: string
 }
 
-const fmtLeft = (s: number | null): string => (s === null ? 'static' : s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`)
+const fmtLeft = (s: number | null): string =>
+  s === null
+    ? 'static'
+    : s >= 3600
+      ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+      : s >= 60
+        ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+        : `${s}s`
 
 const endpoint = (address: string | null | undefined, port: number | string): string =>
   !address ? `:${port}` : address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
@@ -42,7 +49,16 @@ export function formatTable<K extends string>(head: Readonly<Record<K, string>>,
   const keys = Object.keys(head) as K[]
   const all = [head, ...rows]
   const width = new Map(keys.map((k) => [k, Math.max(...all.map((r) => r[k].length))]))
-  return all.map((r) => keys.map((k) => r[k].padEnd(width.get(k)!)).join('  ').trimEnd()).join('\n') + '\n'
+  return (
+    all
+      .map((r) =>
+        keys
+          .map((k) => r[k].padEnd(width.get(k)!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  )
 }
 
 /** The forwards table: client, protocol, public address:port, target, origin, time left. */
@@ -61,8 +77,12 @@ export function formatClients(cs: readonly ClientView[], nowMs = Date.now()): st
   return formatTable(
     { name: 'NAME', id: 'ID', addresses: 'ADDRESS', state: 'STATE', handshake: 'HANDSHAKE', request: 'LAST REQUEST' },
     cs.map((c) => ({
-      name: c.name ?? '-', id: c.id, addresses: c.addresses.join(',') || '-', state: c.connected ? 'connected' : 'disconnected',
-      handshake: ago(c.latest_handshake, nowMs), request: ago(c.last_request, nowMs),
+      name: c.name ?? '-',
+      id: c.id,
+      addresses: c.addresses.join(',') || '-',
+      state: c.connected ? 'connected' : 'disconnected',
+      handshake: ago(c.latest_handshake, nowMs),
+      request: ago(c.last_request, nowMs),
     })),
   )
 }
@@ -73,12 +93,20 @@ async function api(config: Readonly<Config>, method: 'GET' | 'DELETE', path: str
   const host = hp.host.includes(':') ? `[${hp.host}]` : hp.host
   let r
   try {
-    r = await request(`http://${host}:${hp.port}${path}`, { method, headers: { authorization: `Bearer ${token}` }, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    r = await request(`http://${host}:${hp.port}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}` },
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    })
   } catch (e) {
-    throw new WgpmpError('WGPMP_API_UNREACHABLE', `cannot reach the daemon's API at ${config.api_listen} (${(e as Error).message}); is wgpmp running?`, { cause: e })
+    throw new WgpmpError('WGPMP_API_UNREACHABLE', `cannot reach the daemon's API at ${config.api_listen} (${(e as Error).message}); is wgpmp running?`, {
+      cause: e,
+    })
   }
   const body = await r.body.json().catch(() => null)
-  if (r.statusCode >= 400) throw new WgpmpError('WGPMP_API_REFUSED', `API ${method} ${path}: ${r.statusCode} ${(body as { error?: string } | null)?.error ?? ''}`.trim())
+  if (r.statusCode >= 400)
+    throw new WgpmpError('WGPMP_API_REFUSED', `API ${method} ${path}: ${r.statusCode} ${(body as { error?: string } | null)?.error ?? ''}`.trim())
   return body
 }
 
@@ -106,14 +134,25 @@ export async function listForwards(config: Readonly<Config>, nowUnixMs = Date.no
     left: fmtLeft(Math.ceil((l.expiresAtUnixMs - nowUnixMs) / 1000)),
   }))
   for (const f of loaded.state?.static_forwards ?? []) {
-    rows.push({ client: f.client, protocol: f.protocol, external: endpoint(pub, f.external_port), target: `?:${f.internal_port}`, origin: 'static', left: 'static' })
+    rows.push({
+      client: f.client,
+      protocol: f.protocol,
+      external: endpoint(pub, f.external_port),
+      target: `?:${f.internal_port}`,
+      origin: 'static',
+      left: 'static',
+    })
   }
   return `# from ${config.state_file} (the HTTP API is off; config-file static forwards are not listed)\n` + formatRows(rows)
 }
 
 /** The `clients` command: needs the API (peer state lives in the daemon). */
 export async function listClients(config: Readonly<Config>, json = false): Promise<string> {
-  if (!config.api_token_file) throw new WgpmpError('WGPMP_CONFIG_INVALID', 'clients talks to the running daemon through its HTTP API: set api_token_file (and api_listen) in the config. Without it: wg show')
+  if (!config.api_token_file)
+    throw new WgpmpError(
+      'WGPMP_CONFIG_INVALID',
+      'clients talks to the running daemon through its HTTP API: set api_token_file (and api_listen) in the config. Without it: wg show',
+    )
   const cs = (await api(config, 'GET', '/api/clients')) as ClientView[]
   return json ? JSON.stringify(cs, null, 2) + '\n' : formatClients(cs)
 }
@@ -121,7 +160,10 @@ export async function listClients(config: Readonly<Config>, json = false): Promi
 /** The `flush` command: needs the API (only the daemon can change its own table consistently). */
 export async function flushForwards(config: Readonly<Config>): Promise<string> {
   if (!config.api_token_file) {
-    throw new WgpmpError('WGPMP_CONFIG_INVALID', 'flush talks to the running daemon through its HTTP API: set api_token_file (and api_listen) in the config. To remove everything while wgpmp is stopped: nft delete table inet wgpmp, and delete the state file.')
+    throw new WgpmpError(
+      'WGPMP_CONFIG_INVALID',
+      'flush talks to the running daemon through its HTTP API: set api_token_file (and api_listen) in the config. To remove everything while wgpmp is stopped: nft delete table inet wgpmp, and delete the state file.',
+    )
   }
   const r = (await api(config, 'DELETE', '/api/portforwards')) as { flushed: number }
   return `flushed ${r.flushed} lease(s); static forwards stay\n`

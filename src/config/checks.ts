@@ -7,7 +7,18 @@ export function publicAddressProblem(address: string | undefined): string | null
   const ip = parseIPv4(address)
   if (ip === null) return `public_address_v4: ${JSON.stringify(address)} is not an IPv4 address`
   const first = ip >>> 24
-  const why = ip === 0 ? 'the unspecified address' : first === 127 ? 'a loopback address' : first >= 224 && first <= 239 ? 'a multicast address' : ip === 0xffffffff ? 'the broadcast address' : first === 0 ? 'in 0.0.0.0/8 ("this network")' : null
+  const why =
+    ip === 0
+      ? 'the unspecified address'
+      : first === 127
+        ? 'a loopback address'
+        : first >= 224 && first <= 239
+          ? 'a multicast address'
+          : ip === 0xffffffff
+            ? 'the broadcast address'
+            : first === 0
+              ? 'in 0.0.0.0/8 ("this network")'
+              : null
   return why === null ? null : `public_address_v4: ${address} is ${why}; set the address forwarded traffic arrives on`
 }
 

@@ -34,7 +34,8 @@ export function formatAjvErrors(errors: readonly ErrorObject[]): string[] {
       return `${path ? path + '.' : ''}${extra}: unknown key`
     }
     if (e.keyword === 'required') return `${(e.params as { missingProperty: string }).missingProperty}: required`
-    if (e.keyword === 'enum') return `${path}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
+    if (e.keyword === 'enum')
+      return `${path}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
     if (e.keyword === 'format') return `${path}: not a valid ${FORMAT_NAMES[(e.params as { format: string }).format] ?? 'value'}`
     return `${path || '(config)'}: ${e.message ?? 'invalid'}`
   })

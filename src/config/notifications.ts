@@ -15,11 +15,19 @@ export const notificationsConfigProperties = {
         type: 'array',
         default: [],
         items: {
-          type: 'object', additionalProperties: false, required: ['url'],
+          type: 'object',
+          additionalProperties: false,
+          required: ['url'],
           properties: {
             url: { ...httpUrl, description: 'http(s) URL without credentials; receives one JSON POST per event or digest.' },
             secret_file: { ...file, description: 'HMAC-SHA256 key (first line): the body is signed in X-Wgpmp-Signature: sha256=<hex>.' },
-            timeout_seconds: { type: 'integer', minimum: 1, maximum: 120, default: 10, description: 'Per attempt; 3 retries with doubling backoff (1, 2, 4 s), then the message is dropped and counted.' },
+            timeout_seconds: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 120,
+              default: 10,
+              description: 'Per attempt; 3 retries with doubling backoff (1, 2, 4 s), then the message is dropped and counted.',
+            },
           },
         },
       },
@@ -27,7 +35,9 @@ export const notificationsConfigProperties = {
         type: 'array',
         default: [],
         items: {
-          type: 'object', additionalProperties: false, required: ['url'],
+          type: 'object',
+          additionalProperties: false,
+          required: ['url'],
           properties: {
             url: { ...httpUrl, description: 'The topic URL, e.g. https://ntfy.sh/my-wgpmp.' },
             token_file: { ...file, description: 'Access token (first line), sent as a Bearer token.' },
@@ -36,9 +46,15 @@ export const notificationsConfigProperties = {
         },
       },
       email: {
-        type: 'object', additionalProperties: false, required: ['smtp_url', 'from', 'to'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['smtp_url', 'from', 'to'],
         properties: {
-          smtp_url: { type: 'string', pattern: '^smtps?://([^\\s/:@]+@)?[^\\s/@]+(:[0-9]{1,5})?/?$', description: 'smtp://[user@]host:587 (STARTTLS when offered) or smtps://[user@]host:465. No password here.' },
+          smtp_url: {
+            type: 'string',
+            pattern: '^smtps?://([^\\s/:@]+@)?[^\\s/@]+(:[0-9]{1,5})?/?$',
+            description: 'smtp://[user@]host:587 (STARTTLS when offered) or smtps://[user@]host:465. No password here.',
+          },
           from: { type: 'string', minLength: 3, maxLength: 256 },
           to: { type: 'array', minItems: 1, items: { type: 'string', minLength: 3, maxLength: 256 } },
           password_file: { ...file, description: 'SMTP password (first line) for the user in smtp_url.' },
@@ -51,9 +67,27 @@ export const notificationsConfigProperties = {
         description: 'argv arrays run without a shell, e.g. [["/usr/local/bin/on-forward", "--flag"]]: the event as JSON on stdin and as WGPMP_* variables.',
       },
       command_timeout_seconds: { type: 'integer', minimum: 1, maximum: 600, default: 10, description: 'A command still running after this is killed.' },
-      rate_limit_per_minute: { type: 'integer', minimum: 1, maximum: 600, default: 10, description: 'Deliveries per channel per minute (bursts of 3); events meanwhile wait and go as one digest.' },
-      coalesce_ms: { type: 'integer', minimum: 0, maximum: 60000, default: 1000, description: 'How long the first event of a burst waits for the rest before a channel delivers.' },
-      queue_size: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Events a channel may hold waiting; more are dropped and counted (wgpmp_notifications_total{outcome="dropped"}).' },
+      rate_limit_per_minute: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 600,
+        default: 10,
+        description: 'Deliveries per channel per minute (bursts of 3); events meanwhile wait and go as one digest.',
+      },
+      coalesce_ms: {
+        type: 'integer',
+        minimum: 0,
+        maximum: 60000,
+        default: 1000,
+        description: 'How long the first event of a burst waits for the rest before a channel delivers.',
+      },
+      queue_size: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 1000000,
+        default: 10000,
+        description: 'Events a channel may hold waiting; more are dropped and counted (wgpmp_notifications_total{outcome="dropped"}).',
+      },
     },
   },
 } as const satisfies Record<string, JSONSchema>

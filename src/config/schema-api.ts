@@ -29,7 +29,8 @@ export const apiConfigProperties = {
   api_token_file: {
     type: 'string',
     minLength: 1,
-    description: 'File holding the API bearer token (first line, surrounding whitespace trimmed; keep it mode 0600). Without it the API and page are off and the daemon logs that.',
+    description:
+      'File holding the API bearer token (first line, surrounding whitespace trimmed; keep it mode 0600). Without it the API and page are off and the daemon logs that.',
   },
   state_file: {
     type: 'string',
@@ -49,7 +50,8 @@ export const apiConfigProperties = {
     minimum: 1,
     maximum: 60,
     default: 2,
-    description: 'How often `wg show <wg_interface> dump` is read. Removed peers lose their forwards within this plus one batch; keep it <= 4 for the 5-second promise.',
+    description:
+      'How often `wg show <wg_interface> dump` is read. Removed peers lose their forwards within this plus one batch; keep it <= 4 for the 5-second promise.',
   },
   clients: {
     type: 'object',
@@ -60,7 +62,8 @@ export const apiConfigProperties = {
       additionalProperties: false,
       properties: { name: { type: 'string', minLength: 1, maxLength: 64, description: 'Display name on the page and in the API.' } },
     },
-    description: 'Per-client settings keyed by WireGuard public key or client id. Names here win over the wg-easy client list (/etc/wireguard/wg0.json), which is read when present.',
+    description:
+      'Per-client settings keyed by WireGuard public key or client id. Names here win over the wg-easy client list (/etc/wireguard/wg0.json), which is read when present.',
   },
   static_forwards: {
     type: 'object',
@@ -70,7 +73,8 @@ export const apiConfigProperties = {
       type: 'array',
       items: { oneOf: [{ type: 'string', minLength: 1, maxLength: 32 }, staticForwardBodySchema] },
     },
-    description: 'Static forwards keyed by client public key or id: ["8080:80/tcp", "27015-27030/udp", {"protocol":"both","external_port":443}]. They never expire, NAT-PMP cannot take their ports, and the API cannot delete them.',
+    description:
+      'Static forwards keyed by client public key or id: ["8080:80/tcp", "27015-27030/udp", {"protocol":"both","external_port":443}]. They never expire, NAT-PMP cannot take their ports, and the API cannot delete them.',
   },
 } as const satisfies Record<string, JSONSchema>
 

@@ -29,7 +29,8 @@ export const configSchema = {
     wg_address_v6: {
       type: 'string',
       format: 'cidr6',
-      description: 'The server\'s WireGuard IPv6 address with prefix, e.g. "fd42:42::1/64". Set it to enable IPv6: PCP is answered on it (port 5351), clients with unique-local addresses get forwards from public_address_v6 (NAT66), clients with global addresses get pinholes. Needs the nft driver.',
+      description:
+        'The server\'s WireGuard IPv6 address with prefix, e.g. "fd42:42::1/64". Set it to enable IPv6: PCP is answered on it (port 5351), clients with unique-local addresses get forwards from public_address_v6 (NAT66), clients with global addresses get pinholes. Needs the nft driver.',
     },
     public_interface: { ...ifname, default: 'eth0', description: 'Where forwarded traffic arrives.' },
     public_address_v4: {
@@ -42,7 +43,8 @@ export const configSchema = {
       items: { type: 'string', format: 'cidr6' },
       uniqueItems: true,
       default: [],
-      description: 'Global IPv6 prefixes routed to clients (e.g. ["2001:db8:200::/64"]) that wgpmp firewalls: new connections from outside the tunnel reach them only through PCP pinholes and static forwards, like a home router. Empty: wgpmp drops nothing and pinholes only matter to a firewall of your own.',
+      description:
+        'Global IPv6 prefixes routed to clients (e.g. ["2001:db8:200::/64"]) that wgpmp firewalls: new connections from outside the tunnel reach them only through PCP pinholes and static forwards, like a home router. Empty: wgpmp drops nothing and pinholes only matter to a firewall of your own.',
     },
     public_address_v6: {
       type: 'string',
@@ -53,12 +55,14 @@ export const configSchema = {
     nft_mode: {
       enum: ['library', 'session', 'spawn'],
       default: 'library',
-      description: 'library: libnftables in the daemon (through koffi), no process per batch; session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f` per batch. Each falls back to the next if it cannot run (logged at start).',
+      description:
+        'library: libnftables in the daemon (through koffi), no process per batch; session: one long-lived `nft -j -i` carries every batch; spawn: one `nft -j -f` per batch. Each falls back to the next if it cannot run (logged at start).',
     },
     pcp_enabled: {
       type: 'boolean',
       default: true,
-      description: 'Answer PCP (RFC 6887, version 2) on the same port. false: every version but 0 gets the NAT-PMP "unsupported version" reply, so PCP clients fall back to NAT-PMP.',
+      description:
+        'Answer PCP (RFC 6887, version 2) on the same port. false: every version but 0 gets the NAT-PMP "unsupported version" reply, so PCP clients fall back to NAT-PMP.',
     },
     lifetime_min_seconds: {
       type: 'integer',
@@ -83,7 +87,8 @@ export const configSchema = {
       type: 'integer',
       minimum: 1,
       default: 20,
-      description: 'Requests per second one client may send (token bucket); excess is dropped without a reply and counted. A ProtonVPN loop sends 4 per 45 s; retransmits at 250 ms doubling stay far below.',
+      description:
+        'Requests per second one client may send (token bucket); excess is dropped without a reply and counted. A ProtonVPN loop sends 4 per 45 s; retransmits at 250 ms doubling stay far below.',
     },
     rate_limit_burst: {
       type: 'integer',
@@ -96,7 +101,8 @@ export const configSchema = {
       items: port,
       uniqueItems: true,
       default: [],
-      description: 'External ports never granted, in addition to the WireGuard listen port, the API port and every port the host listens on when a request arrives.',
+      description:
+        'External ports never granted, in addition to the WireGuard listen port, the API port and every port the host listens on when a request arrives.',
     },
     teardown_on_exit: {
       type: 'boolean',
@@ -107,27 +113,35 @@ export const configSchema = {
     wg_config_file: {
       type: 'string',
       minLength: 1,
-      description: 'The WireGuard config file whose `# Client: <name> (<id>)` comments (wg-easy v15 writes one above each [Peer]) name the clients; re-read when it changes. Default /etc/wireguard/<wg_interface>.conf. wg-easy v14\'s /etc/wireguard/wg0.json is read too.',
+      description:
+        "The WireGuard config file whose `# Client: <name> (<id>)` comments (wg-easy v15 writes one above each [Peer]) name the clients; re-read when it changes. Default /etc/wireguard/<wg_interface>.conf. wg-easy v14's /etc/wireguard/wg0.json is read too.",
     },
     // --- install (issue 12): host firewall ---
     host_firewall_accept: {
       type: 'boolean',
       default: false,
-      description: 'When a forward base chain of another table (ufw\'s or Docker\'s FORWARD policy DROP, an nftables forward chain) drops forwarded traffic, insert `iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT` (or `ct status dnat accept` in that nft chain) at its top, and remove exactly that rule on exit. false: only warn (log, page, metric wgpmp_host_firewall_blocks_forwards).',
+      description:
+        "When a forward base chain of another table (ufw's or Docker's FORWARD policy DROP, an nftables forward chain) drops forwarded traffic, insert `iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT` (or `ct status dnat accept` in that nft chain) at its top, and remove exactly that rule on exit. false: only warn (log, page, metric wgpmp_host_firewall_blocks_forwards).",
     },
     // UPnP IGD front-end (src/frontends/upnp/)
     upnp_enabled: {
       type: 'boolean',
       default: true,
-      description: 'Answer UPnP IGD on the WireGuard IPv4 address: SSDP searches (UDP 1900) and HTTP/SOAP control (upnp_http_port), for clients only. false: neither socket opens.',
+      description:
+        'Answer UPnP IGD on the WireGuard IPv4 address: SSDP searches (UDP 1900) and HTTP/SOAP control (upnp_http_port), for clients only. false: neither socket opens.',
     },
-    upnp_http_port: { ...port, default: 2869, description: 'TCP port of the UPnP description and control server on the WireGuard address (2869: the port Windows uses for UPnP).' },
+    upnp_http_port: {
+      ...port,
+      default: 2869,
+      description: 'TCP port of the UPnP description and control server on the WireGuard address (2869: the port Windows uses for UPnP).',
+    },
     upnp_permanent_lease_seconds: {
       type: 'integer',
       minimum: 120,
       maximum: 31536000,
       default: 604800,
-      description: 'A UPnP mapping asked for with NewLeaseDuration 0 ("permanent", what Transmission sends) lasts this long unless the client re-adds it, and no UPnP lease is granted longer (IGD:2 says 604800). It also ends when the peer disconnects or is removed.',
+      description:
+        'A UPnP mapping asked for with NewLeaseDuration 0 ("permanent", what Transmission sends) lasts this long unless the client re-adds it, and no UPnP lease is granted longer (IGD:2 says 604800). It also ends when the peer disconnects or is removed.',
     },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     // --- issue 10 §3 ---
@@ -136,17 +150,20 @@ export const configSchema = {
       minimum: 0,
       maximum: 31536000,
       default: 86400,
-      description: 'When a NAT-PMP/PCP lease lapses or is deleted, its external port stays held for its client this long (across restarts): the client gets the same port back on its next request for the same internal port, whatever it suggests, unless a static forward took it. Another client gets a held port only when no other port in range is free. 0: no holding.',
+      description:
+        'When a NAT-PMP/PCP lease lapses or is deleted, its external port stays held for its client this long (across restarts): the client gets the same port back on its next request for the same internal port, whatever it suggests, unless a static forward took it. Another client gets a held port only when no other port in range is free. 0: no holding.',
     },
     metrics_listen: {
       type: 'string',
       pattern: HOST_PORT_PATTERN,
-      description: 'Opt-in: "host:port" of a second HTTP listener serving only /metrics, without the API token (e.g. "10.8.0.1:9352" or "127.0.0.1:9352"). Unset: /metrics is on the API, behind the token.',
+      description:
+        'Opt-in: "host:port" of a second HTTP listener serving only /metrics, without the API token (e.g. "10.8.0.1:9352" or "127.0.0.1:9352"). Unset: /metrics is on the API, behind the token.',
     },
     log_format: {
       enum: ['auto', 'json', 'pretty'],
       default: 'auto',
-      description: 'json: one JSON object per line (for journald, Loki, jq); pretty: one readable line per record; auto: pretty on a terminal, else json. --log-format wins.',
+      description:
+        'json: one JSON object per line (for journald, Loki, jq); pretty: one readable line per record; auto: pretty on a terminal, else json. --log-format wins.',
     },
     ...apiConfigProperties,
     ...notificationsConfigProperties, // issue 13

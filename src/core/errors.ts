@@ -42,5 +42,4 @@ export class WgpmpError extends Error {
   }
 }
 
-export const isWgpmpError = (e: unknown, code?: ErrorCode): e is WgpmpError =>
-  e instanceof WgpmpError && (code === undefined || e.code === code)
+export const isWgpmpError = (e: unknown, code?: ErrorCode): e is WgpmpError => e instanceof WgpmpError && (code === undefined || e.code === code)

@@ -27,9 +27,11 @@ export const systemExec: Exec = async (file, args, options) => {
   })
   if (r.failed && r.exitCode === undefined) {
     const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
-    throw new WgpmpError(missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED',
+    throw new WgpmpError(
+      missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED',
       missing ? `${file}: command not found (install it, e.g. apt-get install ${file === 'nft' ? 'nftables' : file})` : `${file}: ${r.shortMessage}`,
-      { cause: r.cause })
+      { cause: r.cause },
+    )
   }
   return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? 1 }
 }
@@ -80,8 +82,21 @@ export interface HookResult {
  * (nothing inherited), stdout ignored; killed (SIGKILL, by its pid) past timeoutMs. Resolves for
  * any exit; rejects only if the program cannot start (WGPMP_EXEC_MISSING / WGPMP_EXEC_FAILED).
  */
-export async function runHook(file: string, args: readonly string[], o: { input: string; env: Record<string, string>; timeoutMs: number }): Promise<HookResult> {
-  const r = await execa(file, args, { input: o.input, env: o.env, extendEnv: false, timeout: o.timeoutMs, killSignal: 'SIGKILL', reject: false, stdout: 'ignore', shell: false })
+export async function runHook(
+  file: string,
+  args: readonly string[],
+  o: { input: string; env: Record<string, string>; timeoutMs: number },
+): Promise<HookResult> {
+  const r = await execa(file, args, {
+    input: o.input,
+    env: o.env,
+    extendEnv: false,
+    timeout: o.timeoutMs,
+    killSignal: 'SIGKILL',
+    reject: false,
+    stdout: 'ignore',
+    shell: false,
+  })
   if (r.failed && r.exitCode === undefined && !r.timedOut && r.signal === undefined) {
     const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
     throw new WgpmpError(missing ? 'WGPMP_EXEC_MISSING' : 'WGPMP_EXEC_FAILED', `${file}: ${missing ? 'command not found' : r.shortMessage}`, { cause: r.cause })

@@ -21,9 +21,7 @@ export interface Forward {
 
 export const isV6 = (address: string): boolean => address.includes(':')
 
-export type ForwardChange =
-  | { readonly op: 'add'; readonly forward: Forward }
-  | { readonly op: 'delete'; readonly forward: Forward }
+export type ForwardChange = { readonly op: 'add'; readonly forward: Forward } | { readonly op: 'delete'; readonly forward: Forward }
 
 /**
  * What identifies a forward in the kernel: (protocol, external port) per family of the public
@@ -32,16 +30,27 @@ export type ForwardChange =
 export const forwardKey = (f: { protocol: Protocol; externalPort: number; internalAddress?: string; pinhole?: boolean }): string =>
   f.pinhole === true
     ? `pin/${f.internalAddress ?? ''}/${f.protocol}/${f.externalPort}`
-    : f.internalAddress !== undefined && isV6(f.internalAddress) ? `v6/${f.protocol}/${f.externalPort}` : `${f.protocol}/${f.externalPort}`
+    : f.internalAddress !== undefined && isV6(f.internalAddress)
+      ? `v6/${f.protocol}/${f.externalPort}`
+      : `${f.protocol}/${f.externalPort}`
 
 const rank = (f: Forward): number => (f.pinhole === true ? 2 : isV6(f.internalAddress) ? 1 : 0)
 
 /** IPv4 forwards, then IPv6 ones, then pinholes; each by protocol, then external port. */
 export const compareForwards = (a: Forward, b: Forward): number =>
-  rank(a) !== rank(b) ? rank(a) - rank(b)
-  : a.protocol !== b.protocol ? (a.protocol < b.protocol ? -1 : 1)
-  : a.externalPort !== b.externalPort ? a.externalPort - b.externalPort
-  : a.internalAddress < b.internalAddress ? -1 : a.internalAddress > b.internalAddress ? 1 : 0
+  rank(a) !== rank(b)
+    ? rank(a) - rank(b)
+    : a.protocol !== b.protocol
+      ? a.protocol < b.protocol
+        ? -1
+        : 1
+      : a.externalPort !== b.externalPort
+        ? a.externalPort - b.externalPort
+        : a.internalAddress < b.internalAddress
+          ? -1
+          : a.internalAddress > b.internalAddress
+            ? 1
+            : 0
 
 /**
  * Where a forward came from: a protocol front-end (dynamic: it expires unless renewed) or the

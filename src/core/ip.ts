@@ -37,7 +37,7 @@ export function parseCidr4(s: string): Cidr4 | null {
   return { address: a, addr, prefix, network: (addr & mask) >>> 0, mask }
 }
 
-export const inCidr4 = (c: Cidr4, ip: number): boolean => ((ip & c.mask) >>> 0) === c.network
+export const inCidr4 = (c: Cidr4, ip: number): boolean => (ip & c.mask) >>> 0 === c.network
 
 /**
  * The canonical text of an IPv4 or IPv6 address (RFC 5952 for IPv6, so "FD42:42:0::2" and
@@ -183,7 +183,7 @@ export function formatIpv6(addr: Uint8Array): string {
   const words = Array.from({ length: 8 }, (_, i) => v.getUint16(i * 2))
   let bestStart = -1
   let bestLen = 0
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++
       continue

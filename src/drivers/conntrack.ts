@@ -31,11 +31,16 @@ export const DEFAULT_CONNTRACK_CONCURRENCY = 4
 export function conntrackFlushArgs(forward: Forward, publicAddress: string): string[] {
   return [
     '-D',
-    '-p', forward.protocol,
-    '--orig-dst', publicAddress,
-    '--dport', String(forward.externalPort),
-    '--reply-src', forward.internalAddress,
-    '--reply-port-src', String(forward.internalPort),
+    '-p',
+    forward.protocol,
+    '--orig-dst',
+    publicAddress,
+    '--dport',
+    String(forward.externalPort),
+    '--reply-src',
+    forward.internalAddress,
+    '--reply-port-src',
+    String(forward.internalPort),
   ]
 }
 

@@ -103,4 +103,3 @@ export interface ForwardDriver {
    */
   close(): void
 }
-

@@ -43,7 +43,8 @@ export class ConntrackFlows implements Flows {
       const batch = this.pending
       this.pending = []
       void flushConntrack(this.o.exec, batch, this.o.publicAddress, { listAbove: 2 }).then((r) => {
-        if (r.errors.length > 0 || r.skipped.length > 0) this.o.log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
+        if (r.errors.length > 0 || r.skipped.length > 0)
+          this.o.log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
       })
     }, this.o.delayMs ?? FLOW_FLUSH_DELAY_MS)
   }

@@ -125,8 +125,7 @@ export function planChanges(current: readonly Forward[], changes: readonly Forwa
       throw new WgpmpError('WGPMP_FORWARD_MISSING', `iptables: forward ${k} not found`)
     }
   }
-  const same = (a: Forward, b: Forward): boolean =>
-    a.internalAddress === b.internalAddress && a.internalPort === b.internalPort
+  const same = (a: Forward, b: Forward): boolean => a.internalAddress === b.internalAddress && a.internalPort === b.internalPort
   const del: Forward[] = []
   const add: Forward[] = []
   for (const [k, f] of before) {
@@ -148,8 +147,7 @@ export const dnatSpec = (f: Forward): string =>
 export const acceptSpec = (f: Forward): string =>
   `-p ${f.protocol} -m conntrack --ctreplsrc ${f.internalAddress} --ctorigdstport ${f.externalPort} --ctreplsrcport ${f.internalPort} -j ACCEPT`
 
-const block = (table: string, lines: readonly string[]): string =>
-  lines.length === 0 ? '' : `*${table}\n${lines.join('\n')}\nCOMMIT\n`
+const block = (table: string, lines: readonly string[]): string => (lines.length === 0 ? '' : `*${table}\n${lines.join('\n')}\nCOMMIT\n`)
 
 /**
  * iptables-restore --noflush input for a plan: per table, `-D` for every delete, then `-A` for
@@ -213,27 +211,29 @@ export function buildIptablesBase(
   const c = iptablesChains(prefix)
   const table = (name: string, s: SavedTable, chains: readonly string[], rules: readonly string[]): string => {
     const keep = new Set(chains)
-    return block(name, [
-      ...removalLines(s, prefix, keep),
-      ...chains.filter((ch) => !s.chains.has(ch)).map((ch) => `-N ${ch}`),
-      ...rules,
-    ])
+    return block(name, [...removalLines(s, prefix, keep), ...chains.filter((ch) => !s.chains.has(ch)).map((ch) => `-N ${ch}`), ...rules])
   }
   const pmp = `-p udp -m udp --dport ${NATPMP_PORT}`
   return {
-    nat: table('nat', saved.nat, [c.prerouting, c.dnat], [
-      ...params.publicV4.map((a) => `-A ${c.prerouting} -d ${a}/32 -j ${c.dnat}`),
-      `-I PREROUTING 1 -j ${c.prerouting}`,
-      `-I OUTPUT 1 -j ${c.prerouting}`,
-    ]),
-    filter: table('filter', saved.filter, [c.forward, c.accept, c.input], [
-      ...params.publicV4.map((a) => `-A ${c.forward} -m conntrack --ctstate DNAT --ctorigdst ${a} -j ${c.accept}`),
-      ...params.wgInterfaces.map((i) => `-A ${c.input} -i ${i} ${pmp} -j RETURN`),
-      `-A ${c.input} ${pmp} -j DROP`,
-      ...wgOnlyRules(params, c.input), // UPnP
-      `-I FORWARD 1 -j ${c.forward}`,
-      `-I INPUT 1 -j ${c.input}`,
-    ]),
+    nat: table(
+      'nat',
+      saved.nat,
+      [c.prerouting, c.dnat],
+      [...params.publicV4.map((a) => `-A ${c.prerouting} -d ${a}/32 -j ${c.dnat}`), `-I PREROUTING 1 -j ${c.prerouting}`, `-I OUTPUT 1 -j ${c.prerouting}`],
+    ),
+    filter: table(
+      'filter',
+      saved.filter,
+      [c.forward, c.accept, c.input],
+      [
+        ...params.publicV4.map((a) => `-A ${c.forward} -m conntrack --ctstate DNAT --ctorigdst ${a} -j ${c.accept}`),
+        ...params.wgInterfaces.map((i) => `-A ${c.input} -i ${i} ${pmp} -j RETURN`),
+        `-A ${c.input} ${pmp} -j DROP`,
+        ...wgOnlyRules(params, c.input), // UPnP
+        `-I FORWARD 1 -j ${c.forward}`,
+        `-I INPUT 1 -j ${c.input}`,
+      ],
+    ),
   }
 }
 
@@ -249,10 +249,7 @@ function wgOnlyRules(params: BaseParams, chain: string): string[] {
 }
 
 /** teardown's batch: removes hooks and all chains named `${prefix}-*`; '' for a table with none. Pure. */
-export function buildIptablesTeardown(
-  saved: { readonly nat: SavedTable; readonly filter: SavedTable },
-  opts: { chainPrefix?: string } = {},
-): IptablesBatch {
+export function buildIptablesTeardown(saved: { readonly nat: SavedTable; readonly filter: SavedTable }, opts: { chainPrefix?: string } = {}): IptablesBatch {
   const prefix = opts.chainPrefix ?? DEFAULT_CHAIN_PREFIX
   return {
     nat: block('nat', removalLines(saved.nat, prefix, new Set())),
@@ -381,7 +378,11 @@ export interface IptablesDriverOptions {
   chainPrefix?: string
 }
 
-const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? '(no stderr)'
+const firstLine = (s: string): string =>
+  s
+    .split('\n')
+    .find((l) => l.trim() !== '')
+    ?.trim() ?? '(no stderr)'
 const refused = (): ErrorCode => 'WGPMP_KERNEL_REFUSED'
 
 /** Maps iptables-restore's stderr to a code: a -D whose rule is gone is a missing forward. */
@@ -451,11 +452,9 @@ export class IptablesDriver implements ForwardDriver {
       // iptables-restore names only the line number ("line 3 failed", "Error occurred at line: 3").
       const n = /line:? (\d+)/.exec(r.stderr)?.[1]
       const line = n === undefined ? undefined : input?.split('\n')[Number(n) - 1]
-      throw new WgpmpError(
-        codeOf(r.stderr),
-        `${file} ${args.join(' ')}: ${firstLine(r.stderr)}${line === undefined ? '' : ` (${line})`}`,
-        { cause: { stderr: r.stderr, exitCode: r.exitCode, ...(line === undefined ? {} : { line }) } },
-      )
+      throw new WgpmpError(codeOf(r.stderr), `${file} ${args.join(' ')}: ${firstLine(r.stderr)}${line === undefined ? '' : ` (${line})`}`, {
+        cause: { stderr: r.stderr, exitCode: r.exitCode, ...(line === undefined ? {} : { line }) },
+      })
     }
     return r.stdout
   }

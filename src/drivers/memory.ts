@@ -94,8 +94,6 @@ export class MemoryDriver implements ForwardDriver {
 
   /** Sorted `proto/ext -> addr:port` lines, for readable assertions. */
   dump(): string[] {
-    return [...(this.forwards?.values() ?? [])]
-      .sort(compareForwards)
-      .map((f) => `${forwardKey(f)} -> ${f.internalAddress}:${f.internalPort}`)
+    return [...(this.forwards?.values() ?? [])].sort(compareForwards).map((f) => `${forwardKey(f)} -> ${f.internalAddress}:${f.internalPort}`)
   }
 }

@@ -18,10 +18,7 @@ const elemTarget = (table: string, name: string, elem: Json[]): Json => ({
   element: { family: TABLE_FAMILY, table, name, elem },
 })
 
-const forwardElem = (f: Forward): Json => [
-  { concat: [f.protocol, f.externalPort] },
-  { concat: [f.internalAddress, f.internalPort] },
-]
+const forwardElem = (f: Forward): Json => [{ concat: [f.protocol, f.externalPort] }, { concat: [f.internalAddress, f.internalPort] }]
 const keyElem = (f: Forward): Json => ({ concat: [f.protocol, f.externalPort] })
 const pinholeElem = (f: Forward): Json => ({ concat: [f.internalAddress, f.protocol, f.internalPort] })
 
@@ -42,12 +39,18 @@ export function buildBatch(changes: readonly ForwardChange[], table = TABLE_NAME
   })
   const d = groups(dels)
   const a = groups(adds)
-  for (const [fs, map] of [[d.v4, MAP_FORWARDS_V4], [d.v6, MAP_FORWARDS_V6]] as const) {
+  for (const [fs, map] of [
+    [d.v4, MAP_FORWARDS_V4],
+    [d.v6, MAP_FORWARDS_V6],
+  ] as const) {
     if (fs.length > 0) cmds.push({ delete: elemTarget(table, map, fs.map(keyElem)) })
   }
   if (d.pin.length > 0) cmds.push({ delete: elemTarget(table, SET_PINHOLES_V6, d.pin.map(pinholeElem)) })
   // `create` (not `add`) fails on an existing key, so a collision can never overwrite silently.
-  for (const [fs, map] of [[a.v4, MAP_FORWARDS_V4], [a.v6, MAP_FORWARDS_V6]] as const) {
+  for (const [fs, map] of [
+    [a.v4, MAP_FORWARDS_V4],
+    [a.v6, MAP_FORWARDS_V6],
+  ] as const) {
     if (fs.length > 0) cmds.push({ create: elemTarget(table, map, fs.map(forwardElem)) })
   }
   if (a.pin.length > 0) cmds.push({ create: elemTarget(table, SET_PINHOLES_V6, a.pin.map(pinholeElem)) })
@@ -62,7 +65,11 @@ const quote = (s: string): string => JSON.stringify(s)
  * in one transaction. Interface names are quoted; addresses are validated by the config loader.
  */
 export function buildBaseScript(baseRuleset: string, params: BaseParams, table = TABLE_NAME): string {
-  const lines = [`table ${TABLE_FAMILY} ${table} {}`, `delete table ${TABLE_FAMILY} ${table}`, baseRuleset.replace(/table inet wgpmp \{/, `table ${TABLE_FAMILY} ${table} {`)]
+  const lines = [
+    `table ${TABLE_FAMILY} ${table} {}`,
+    `delete table ${TABLE_FAMILY} ${table}`,
+    baseRuleset.replace(/table inet wgpmp \{/, `table ${TABLE_FAMILY} ${table} {`),
+  ]
   if (params.publicV4.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v4 { ${params.publicV4.join(', ')} }`)
   if (params.publicV6 && params.publicV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} public_v6 { ${params.publicV6.join(', ')} }`)
   if (params.guardedV6 && params.guardedV6.length > 0) lines.push(`add element ${TABLE_FAMILY} ${table} guarded_v6 { ${params.guardedV6.join(', ')} }`)
@@ -101,7 +108,12 @@ export function parseForwardsMap(json: string): Forward[] {
       if (!k || !v) continue
       const [protocol, externalPort] = k
       const [internalAddress, internalPort] = v
-      if ((protocol === 'tcp' || protocol === 'udp') && typeof externalPort === 'number' && typeof internalAddress === 'string' && typeof internalPort === 'number') {
+      if (
+        (protocol === 'tcp' || protocol === 'udp') &&
+        typeof externalPort === 'number' &&
+        typeof internalAddress === 'string' &&
+        typeof internalPort === 'number'
+      ) {
         out.push({ protocol: protocol, externalPort, internalAddress, internalPort })
       }
     }

@@ -85,7 +85,10 @@ export class NftLib {
     if (ctx === null) return Promise.reject(new WgpmpError('WGPMP_EXEC_FAILED', 'libnftables context closed'))
     return new Promise((resolve, reject) => {
       this.api.run.async(ctx, json, (err, rc) => {
-        if (err) return reject(new WgpmpError('WGPMP_EXEC_FAILED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }))
+        if (err)
+          return reject(
+            new WgpmpError('WGPMP_EXEC_FAILED', `libnftables call failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`, { cause: err }),
+          )
         // Reading a buffer also empties it for the next call.
         const output = this.api.getOutput(ctx) ?? ''
         const error = this.api.getError(ctx) ?? ''

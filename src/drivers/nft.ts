@@ -248,4 +248,8 @@ export class NftDriver implements ForwardDriver {
 }
 
 const refused = (): ErrorCode => 'WGPMP_KERNEL_REFUSED'
-const firstLine = (s: string): string => s.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'failed'
+const firstLine = (s: string): string =>
+  s
+    .split('\n')
+    .find((l) => l.trim() !== '')
+    ?.trim() ?? 'failed'

@@ -9,7 +9,12 @@ import type { ForwardChange } from '../core/forward.js'
 import type { GroupCommit } from '../drivers/batcher.js'
 import type { Flows } from '../drivers/flows.js'
 
-export function kernelCommit(d: { batcher: GroupCommit; durable: () => Promise<void>; flows: Flows; stateChanged: () => void }): (changes: readonly ForwardChange[]) => Promise<void> {
+export function kernelCommit(d: {
+  batcher: GroupCommit
+  durable: () => Promise<void>
+  flows: Flows
+  stateChanged: () => void
+}): (changes: readonly ForwardChange[]) => Promise<void> {
   return async (changes) => {
     await Promise.all([d.batcher.submit(changes), d.durable()])
     if (changes.length === 0) return

@@ -67,9 +67,7 @@ export interface MapRequest {
   readonly maxLifetimeSeconds?: number
 }
 
-export type MapResult =
-  | { readonly ok: true; readonly lease: Lease; readonly created: boolean }
-  | { readonly ok: false; readonly refusal: Refusal }
+export type MapResult = { readonly ok: true; readonly lease: Lease; readonly created: boolean } | { readonly ok: false; readonly refusal: Refusal }
 
 export interface DeleteRequest {
   readonly client: string
@@ -131,7 +129,10 @@ export class Forwarder {
       const out = this.d.table.map(req)
       if (!out.ok) {
         undoRemovals()
-        this.d.log.info({ client: req.client, ...this.who(req.client), protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin }, 'map refused')
+        this.d.log.info(
+          { client: req.client, ...this.who(req.client), protocol: req.protocol, internalPort: req.internalPort, reason: out.reason, via: req.origin },
+          'map refused',
+        )
         return { ok: false, refusal: out.reason }
       }
       const gone = removals.flatMap((r) => r.removed)
@@ -142,7 +143,10 @@ export class Forwarder {
         out.undo()
         undoRemovals()
         this.d.changed()
-        this.d.log.error({ err, client: req.client, ...this.who(req.client), protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin }, 'forward refused by the kernel')
+        this.d.log.error(
+          { err, client: req.client, ...this.who(req.client), protocol: req.protocol, externalPort: out.lease.externalPort, via: req.origin },
+          'forward refused by the kernel',
+        )
         if (out.changes.length > 0) this.d.events?.refused(out.lease)
         return { ok: false, refusal: 'kernel-refused' }
       }
@@ -152,7 +156,16 @@ export class Forwarder {
         this.d.log.info({ client: req.client, forwards: summary(gone), via: req.origin }, 'lease replaced')
         this.d.events?.removed(gone, 'deleted')
       }
-      const fields = { client: req.client, ...this.who(req.client), protocol: l.protocol, externalPort: l.externalPort, internalPort: l.targetPort, lifetimeSeconds: l.lifetimeSeconds, renewal: !created, via: req.origin }
+      const fields = {
+        client: req.client,
+        ...this.who(req.client),
+        protocol: l.protocol,
+        externalPort: l.externalPort,
+        internalPort: l.targetPort,
+        lifetimeSeconds: l.lifetimeSeconds,
+        renewal: !created,
+        via: req.origin,
+      }
       if (created) {
         this.d.log.info(fields, 'lease created')
         this.d.events?.created(l)
@@ -174,7 +187,10 @@ export class Forwarder {
     try {
       if (!(await this.d.isClient(client))) return this.notAClient(client, via)
       return await this.serialRemoval(client, undefined, async (): Promise<DeleteResult> => {
-        const ports = this.d.table.leasesOf(client).filter((l) => l.protocol === protocol && l.origin !== 'static' && pick(l)).map((l) => l.internalPort)
+        const ports = this.d.table
+          .leasesOf(client)
+          .filter((l) => l.protocol === protocol && l.origin !== 'static' && pick(l))
+          .map((l) => l.internalPort)
         const rs = ports.map((p) => this.d.table.remove(client, protocol, p))
         const removed = rs.flatMap((r) => r.removed)
         try {
@@ -216,7 +232,10 @@ export class Forwarder {
           return { ok: false, refusal: 'kernel-refused' }
         }
         if (removed.length > 0) {
-          this.d.log.info({ client: req.client, ...this.who(req.client), internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via }, 'lease deleted')
+          this.d.log.info(
+            { client: req.client, ...this.who(req.client), internalPort: req.internalPort, forwards: summary(removed), count: removed.length, via: req.via },
+            'lease deleted',
+          )
           this.d.events?.removed(removed, 'deleted')
         }
         this.d.changed()

@@ -14,7 +14,12 @@ export interface StaticActivation {
   deactivate(clientId: string, address: string): Promise<unknown>
 }
 
-export function peerPolicy(d: { forwarder: Forwarder; statics: StaticActivation; releaseHolds: (address: string) => void; log: Logger }): (events: readonly PeerEvent[]) => Promise<void> {
+export function peerPolicy(d: {
+  forwarder: Forwarder
+  statics: StaticActivation
+  releaseHolds: (address: string) => void
+  log: Logger
+}): (events: readonly PeerEvent[]) => Promise<void> {
   return async (events) => {
     for (const ev of events) {
       const p = ev.peer

@@ -47,7 +47,8 @@ export async function restoreLeases(saved: PersistedState, d: RestoreDeps): Prom
   let holds = 0
   for (const h of saved.holds ?? []) {
     if (identityRefusal(h, d.peerAt) !== null) continue
-    if (d.table.restoreHold({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: d.clock.now() + (h.untilUnixMs - now) })) holds++
+    if (d.table.restoreHold({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: d.clock.now() + (h.untilUnixMs - now) }))
+      holds++
   }
   await d.commit(changes)
   const skipped = r.duplicates + Object.values(dropped).reduce((a, b) => a + b, 0)

@@ -5,8 +5,16 @@
 import type { ForwardChange } from '../core/forward.js'
 import type { Logger } from '../log.js'
 import {
-  describeConflict, formatSpec, forwardId, overlaps, releaseStatic, reserveStatic,
-  type Conflict, type StaticForward, type StaticForwardSpec, type StaticSink,
+  describeConflict,
+  formatSpec,
+  forwardId,
+  overlaps,
+  releaseStatic,
+  reserveStatic,
+  type Conflict,
+  type StaticForward,
+  type StaticForwardSpec,
+  type StaticSink,
 } from '../mappings/static.js'
 import type { StaticStore } from '../state/static-store.js'
 
@@ -101,7 +109,9 @@ export class StaticForwards {
       await this.d.store.put(forward)
     } catch (e) {
       const back = this.releaseAll(addresses, spec)
-      await this.d.commit(back.changes).catch((err: unknown) => this.d.log.error({ err, forward: forward.id }, 'static forward: cannot withdraw after a state write failed'))
+      await this.d
+        .commit(back.changes)
+        .catch((err: unknown) => this.d.log.error({ err, forward: forward.id }, 'static forward: cannot withdraw after a state write failed'))
       throw e
     }
     this.d.log.info({ client: clientId, address, forward: formatSpec(spec), ports: r.changes.length }, 'static forward created')
@@ -154,15 +164,31 @@ export class StaticForwards {
   }
 
   /** Adds the client's other addresses (IPv6) to a reservation made on its first: best effort, a conflict there is logged, not fatal. */
-  private alsoOn(clientId: string, others: readonly string[], spec: StaticForwardSpec, first: { changes: ForwardChange[]; undo(): void }): { changes: ForwardChange[]; undo(): void } {
+  private alsoOn(
+    clientId: string,
+    others: readonly string[],
+    spec: StaticForwardSpec,
+    first: { changes: ForwardChange[]; undo(): void },
+  ): { changes: ForwardChange[]; undo(): void } {
     const changes = [...first.changes]
     const undos = [() => first.undo()]
     for (const address of others) this.reserveOrWarn(clientId, address, spec, changes, undos)
-    return { changes, undo: () => { for (const u of undos.reverse()) u() } }
+    return {
+      changes,
+      undo: () => {
+        for (const u of undos.reverse()) u()
+      },
+    }
   }
 
   /** Reserves spec at address into changes/undos; a conflict is logged and returned, not thrown. */
-  private reserveOrWarn(clientId: string, address: string, spec: StaticForwardSpec, changes: ForwardChange[], undos: (() => void)[]): { added: number; conflict?: Conflict } {
+  private reserveOrWarn(
+    clientId: string,
+    address: string,
+    spec: StaticForwardSpec,
+    changes: ForwardChange[],
+    undos: (() => void)[],
+  ): { added: number; conflict?: Conflict } {
     const r = reserveStatic(this.d.sink, address, spec)
     if (!r.ok) {
       this.d.log.warn({ client: clientId, address, forward: formatSpec(spec), conflict: r.conflict }, 'static forward not installed there: port taken')
@@ -175,7 +201,12 @@ export class StaticForwards {
 
   private releaseAll(addresses: readonly string[], spec: StaticForwardSpec): { changes: ForwardChange[]; undo(): void } {
     const rs = addresses.map((a) => releaseStatic(this.d.sink, a, spec))
-    return { changes: rs.flatMap((r) => r.changes), undo: () => { for (const r of rs.reverse()) r.undo() } }
+    return {
+      changes: rs.flatMap((r) => r.changes),
+      undo: () => {
+        for (const r of rs.reverse()) r.undo()
+      },
+    }
   }
 
   /**
@@ -201,4 +232,3 @@ export class StaticForwards {
     return changes.length
   }
 }
-

@@ -29,7 +29,11 @@ export function publicAddresses(
   if (!v4) throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${c.public_interface} has no IPv4 address; set public_address_v4`)
   if (wg6 === null) return { v4, v6: null }
   const v6 = over.v6 ?? c.public_address_v6 ?? interfaceV6(c.public_interface)
-  if (!v6) throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `public_interface ${c.public_interface} has no global IPv6 address; set public_address_v6 (or remove wg_address_v6)`)
+  if (!v6)
+    throw new WgpmpError(
+      'WGPMP_ADDRESS_UNKNOWN',
+      `public_interface ${c.public_interface} has no global IPv6 address; set public_address_v6 (or remove wg_address_v6)`,
+    )
   return { v4, v6: canonicalAddress(v6) }
 }
 

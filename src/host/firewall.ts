@@ -25,9 +25,7 @@ const MAX_DEPTH = 16
 
 // --- model ------------------------------------------------------------------------------------
 
-export type Verdict =
-  | { readonly kind: 'accept' | 'drop' | 'return' | 'continue' }
-  | { readonly kind: 'jump' | 'goto'; readonly target: string }
+export type Verdict = { readonly kind: 'accept' | 'drop' | 'return' | 'continue' } | { readonly kind: 'jump' | 'goto'; readonly target: string }
 
 export type MatchKey = 'iif' | 'oif' | 'ctstate' | 'ctstatus' | 'l4proto'
 /**
@@ -36,8 +34,7 @@ export type MatchKey = 'iif' | 'oif' | 'ctstate' | 'ctstatus' | 'l4proto'
  * general). `opaque`: a condition this module cannot read.
  */
 export type Match =
-  | { readonly key: MatchKey; readonly negate: boolean; readonly values: readonly string[] }
-  | { readonly key: 'specific' | 'opaque'; readonly what: string }
+  { readonly key: MatchKey; readonly negate: boolean; readonly values: readonly string[] } | { readonly key: 'specific' | 'opaque'; readonly what: string }
 
 export interface Rule {
   readonly matches: readonly Match[]
@@ -145,8 +142,14 @@ function nftRule(r: Json): Rule {
  * The tables of `nft -j list ruleset` (or of several `nft -j list table` outputs concatenated as
  * separate documents in `texts`), except `skip` (our own). Unparsable text: no tables.
  */
-export function parseNftRuleset(texts: string | readonly string[], skip: { family: string; name: string } | null = { family: 'inet', name: 'wgpmp' }): FwTable[] {
-  const tables = new Map<string, { family: string; name: string; chains: Map<string, { name: string; hook?: string | undefined; policy?: 'accept' | 'drop' | undefined; rules: Rule[] }> }>()
+export function parseNftRuleset(
+  texts: string | readonly string[],
+  skip: { family: string; name: string } | null = { family: 'inet', name: 'wgpmp' },
+): FwTable[] {
+  const tables = new Map<
+    string,
+    { family: string; name: string; chains: Map<string, { name: string; hook?: string | undefined; policy?: 'accept' | 'drop' | undefined; rules: Rule[] }> }
+  >()
   for (const text of typeof texts === 'string' ? [texts] : texts) {
     let doc: unknown
     try {
@@ -203,7 +206,31 @@ function words(line: string): string[] {
 
 const TERMINAL: Record<string, Verdict['kind']> = { ACCEPT: 'accept', DROP: 'drop', REJECT: 'drop', RETURN: 'return' }
 /** Options that narrow a rule to some packets (ports, addresses, ...), with the number of values each takes. */
-const SPECIFIC_OPTS = new Set(['-s', '--source', '-d', '--destination', '--dport', '--sport', '--dports', '--sports', '--destination-port', '--source-port', '--icmp-type', '--icmpv6-type', '--tcp-flags', '--syn', '--ctorigdst', '--ctorigsrc', '--ctrepldst', '--ctreplsrc', '--ctorigdstport', '--ctproto', '--uid-owner', '--dst-type', '--src-type'])
+const SPECIFIC_OPTS = new Set([
+  '-s',
+  '--source',
+  '-d',
+  '--destination',
+  '--dport',
+  '--sport',
+  '--dports',
+  '--sports',
+  '--destination-port',
+  '--source-port',
+  '--icmp-type',
+  '--icmpv6-type',
+  '--tcp-flags',
+  '--syn',
+  '--ctorigdst',
+  '--ctorigsrc',
+  '--ctrepldst',
+  '--ctreplsrc',
+  '--ctorigdstport',
+  '--ctproto',
+  '--uid-owner',
+  '--dst-type',
+  '--src-type',
+])
 const NO_ARG = new Set(['--syn'])
 const HARMLESS_MODULES = new Set(['comment', 'tcp', 'udp', 'icmp', 'icmp6', 'icmpv6', 'multiport', 'conntrack', 'state', 'iprange', 'addrtype'])
 
@@ -510,7 +537,10 @@ export class HostFirewall {
       this.legacy = v !== null && v.exitCode === 0
     }
     if (this.legacy) {
-      for (const [cmd, fam] of [['iptables-legacy', 'ip'], ['ip6tables-legacy', 'ip6']] as const) {
+      for (const [cmd, fam] of [
+        ['iptables-legacy', 'ip'],
+        ['ip6tables-legacy', 'ip6'],
+      ] as const) {
         const s = await this.iptablesS(cmd)
         if (s !== null && /^-A |^-P FORWARD DROP/m.test(s)) out.push(parseIptablesS(s, fam, 'iptables-legacy'))
       }
@@ -552,7 +582,10 @@ export class HostFirewall {
     if (blocks.length > 0 && key !== this.lastWarned) {
       // One warning for everything found: which chains drop what, and the exact rules to add.
       this.o.log.warn(
-        { chains: blocks.map((b) => ({ backend: b.backend, chain: `${b.family} ${b.table} ${b.chain}`, packet: b.packet, by: b.by })), fix: [...new Set(blocks.map((b) => b.fix))] },
+        {
+          chains: blocks.map((b) => ({ backend: b.backend, chain: `${b.family} ${b.table} ${b.chain}`, packet: b.packet, by: b.by })),
+          fix: [...new Set(blocks.map((b) => b.fix))],
+        },
         'host firewall drops forwarded traffic: add the accept rule (or set host_firewall_accept: true)',
       )
     } else if (blocks.length === 0 && this.lastWarned !== '' && this.lastWarned !== '[]') {
@@ -565,7 +598,21 @@ export class HostFirewall {
   private async insert(b: Block): Promise<Inserted | null> {
     const { exec, log } = this.o
     if (b.backend === 'nft') {
-      const r = await exec('nft', ['-e', '-a', 'insert', 'rule', b.family, b.table, b.chain, 'ct', 'status', 'dnat', 'accept', 'comment', `"${ACCEPT_COMMENT}"`])
+      const r = await exec('nft', [
+        '-e',
+        '-a',
+        'insert',
+        'rule',
+        b.family,
+        b.table,
+        b.chain,
+        'ct',
+        'status',
+        'dnat',
+        'accept',
+        'comment',
+        `"${ACCEPT_COMMENT}"`,
+      ])
       const handle = Number(/# handle (\d+)/.exec(r.stdout)?.[1])
       if (r.exitCode !== 0 || !Number.isInteger(handle)) {
         log.error({ chain: `${b.family} ${b.table} ${b.chain}`, stderr: r.stderr.trim() }, 'host firewall: cannot insert the accept rule')
@@ -586,9 +633,10 @@ export class HostFirewall {
 
   private async remove(b: Block, handle: number | undefined): Promise<void> {
     const { exec, log } = this.o
-    const r = b.backend === 'nft'
-      ? await exec('nft', ['delete', 'rule', b.family, b.table, b.chain, 'handle', String(handle)]).catch(() => null)
-      : await exec(iptablesCmd(b), ['-w', '5', '-D', b.chain, ...ACCEPT_SPEC]).catch(() => null)
+    const r =
+      b.backend === 'nft'
+        ? await exec('nft', ['delete', 'rule', b.family, b.table, b.chain, 'handle', String(handle)]).catch(() => null)
+        : await exec(iptablesCmd(b), ['-w', '5', '-D', b.chain, ...ACCEPT_SPEC]).catch(() => null)
     if (r?.exitCode === 0) log.info({ chain: `${b.family} ${b.table} ${b.chain}` }, 'host firewall: accept rule removed')
     else log.warn({ chain: `${b.family} ${b.table} ${b.chain}`, stderr: r?.stderr.trim() }, 'host firewall: cannot remove the accept rule')
   }

@@ -187,18 +187,20 @@ export class ListeningPortsCache {
    */
   async refresh(force = false): Promise<unknown> {
     if (!force && this.clock.now() - this.readAt < this.maxAgeMs) return null
-    this.inFlight ??= this.read().then(
-      (v) => {
-        this.value = v
-        this.readAt = this.clock.now()
-        this.lastError = null
-      },
-      (e: unknown) => {
-        this.lastError = e
-      },
-    ).finally(() => {
-      this.inFlight = null
-    })
+    this.inFlight ??= this.read()
+      .then(
+        (v) => {
+          this.value = v
+          this.readAt = this.clock.now()
+          this.lastError = null
+        },
+        (e: unknown) => {
+          this.lastError = e
+        },
+      )
+      .finally(() => {
+        this.inFlight = null
+      })
     await this.inFlight
     return this.lastError
   }

@@ -87,7 +87,8 @@ export async function loadApiToken(path: string): Promise<{ token: string; loose
     throw new WgpmpError('WGPMP_CONFIG_INVALID', `api_token_file ${path}: cannot read (${(e as Error).message})`, { cause: e })
   }
   const token = (text.split('\n')[0] ?? '').trim()
-  if (token.length < 16) throw new WgpmpError('WGPMP_CONFIG_INVALID', `api_token_file ${path}: the token must be at least 16 characters (e.g. openssl rand -hex 32)`)
+  if (token.length < 16)
+    throw new WgpmpError('WGPMP_CONFIG_INVALID', `api_token_file ${path}: the token must be at least 16 characters (e.g. openssl rand -hex 32)`)
   return { token, loose: (mode & 0o077) !== 0 }
 }
 
@@ -273,7 +274,11 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       const id = decodeSegment(one[1]!)
       if (method === 'GET') {
         if (!knownClient(id)) throw new HttpError(404, 'unknown client')
-        send(res, 200, forwards().filter((f) => f.client_id === id))
+        send(
+          res,
+          200,
+          forwards().filter((f) => f.client_id === id),
+        )
         return
       }
       if (method === 'POST') {
@@ -334,7 +339,10 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
         else res.destroy()
       })
       .finally(() => {
-        log.debug({ method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms: Math.round(performance.now() - started) }, 'api request')
+        log.debug(
+          { method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms: Math.round(performance.now() - started) },
+          'api request',
+        )
       })
   })
   server.on('clientError', (_err, socket) => {
@@ -369,12 +377,14 @@ export function bodyErrors(errors: readonly ErrorObject[]): string[] {
   const out = new Map<string, string>()
   for (const e of errors) {
     const field = e.instancePath.replace(/^\//, '').replace(/\//g, '.')
-    if (e.keyword === 'required') out.set((e.params as { missingProperty: string }).missingProperty, `${(e.params as { missingProperty: string }).missingProperty}: required`)
+    if (e.keyword === 'required')
+      out.set((e.params as { missingProperty: string }).missingProperty, `${(e.params as { missingProperty: string }).missingProperty}: required`)
     else if (e.keyword === 'additionalProperties') {
       const extra = (e.params as { additionalProperty: string }).additionalProperty
       out.set(extra, `${extra}: unknown field`)
     } else if (field === 'external_port' || field === 'internal_port') out.set(field, `${field}: must be a port 1..65535 or a range like "27015-27030"`)
-    else if (e.keyword === 'enum') out.set(field, `${field}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`)
+    else if (e.keyword === 'enum')
+      out.set(field, `${field}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`)
     else if (!out.has(field)) out.set(field, `${field || '(body)'}: ${e.message ?? 'invalid'}`)
   }
   return [...out.values()]

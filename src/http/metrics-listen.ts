@@ -43,9 +43,10 @@ export async function startMetricsListener(listen: { host: string; port: number 
   log.info({ address: a.address, port: a.port }, 'metrics listening (no token)')
   return {
     address: { address: a.address, port: a.port },
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections()
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
   }
 }

@@ -28,10 +28,14 @@ export interface Metrics {
 
 const opName = (op: number): string =>
   op === Opcode.PublicAddress ? 'public_address' : op === Opcode.MapUdp ? 'map_udp' : op === Opcode.MapTcp ? 'map_tcp' : `other`
-const RESULT_NAMES = new Map<number, string>(Object.entries(ResultCode).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]))
+const RESULT_NAMES = new Map<number, string>(
+  Object.entries(ResultCode).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]),
+)
 const resultName = (r: number): string => RESULT_NAMES.get(r) ?? 'other'
 const PCP_OPS = ['announce', 'map', 'peer']
-const PCP_RESULT_NAMES = new Map<number, string>(Object.entries(PcpResult).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]))
+const PCP_RESULT_NAMES = new Map<number, string>(
+  Object.entries(PcpResult).map(([k, v]) => [v, k.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]),
+)
 
 /**
  * Creates the registry and its metrics: wgpmp_forwards{protocol,origin}, wgpmp_natpmp_requests_total
@@ -100,7 +104,7 @@ export function createMetrics(sources: MetricSources): Metrics {
   })
   const notifications = new Counter({
     name: 'wgpmp_notifications_total',
-    help: 'Notification events per channel and outcome: sent, failed (delivery gave up after its retries), dropped (the channel\'s queue was full).',
+    help: "Notification events per channel and outcome: sent, failed (delivery gave up after its retries), dropped (the channel's queue was full).",
     labelNames: ['channel', 'outcome'] as const,
     registers: [registry],
   })

@@ -43,14 +43,24 @@ export async function probeForward(o: ProbeOptions): Promise<ProbeResult> {
   const target = hostPort(o.publicAddress, o.port)
   const timeout = o.timeoutMs ?? 3000
   const t0 = performance.now()
-  const done = (outcome: ProbeOutcome, message: string): ProbeResult => ({ outcome, protocol: o.protocol, target, ms: Math.round(performance.now() - t0), message })
+  const done = (outcome: ProbeOutcome, message: string): ProbeResult => ({
+    outcome,
+    protocol: o.protocol,
+    target,
+    ms: Math.round(performance.now() - t0),
+    message,
+  })
   let blocked = false
   try {
     blocked = o.hostFirewallBlocks?.() === true
   } catch {
     blocked = false
   }
-  if (blocked) return done('host-firewall', `The host firewall drops outside traffic to forwarded ports before it reaches ${target}: open it (see the README) and test again.`)
+  if (blocked)
+    return done(
+      'host-firewall',
+      `The host firewall drops outside traffic to forwarded ports before it reaches ${target}: open it (see the README) and test again.`,
+    )
   if (o.protocol === 'tcp') {
     return new Promise<ProbeResult>((resolve) => {
       const s = connect({ host: o.publicAddress, port: o.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) })
@@ -59,7 +69,16 @@ export async function probeForward(o: ProbeOptions): Promise<ProbeResult> {
         s.destroy()
         resolve(r)
       }
-      const timer = setTimeout(() => finish(done('timed-out', `No answer from ${target} within ${timeout / 1000} s: is the service on the client running and listening on the tunnel address, and does the client's own firewall allow it?`)), timeout)
+      const timer = setTimeout(
+        () =>
+          finish(
+            done(
+              'timed-out',
+              `No answer from ${target} within ${timeout / 1000} s: is the service on the client running and listening on the tunnel address, and does the client's own firewall allow it?`,
+            ),
+          ),
+        timeout,
+      )
       s.once('connect', () => finish(done('answered', `${target} answered: the client's service accepted a TCP connection.`)))
       s.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'ECONNREFUSED') finish(done('refused', `${target} reached the client, but nothing listens on its port (connection refused).`))
@@ -77,7 +96,16 @@ export async function probeForward(o: ProbeOptions): Promise<ProbeResult> {
       s.close()
       resolve(r)
     }
-    const timer = setTimeout(() => finish(done('no-reply', `Sent a datagram to ${target}; nothing came back within ${timeout / 1000} s. Many UDP services do not answer unknown packets, so this proves neither way.`)), timeout)
+    const timer = setTimeout(
+      () =>
+        finish(
+          done(
+            'no-reply',
+            `Sent a datagram to ${target}; nothing came back within ${timeout / 1000} s. Many UDP services do not answer unknown packets, so this proves neither way.`,
+          ),
+        ),
+      timeout,
+    )
     s.on('message', () => finish(done('answered', `${target} answered a UDP datagram.`)))
     s.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') finish(done('refused', `${target} reached the client, but nothing listens on its UDP port (ICMP port unreachable).`))
@@ -98,10 +126,23 @@ export function probeView(
   const protocol = v.protocol === 'both' ? 'tcp' : v.protocol
   const pub = v.public_address ?? null
   if (pub === null || !Number.isInteger(port)) {
-    return Promise.resolve({ outcome: 'error', protocol, target: '?', ms: 0, message: 'This forward is not installed now (its client is not on the interface).' })
+    return Promise.resolve({
+      outcome: 'error',
+      protocol,
+      target: '?',
+      ms: 0,
+      message: 'This forward is not installed now (its client is not on the interface).',
+    })
   }
-  const local = pub.includes(':') ? o.localV6 ?? undefined : o.localV4
-  return probeForward({ protocol, publicAddress: pub, port, ...(local ? { localAddress: local } : {}), hostFirewallBlocks: o.hostFirewallBlocks, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) })
+  const local = pub.includes(':') ? (o.localV6 ?? undefined) : o.localV4
+  return probeForward({
+    protocol,
+    publicAddress: pub,
+    port,
+    ...(local ? { localAddress: local } : {}),
+    hostFirewallBlocks: o.hostFirewallBlocks,
+    ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+  })
 }
 
 /** When each client address last sent a request (NAT-PMP, PCP, UPnP): bounded, newest kept. */

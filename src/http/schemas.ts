@@ -13,7 +13,19 @@ const nullable = <T extends JSONSchema>(s: T) => ({ anyOf: [s, { type: 'null' }]
 export const forwardViewSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'client_id', 'protocol', 'external_port', 'internal_port', 'client_address', 'origin', 'lifetime_seconds', 'seconds_left', 'created_at', 'removable'],
+  required: [
+    'id',
+    'client_id',
+    'protocol',
+    'external_port',
+    'internal_port',
+    'client_address',
+    'origin',
+    'lifetime_seconds',
+    'seconds_left',
+    'created_at',
+    'removable',
+  ],
   properties: {
     id: { type: 'string', description: 'Static: "tcp-8080", "udp-27015-27030"; leases (NAT-PMP, PCP): "pmp-<n>".' },
     client_id: { type: 'string' },
@@ -27,7 +39,10 @@ export const forwardViewSchema = {
     seconds_left: nullable({ type: 'integer' }),
     created_at: { type: 'string', description: 'ISO 8601.' },
     removable: { type: 'boolean', description: 'DELETE works on it: static forwards created through the API (config ones live in the config file).' },
-    public_address: { ...nullable({ type: 'string' }), description: 'The address the internet reaches it at (with external_port): what to give out. Null while the client is absent.' },
+    public_address: {
+      ...nullable({ type: 'string' }),
+      description: 'The address the internet reaches it at (with external_port): what to give out. Null while the client is absent.',
+    },
   },
 } as const satisfies JSONSchema
 

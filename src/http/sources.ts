@@ -24,14 +24,26 @@ export function metricSources(d: { table: MappingTable; tracker: PeerTracker }):
   }
 }
 
-export function apiDeps(d: { table: MappingTable; statics: StaticForwards; tracker: PeerTracker; forwarder: Forwarder; clock: Clock; metrics: Metrics; gateway: string; hostFirewall: HostFirewall | null }): ApiDeps {
+export function apiDeps(d: {
+  table: MappingTable
+  statics: StaticForwards
+  tracker: PeerTracker
+  forwarder: Forwarder
+  clock: Clock
+  metrics: Metrics
+  gateway: string
+  hostFirewall: HostFirewall | null
+}): ApiDeps {
   const addressOfClient = (id: string): string | null => d.tracker.peerById(id)?.addresses[0] ?? null
   return {
     listForwards: () => {
       const cn = d.clock.now()
       const wn = d.clock.wall()
       return [
-        ...d.table.leases().filter((l) => l.origin !== 'static').map((l) => leaseView(l, d.tracker.peerByAddress(l.client)?.id ?? l.client, cn, wn)),
+        ...d.table
+          .leases()
+          .filter((l) => l.origin !== 'static')
+          .map((l) => leaseView(l, d.tracker.peerByAddress(l.client)?.id ?? l.client, cn, wn)),
         ...d.statics.all().map((f) => staticView(f, addressOfClient(f.client))),
       ]
     },

@@ -68,7 +68,8 @@ export class RateLimiter {
     this.max = opts.maxClients ?? DEFAULT_MAX_TRACKED_CLIENTS
     if (!(Number.isFinite(this.rate) && this.rate > 0)) throw new WgpmpError('WGPMP_CONFIG_INVALID', `rate limit: ratePerSecond must be > 0, got ${this.rate}`)
     if (!(Number.isFinite(this.burst) && this.burst >= 1)) throw new WgpmpError('WGPMP_CONFIG_INVALID', `rate limit: burst must be >= 1, got ${this.burst}`)
-    if (!(Number.isInteger(this.max) && this.max >= 1)) throw new WgpmpError('WGPMP_CONFIG_INVALID', `rate limit: maxClients must be an integer >= 1, got ${this.max}`)
+    if (!(Number.isInteger(this.max) && this.max >= 1))
+      throw new WgpmpError('WGPMP_CONFIG_INVALID', `rate limit: maxClients must be an integer >= 1, got ${this.max}`)
   }
 
   /**

@@ -86,7 +86,10 @@ export function makeSpec(protocol: StaticProtocol, ext: string | number, int: st
   const internal = int === undefined ? external : parseRange(int, 'internal_port')
   if (typeof internal === 'string') return { ok: false, error: internal }
   if (internal.last - internal.first !== external.last - external.first) {
-    return { ok: false, error: `internal_port: range ${formatRange(internal)} has ${rangeLength(internal)} ports, external_port ${formatRange(external)} has ${rangeLength(external)}` }
+    return {
+      ok: false,
+      error: `internal_port: range ${formatRange(internal)} has ${rangeLength(internal)} ports, external_port ${formatRange(external)} has ${rangeLength(external)}`,
+    }
   }
   return { ok: true, spec: { protocol, external, internal } }
 }
@@ -116,7 +119,8 @@ export const formatSpec = (s: StaticForwardSpec): string =>
   `${formatRange(s.external)}${s.internal.first === s.external.first ? '' : `:${formatRange(s.internal)}`}/${s.protocol}`
 export const protocolsOf = (p: StaticProtocol): Protocol[] => (p === 'both' ? ['tcp', 'udp'] : [p])
 /** The stable id of a forward: external ports are exclusive, so protocol + external range is unique. */
-export const forwardId = (s: StaticForwardSpec): string => `${s.protocol}-${s.external.first}${s.external.first === s.external.last ? '' : `-${s.external.last}`}`
+export const forwardId = (s: StaticForwardSpec): string =>
+  `${s.protocol}-${s.external.first}${s.external.first === s.external.last ? '' : `-${s.external.last}`}`
 
 /** Do two specs claim a common (protocol, external port)? */
 export function overlaps(a: StaticForwardSpec, b: StaticForwardSpec): boolean {
@@ -144,8 +148,7 @@ export interface StaticSink {
 }
 
 export type StaticSinkOutcome =
-  | { readonly ok: true; readonly changes: readonly ForwardChange[]; undo(): void }
-  | { readonly ok: false; readonly reason: 'taken' | 'reserved' }
+  { readonly ok: true; readonly changes: readonly ForwardChange[]; undo(): void } | { readonly ok: false; readonly reason: 'taken' | 'reserved' }
 
 export interface Conflict {
   readonly protocol: Protocol
@@ -156,8 +159,11 @@ export interface Conflict {
 }
 
 /** Reserves every port of spec for address, all or nothing. Ok: the changes (one batch) and an undo. */
-export function reserveStatic(sink: StaticSink, address: string, spec: StaticForwardSpec):
-  { ok: true; changes: ForwardChange[]; undo(): void } | { ok: false; conflict: Conflict } {
+export function reserveStatic(
+  sink: StaticSink,
+  address: string,
+  spec: StaticForwardSpec,
+): { ok: true; changes: ForwardChange[]; undo(): void } | { ok: false; conflict: Conflict } {
   const undos: (() => void)[] = []
   const changes: ForwardChange[] = []
   const undo = (): void => {
@@ -188,7 +194,12 @@ export function releaseStatic(sink: StaticSink, address: string, spec: StaticFor
       changes.push(...r.changes)
     }
   }
-  return { changes, undo: () => { for (const u of undos.reverse()) u() } }
+  return {
+    changes,
+    undo: () => {
+      for (const u of undos.reverse()) u()
+    },
+  }
 }
 
 export const describeConflict = (c: Conflict): string =>

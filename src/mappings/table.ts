@@ -82,8 +82,7 @@ export interface MapRequest {
 }
 
 export type Outcome =
-  | { readonly ok: true; readonly lease: Lease; readonly changes: readonly ForwardChange[]; undo(): void }
-  | { readonly ok: false; readonly reason: TableRefusal }
+  { readonly ok: true; readonly lease: Lease; readonly changes: readonly ForwardChange[]; undo(): void } | { readonly ok: false; readonly reason: TableRefusal }
 
 export interface Removal {
   readonly removed: readonly Lease[]
@@ -220,7 +219,10 @@ export class MappingTable {
     if (cl === null) return { ok: false, reason: 'bad-client' }
     const { c } = cl
     const k = key(c, req.protocol, req.internalPort)
-    const lifetime = req.maxLifetimeSeconds === undefined ? this.clampLifetime(req.lifetimeSeconds) : Math.min(req.maxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, req.lifetimeSeconds))
+    const lifetime =
+      req.maxLifetimeSeconds === undefined
+        ? this.clampLifetime(req.lifetimeSeconds)
+        : Math.min(req.maxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, req.lifetimeSeconds))
     const now = this.clock.now()
     const existing = this.byKey.get(k)
     if (existing) return this.renew(existing, k, req, lifetime, now)
@@ -250,7 +252,9 @@ export class MappingTable {
       if (port === null) return { ok: false, reason: 'port-unavailable' }
     } else {
       port = req.exactPort
-        ? this.portFree(c, cl.space, req.protocol, req.suggestedExternalPort) ? req.suggestedExternalPort : null
+        ? this.portFree(c, cl.space, req.protocol, req.suggestedExternalPort)
+          ? req.suggestedExternalPort
+          : null
         : this.pickPort(c, cl.space, req)
       if (port === null) return { ok: false, reason: req.exactPort ? 'port-unavailable' : 'no-ports' }
     }
@@ -283,7 +287,13 @@ export class MappingTable {
   /** Renews `existing` (stored under k): same external port, new lifetime, no kernel change. */
   private renew(existing: Lease, k: number, req: MapRequest, lifetime: number, now: number): Outcome {
     if (req.nonce !== undefined && existing.nonce !== undefined && req.nonce !== existing.nonce) return { ok: false, reason: 'nonce-mismatch' }
-    const before = { lifetimeSeconds: existing.lifetimeSeconds, expiresAt: existing.expiresAt, nonce: existing.nonce, origin: existing.origin, description: existing.description }
+    const before = {
+      lifetimeSeconds: existing.lifetimeSeconds,
+      expiresAt: existing.expiresAt,
+      nonce: existing.nonce,
+      origin: existing.origin,
+      description: existing.description,
+    }
     existing.lifetimeSeconds = lifetime
     existing.expiresAt = now + lifetime * 1000
     if (req.nonce !== undefined) {
@@ -336,8 +346,18 @@ export class MappingTable {
    * or taken: what was granted before a restart never overrides what holds now.
    */
   restore(l: {
-    client: string; protocol: Protocol; internalPort: number; externalPort: number; targetPort: number
-    lifetimeSeconds: number; createdAt: number; expiresAt: number; origin: DynamicOrigin; nonce?: string; description?: string; pinhole?: boolean
+    client: string
+    protocol: Protocol
+    internalPort: number
+    externalPort: number
+    targetPort: number
+    lifetimeSeconds: number
+    createdAt: number
+    expiresAt: number
+    origin: DynamicOrigin
+    nonce?: string
+    description?: string
+    pinhole?: boolean
   }): { ok: true; changes: readonly ForwardChange[]; lease: Lease } | { ok: false; reason: RestoreRefusal } {
     const cl = this.client(l.client)
     if (cl === null) return { ok: false, reason: 'bad-client' }
@@ -346,14 +366,27 @@ export class MappingTable {
     if (this.byKey.has(k)) return { ok: false, reason: 'duplicate' }
     // Issue 10 §4: a restored lease obeys the config as it is now: range, reserved ports, lifetime clamp.
     if (!pinhole && (l.externalPort < this.o.minPort || l.externalPort > this.o.maxPort)) return { ok: false, reason: 'out-of-range' }
-    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort)) return { ok: false, reason: pinhole ? 'taken' : 'reserved' }
+    if (pinhole ? this.staticPins.has(pinKey(cl.address, l.protocol, l.externalPort)) : this.o.isReserved(l.externalPort))
+      return { ok: false, reason: pinhole ? 'taken' : 'reserved' }
     if (!pinhole && !this.portFree(cl.c, cl.space, l.protocol, l.externalPort, true)) return { ok: false, reason: 'taken' }
-    const lifetime = l.origin === 'upnp' ? Math.min(this.o.upnpMaxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, l.lifetimeSeconds)) : this.clampLifetime(l.lifetimeSeconds)
+    const lifetime =
+      l.origin === 'upnp'
+        ? Math.min(this.o.upnpMaxLifetimeSeconds, Math.max(this.o.minLifetimeSeconds, l.lifetimeSeconds))
+        : this.clampLifetime(l.lifetimeSeconds)
     const lease: Lease = {
-      id: this.nextId++, client: cl.address, protocol: l.protocol, internalPort: l.internalPort, externalPort: l.externalPort,
-      targetPort: l.targetPort, pinhole, origin: l.origin, ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
+      id: this.nextId++,
+      client: cl.address,
+      protocol: l.protocol,
+      internalPort: l.internalPort,
+      externalPort: l.externalPort,
+      targetPort: l.targetPort,
+      pinhole,
+      origin: l.origin,
+      ...(l.nonce === undefined ? {} : { nonce: l.nonce }),
       ...(l.description === undefined ? {} : { description: l.description }),
-      lifetimeSeconds: lifetime, createdAt: l.createdAt, expiresAt: Math.min(l.expiresAt, this.clock.now() + lifetime * 1000),
+      lifetimeSeconds: lifetime,
+      createdAt: l.createdAt,
+      expiresAt: Math.min(l.expiresAt, this.clock.now() + lifetime * 1000),
     }
     this.insert(cl.c, k, lease)
     return { ok: true, changes: [{ op: 'add', forward: toForward(lease) }], lease }
@@ -376,7 +409,8 @@ export class MappingTable {
   holds(): PortHold[] {
     const now = this.clock.now()
     const out: PortHold[] = []
-    for (const h of this.holdsByKey.values()) if (h.until > now) out.push({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: h.until })
+    for (const h of this.holdsByKey.values())
+      if (h.until > now) out.push({ client: h.client, internalPort: h.internalPort, externalPort: h.externalPort, until: h.until })
     return out
   }
 
@@ -385,7 +419,8 @@ export class MappingTable {
     const cl = this.client(h.client)
     if (cl === null || this.o.holdMs <= 0) return false
     const until = Math.min(h.until, this.clock.now() + this.o.holdMs)
-    if (until <= this.clock.now() || !this.portFree(cl.c, cl.space, 'tcp', h.externalPort) || !this.portFree(cl.c, cl.space, 'udp', h.externalPort)) return false
+    if (until <= this.clock.now() || !this.portFree(cl.c, cl.space, 'tcp', h.externalPort) || !this.portFree(cl.c, cl.space, 'udp', h.externalPort))
+      return false
     this.setHold({ c: cl.c, space: cl.space, client: cl.address, internalPort: h.internalPort, externalPort: h.externalPort, until })
     return true
   }
@@ -448,16 +483,28 @@ export class MappingTable {
    * IPv6 address: a unique-local one is forwarded from the public IPv6 address, a global one gets
    * a pinhole, which cannot translate ports ('taken' unless externalPort === internalPort).
    */
-  addStatic(address: string, protocol: Protocol, externalPort: number, internalPort: number):
-    | { readonly ok: true; readonly changes: readonly ForwardChange[]; undo(): void }
-    | { readonly ok: false; readonly reason: 'taken' | 'reserved' } {
+  addStatic(
+    address: string,
+    protocol: Protocol,
+    externalPort: number,
+    internalPort: number,
+  ): { readonly ok: true; readonly changes: readonly ForwardChange[]; undo(): void } | { readonly ok: false; readonly reason: 'taken' | 'reserved' } {
     const cl = this.client(address)
     if (cl === null || !Number.isInteger(externalPort) || externalPort <= 0 || externalPort >= PORTS) return { ok: false, reason: 'taken' }
     const pinhole = cl.space === V6 && this.o.isPinholeClient(cl.address)
     const now = this.clock.now()
     const make = (): Lease => ({
-      id: this.nextId++, client: cl.address, protocol, internalPort, externalPort, targetPort: internalPort, pinhole,
-      origin: 'static', lifetimeSeconds: 0, createdAt: now, expiresAt: Infinity,
+      id: this.nextId++,
+      client: cl.address,
+      protocol,
+      internalPort,
+      externalPort,
+      targetPort: internalPort,
+      pinhole,
+      origin: 'static',
+      lifetimeSeconds: 0,
+      createdAt: now,
+      expiresAt: Infinity,
     })
     if (pinhole) {
       const pk = pinKey(cl.address, protocol, externalPort)
@@ -640,7 +687,14 @@ export class MappingTable {
     this.byKey.delete(k)
     let held: Hold | undefined
     if (hold && !lease.pinhole && this.o.holdMs > 0) {
-      held = { c, space: spaceOf(lease.client), client: lease.client, internalPort: lease.internalPort, externalPort: lease.externalPort, until: this.clock.now() + this.o.holdMs }
+      held = {
+        c,
+        space: spaceOf(lease.client),
+        client: lease.client,
+        internalPort: lease.internalPort,
+        externalPort: lease.externalPort,
+        until: this.clock.now() + this.o.holdMs,
+      }
       this.setHold(held)
     }
     this.onChange('del', lease, held)
@@ -668,7 +722,12 @@ export class MappingTable {
     const companion = this.byKey.get(key(c, other, req.internalPort))
     // Issue 10 §3: the port held for this client and internal port comes first, whatever the suggestion.
     const held = this.holdsByKey.get(c * PORTS + req.internalPort)
-    const candidates = [held && held.until > this.clock.now() ? held.externalPort : 0, companion?.externalPort ?? 0, req.suggestedExternalPort, req.internalPort]
+    const candidates = [
+      held && held.until > this.clock.now() ? held.externalPort : 0,
+      companion?.externalPort ?? 0,
+      req.suggestedExternalPort,
+      req.internalPort,
+    ]
     for (const p of candidates) if (p !== 0 && this.portFree(c, space, req.protocol, p)) return p
     const { minPort, maxPort } = this.o
     const span = maxPort - minPort + 1
@@ -696,8 +755,7 @@ export class MappingTable {
 }
 
 /** (client, protocol, internal port) packed in one safe integer: client number, 1 + 16 bits. */
-const key = (c: number, protocol: Protocol, internalPort: number): number =>
-  c * 131072 + (protocol === 'tcp' ? 65536 : 0) + internalPort
+const key = (c: number, protocol: Protocol, internalPort: number): number => c * 131072 + (protocol === 'tcp' ? 65536 : 0) + internalPort
 const clientOf = (k: number): number => Math.floor(k / 131072)
 const staticKey = (space: Space, protocol: Protocol, externalPort: number): number => space * 131072 + (protocol === 'tcp' ? 65536 : 0) + externalPort
 const targetKey = (c: number, protocol: Protocol, port: number): string => `${c}/${protocol}/${port}`

@@ -32,9 +32,15 @@ export function commandChannel(o: CommandOptions): Channel {
   const timeout = o.timeoutMs ?? 10_000
   const [file, ...args] = o.argv
   return {
-    name: o.name, kind: 'command', target: file ?? '',
+    name: o.name,
+    kind: 'command',
+    target: file ?? '',
     async send(m: Message) {
-      const r = await runHook(file!, args, { input: JSON.stringify(payloadOf(m)) + '\n', env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...envOf(m) }, timeoutMs: timeout })
+      const r = await runHook(file!, args, {
+        input: JSON.stringify(payloadOf(m)) + '\n',
+        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...envOf(m) },
+        timeoutMs: timeout,
+      })
       if (r.timedOut) throw new Error(`${file}: killed after ${timeout} ms`)
       if (r.exitCode !== 0) throw new Error(`${file}: exit ${r.exitCode ?? 'by a signal'} ${r.stderr.trim().slice(0, 300)}`.trim())
     },

@@ -78,7 +78,15 @@ export class Dispatcher implements EventSink {
     this.msPerToken = 60_000 / rate
     this.burst = Math.min(BURST, rate)
     this.states = o.channels.map((ch) => ({
-      ch, queue: [], dropped: 0, busy: false, timer: null, tokens: this.burst, refilledAt: o.clock.now(), closed: false, inflight: null,
+      ch,
+      queue: [],
+      dropped: 0,
+      busy: false,
+      timer: null,
+      tokens: this.burst,
+      refilledAt: o.clock.now(),
+      closed: false,
+      inflight: null,
     }))
   }
 
@@ -136,20 +144,22 @@ export class Dispatcher implements EventSink {
     s.busy = true
     const started = this.o.clock.now()
     // A send that throws synchronously is a failed delivery too, never an exception in a timer.
-    s.inflight = new Promise<void>((resolve) => resolve(s.ch.send(m))).then(
-      () => {
-        this.o.count?.(s.ch.name, 'sent', events.length)
-        this.o.log.debug({ channel: s.ch.name, events: events.length, ms: Math.round(this.o.clock.now() - started) }, 'notification sent')
-      },
-      (err: unknown) => {
-        this.o.count?.(s.ch.name, 'failed', events.length)
-        this.o.log.warn({ channel: s.ch.name, events: events.length, err: errText(err) }, 'notification failed; dropped')
-      },
-    ).finally(() => {
-      s.busy = false
-      s.inflight = null
-      if (s.queue.length > 0 && !s.timer && !s.closed) s.timer = this.o.clock.setTimer(0, () => this.pump(s))
-    })
+    s.inflight = new Promise<void>((resolve) => resolve(s.ch.send(m)))
+      .then(
+        () => {
+          this.o.count?.(s.ch.name, 'sent', events.length)
+          this.o.log.debug({ channel: s.ch.name, events: events.length, ms: Math.round(this.o.clock.now() - started) }, 'notification sent')
+        },
+        (err: unknown) => {
+          this.o.count?.(s.ch.name, 'failed', events.length)
+          this.o.log.warn({ channel: s.ch.name, events: events.length, err: errText(err) }, 'notification failed; dropped')
+        },
+      )
+      .finally(() => {
+        s.busy = false
+        s.inflight = null
+        if (s.queue.length > 0 && !s.timer && !s.closed) s.timer = this.o.clock.setTimer(0, () => this.pump(s))
+      })
   }
 
   /**

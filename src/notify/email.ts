@@ -28,10 +28,14 @@ export function emailChannel(o: EmailOptions): Channel {
       port: u.port ? Number(u.port) : secure ? 465 : 587,
       secure,
       auth: user ? { user, pass: o.password ?? '' } : undefined,
-      connectionTimeout: timeout, greetingTimeout: timeout, socketTimeout: timeout,
+      connectionTimeout: timeout,
+      greetingTimeout: timeout,
+      socketTimeout: timeout,
     }))
   return {
-    name: o.name, kind: 'email', target: `${u.protocol}//${u.host}`,
+    name: o.name,
+    kind: 'email',
+    target: `${u.protocol}//${u.host}`,
     async send(m: Message) {
       const text = textOf(m) + '\n\n-- \nThe event as JSON (what webhooks receive):\n' + JSON.stringify(payloadOf(m), null, 1).slice(0, 200_000) + '\n'
       await get().sendMail({ from: o.from, to: [...o.to], subject: `wgpmp: ${titleOf(m)}`, text })

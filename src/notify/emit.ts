@@ -70,10 +70,22 @@ export class LeaseEvents {
         const peer = this.d.peerAt(f.internalAddress)
         const who = peer ?? this.gone.get(f.internalAddress)
         const reason: RemovalReason | undefined = c.op === 'add' ? undefined : peer ? 'deleted' : 'peer-removed'
-        this.d.sink.emit(this.event(c.op === 'add' ? 'forward.created' : 'forward.removed', who, f.internalAddress, {
-          protocol: f.protocol, public_address: this.d.publicAddress(f.internalAddress), external_port: f.externalPort,
-          internal_port: f.internalPort, origin: 'static', lifetime_seconds: null,
-        }, reason))
+        this.d.sink.emit(
+          this.event(
+            c.op === 'add' ? 'forward.created' : 'forward.removed',
+            who,
+            f.internalAddress,
+            {
+              protocol: f.protocol,
+              public_address: this.d.publicAddress(f.internalAddress),
+              external_port: f.externalPort,
+              internal_port: f.internalPort,
+              origin: 'static',
+              lifetime_seconds: null,
+            },
+            reason,
+          ),
+        )
       }
     })
   }
@@ -85,8 +97,12 @@ export class LeaseEvents {
       if (ev.type === 'removed' || ev.type === 'addresses-changed') {
         for (const a of ev.type === 'removed' ? p.addresses : ev.previous) this.remember(a, p)
       }
-      const type = ev.type === 'reconnected' || (ev.type === 'added' && p.connected) ? 'client.connected'
-        : ev.type === 'disconnected' || (ev.type === 'removed' && p.connected) ? 'client.disconnected' : null
+      const type =
+        ev.type === 'reconnected' || (ev.type === 'added' && p.connected)
+          ? 'client.connected'
+          : ev.type === 'disconnected' || (ev.type === 'removed' && p.connected)
+            ? 'client.disconnected'
+            : null
       if (type) this.d.sink.emit(this.event(type, p, p.addresses[0] ?? null, nothing))
     })
   }
@@ -98,17 +114,31 @@ export class LeaseEvents {
 
   private ofLease(type: WgpmpEvent['type'], l: Lease, reason?: RemovalReason): WgpmpEvent {
     const who = this.d.peerAt(l.client) ?? this.gone.get(l.client)
-    return this.event(type, who, l.client, {
-      protocol: l.protocol, public_address: this.d.publicAddress(l.client), external_port: l.externalPort,
-      internal_port: l.targetPort, origin: l.origin, lifetime_seconds: l.origin === 'static' ? null : l.lifetimeSeconds,
-    }, reason)
+    return this.event(
+      type,
+      who,
+      l.client,
+      {
+        protocol: l.protocol,
+        public_address: this.d.publicAddress(l.client),
+        external_port: l.externalPort,
+        internal_port: l.targetPort,
+        origin: l.origin,
+        lifetime_seconds: l.origin === 'static' ? null : l.lifetimeSeconds,
+      },
+      reason,
+    )
   }
 
   private event(type: WgpmpEvent['type'], who: Identity | undefined, address: string | null, f: ForwardFields, reason?: RemovalReason): WgpmpEvent {
     return {
-      type, time: new Date(this.now()).toISOString(),
-      client_id: who?.id ?? address ?? '?', client_name: who?.name ?? null, client_address: address,
-      ...f, ...(reason ? { reason } : {}),
+      type,
+      time: new Date(this.now()).toISOString(),
+      client_id: who?.id ?? address ?? '?',
+      client_name: who?.name ?? null,
+      client_address: address,
+      ...f,
+      ...(reason ? { reason } : {}),
     }
   }
 

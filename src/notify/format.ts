@@ -31,8 +31,13 @@ export function countsOf(events: readonly WgpmpEvent[]): Record<string, number> 
 export function payloadOf(m: Message, now = Date.now()): WgpmpEvent | DigestPayload {
   if (m.kind === 'event') return m.event
   return {
-    type: 'digest', time: new Date(now).toISOString(), count: m.events.length, counts: countsOf(m.events), dropped: m.dropped,
-    events: m.events.slice(0, DIGEST_LIST), omitted: Math.max(0, m.events.length - DIGEST_LIST),
+    type: 'digest',
+    time: new Date(now).toISOString(),
+    count: m.events.length,
+    counts: countsOf(m.events),
+    dropped: m.dropped,
+    events: m.events.slice(0, DIGEST_LIST),
+    omitted: Math.max(0, m.events.length - DIGEST_LIST),
   }
 }
 
@@ -62,7 +67,11 @@ export function titleOf(m: Message): string {
   const counts = countsOf(m.events)
   const clients = [...new Set(m.events.map((e) => e.client_name ?? e.client_id))]
   const whom = clients.length === 1 ? ` (${clients[0]})` : ` (${clients.length} clients)`
-  return Object.entries(counts).map(([k, n]) => countWord(k, n)).join(', ') + whom
+  return (
+    Object.entries(counts)
+      .map(([k, n]) => countWord(k, n))
+      .join(', ') + whom
+  )
 }
 
 /** The body for people: one line per event (a digest: the first 20, then a count). */

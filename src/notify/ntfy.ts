@@ -23,7 +23,8 @@ export function ntfyLook(m: Message): { tags: string[]; priority: number } {
   if (m.kind === 'digest') return { tags: ['wgpmp', 'package'], priority: m.events.some((e) => e.reason === 'kernel-refused') ? 4 : 3 }
   const e = m.event
   if (e.type === 'forward.created') return { tags: ['wgpmp', 'heavy_plus_sign'], priority: 3 }
-  if (e.type === 'forward.removed') return e.reason === 'kernel-refused' ? { tags: ['wgpmp', 'warning'], priority: 4 } : { tags: ['wgpmp', 'heavy_minus_sign'], priority: 3 }
+  if (e.type === 'forward.removed')
+    return e.reason === 'kernel-refused' ? { tags: ['wgpmp', 'warning'], priority: 4 } : { tags: ['wgpmp', 'heavy_minus_sign'], priority: 3 }
   return { tags: ['wgpmp', e.type === 'client.connected' ? 'green_circle' : 'red_circle'], priority: 2 }
 }
 
@@ -35,11 +36,16 @@ export function ntfyChannel(o: NtfyOptions): Channel {
   const retries = o.retries ?? 3
   const backoff = o.backoffMs ?? 1000
   return {
-    name: o.name, kind: 'ntfy', target: safeUrl(o.url),
+    name: o.name,
+    kind: 'ntfy',
+    target: safeUrl(o.url),
     async send(m: Message) {
       const look = ntfyLook(m)
       const headers: Record<string, string> = {
-        'content-type': 'text/plain; charset=utf-8', title: headerValue(`wgpmp: ${titleOf(m)}`), tags: look.tags.join(','), priority: String(look.priority),
+        'content-type': 'text/plain; charset=utf-8',
+        title: headerValue(`wgpmp: ${titleOf(m)}`),
+        tags: look.tags.join(','),
+        priority: String(look.priority),
       }
       if (o.token !== null) headers.authorization = `Bearer ${o.token}`
       const body = textOf(m)

@@ -44,7 +44,9 @@ export function webhookChannel(o: WebhookOptions): Channel {
   const retries = o.retries ?? 3
   const backoff = o.backoffMs ?? 1000
   return {
-    name: o.name, kind: 'webhook', target: safeUrl(o.url),
+    name: o.name,
+    kind: 'webhook',
+    target: safeUrl(o.url),
     async send(m: Message) {
       const body = JSON.stringify(payloadOf(m))
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'wgpmp', 'x-wgpmp-event': typeOf(m) }

@@ -96,9 +96,9 @@ export function encodeErrorReply(e: ErrorReply, epochSeconds: number): Uint8Arra
 }
 
 /** Parses a response (for tests, the load generator and clients of our own). Null if malformed. */
-export function decodeResponse(buf: Uint8Array):
-  | { op: number; result: number; epochSeconds: number; publicV4?: string; internalPort?: number; externalPort?: number; lifetimeSeconds?: number }
-  | null {
+export function decodeResponse(
+  buf: Uint8Array,
+): { op: number; result: number; epochSeconds: number; publicV4?: string; internalPort?: number; externalPort?: number; lifetimeSeconds?: number } | null {
   if (buf.byteLength < Len.ErrorResponse) return null
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
   if (v.getUint8(0) !== NATPMP_VERSION || v.getUint8(1) < RESPONSE_BIT) return null

@@ -475,9 +475,7 @@ export function encodeMapResponseBody(b: PcpMapResponseBody): Uint8Array {
 }
 
 /** A whole MAP response (§11.2): `encodePcpResponse` with a MAP body. */
-export function encodeMapResponse(
-  r: Omit<PcpResponse, 'opcode' | 'body'> & PcpMapResponseBody,
-): Uint8Array {
+export function encodeMapResponse(r: Omit<PcpResponse, 'opcode' | 'body'> & PcpMapResponseBody): Uint8Array {
   const { nonce, protocol, internalPort, assignedExternalPort, assignedExternalAddress, ...rest } = r
   const body = encodeMapResponseBody({ nonce, protocol, internalPort, assignedExternalPort, assignedExternalAddress })
   return encodePcpResponse({ ...rest, opcode: PcpOpcode.Map, body })

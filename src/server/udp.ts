@@ -59,16 +59,17 @@ export async function startUdpServer(host: string, port: number, handler: Handle
   let closingDone: Promise<void> | null = null
   return {
     address: { address: a.address, port: a.port },
-    close: (graceMs = CLOSE_GRACE_MS) => (closingDone ??= (async () => {
-      closing = true
-      if (inflight.size > 0) {
-        let timer: ReturnType<typeof setTimeout> | undefined
-        await Promise.race([Promise.allSettled([...inflight]), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))])
-        clearTimeout(timer)
-        if (inflight.size > 0) log.info({ dropped: inflight.size }, 'udp: stopping; requests still running get no reply')
-      }
-      closed = true
-      await new Promise<void>((resolve) => sock.close(() => resolve()))
-    })()),
+    close: (graceMs = CLOSE_GRACE_MS) =>
+      (closingDone ??= (async () => {
+        closing = true
+        if (inflight.size > 0) {
+          let timer: ReturnType<typeof setTimeout> | undefined
+          await Promise.race([Promise.allSettled([...inflight]), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))])
+          clearTimeout(timer)
+          if (inflight.size > 0) log.info({ dropped: inflight.size }, 'udp: stopping; requests still running get no reply')
+        }
+        closed = true
+        await new Promise<void>((resolve) => sock.close(() => resolve()))
+      })()),
   }
 }

@@ -56,11 +56,15 @@ export function crc32(buf: Uint8Array): number {
 export const journalEntrySchema = {
   oneOf: [
     {
-      type: 'object', additionalProperties: false, required: ['op', 'lease'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['op', 'lease'],
       properties: { op: { const: 'put' }, lease: leaseRecordSchema },
     },
     {
-      type: 'object', additionalProperties: false, required: ['op', 'client', 'protocol', 'internalPort'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['op', 'client', 'protocol', 'internalPort'],
       properties: {
         op: { const: 'del' },
         client: leaseRecordSchema.properties.client,
@@ -70,7 +74,9 @@ export const journalEntrySchema = {
       },
     },
     {
-      type: 'object', additionalProperties: false, required: ['op', 'client', 'internalPort'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['op', 'client', 'internalPort'],
       properties: { op: { const: 'unhold' }, client: leaseRecordSchema.properties.client, internalPort: leaseRecordSchema.properties.internalPort },
     },
   ],
@@ -173,8 +179,19 @@ export async function checkStatePath(statePath: string): Promise<void> {
       throw new WgpmpError('WGPMP_CONFIG_INVALID', `state_file: cannot stat ${p} (${(e as Error).message})`, { cause: e })
     }
     if (!st.isFile()) {
-      const kind = st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file'
-      throw new WgpmpError('WGPMP_CONFIG_INVALID', `state_file: ${p} is ${kind}, not a regular file; point state_file at a file (e.g. /var/lib/wgpmp/state.json)`)
+      const kind = st.isFIFO()
+        ? 'a FIFO'
+        : st.isDirectory()
+          ? 'a directory'
+          : st.isCharacterDevice() || st.isBlockDevice()
+            ? 'a device'
+            : st.isSocket()
+              ? 'a socket'
+              : 'not a regular file'
+      throw new WgpmpError(
+        'WGPMP_CONFIG_INVALID',
+        `state_file: ${p} is ${kind}, not a regular file; point state_file at a file (e.g. /var/lib/wgpmp/state.json)`,
+      )
     }
   }
 }
@@ -222,7 +239,10 @@ const holdKey = (client: string, internalPort: number): string => `${client}/${i
  * written. Pure. A put replaces the lease of its key and ends any hold on its key or its port; a
  * del removes it and records its hold; an unhold removes a hold.
  */
-export function applyJournal(state: Pick<PersistedState, 'leases' | 'holds'>, entries: readonly JournalEntry[]): { leases: LeaseRecord[]; holds: HoldRecord[] } {
+export function applyJournal(
+  state: Pick<PersistedState, 'leases' | 'holds'>,
+  entries: readonly JournalEntry[],
+): { leases: LeaseRecord[]; holds: HoldRecord[] } {
   const leases = new Map<string, LeaseRecord>()
   const holds = new Map<string, HoldRecord>()
   for (const l of state.leases) leases.set(leaseKey(l.client, l.protocol, l.internalPort), l)
@@ -360,7 +380,7 @@ export class Journal {
       const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch)
       try {
         const fh = await this.file()
-        for (let off = 0; off < data.length; ) {
+        for (let off = 0; off < data.length;) {
           const { bytesWritten } = await fh.write(data, off, data.length - off)
           off += bytesWritten
         }
@@ -381,7 +401,8 @@ export class Journal {
         this.gen++
         this.bytesInGen = 0
         await fh?.close().catch(() => {})
-        if (!this.failing) this.o.log.error({ err, path: journalPath(this.o.statePath, this.gen) }, 'journal write failed; replies go out without it until a snapshot succeeds')
+        if (!this.failing)
+          this.o.log.error({ err, path: journalPath(this.o.statePath, this.gen) }, 'journal write failed; replies go out without it until a snapshot succeeds')
         this.failing = true
         this.o.onFailure?.()
       }

@@ -4,7 +4,10 @@
  */
 
 /** Why a saved lease or hold of `client` may not be restored now, or null when it may. */
-export function identityRefusal(saved: { readonly client: string; readonly peer?: string }, peerAt: (address: string) => { readonly id: string } | undefined): 'no-peer' | 'other-peer' | null {
+export function identityRefusal(
+  saved: { readonly client: string; readonly peer?: string },
+  peerAt: (address: string) => { readonly id: string } | undefined,
+): 'no-peer' | 'other-peer' | null {
   const now = peerAt(saved.client)
   if (!now) return 'no-peer'
   // Files written before issue 10 carry no peer: the address alone decides, as it did then.

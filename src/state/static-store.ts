@@ -43,7 +43,11 @@ export class StaticForwardStore implements StaticStore {
   private writing: Promise<void> = Promise.resolve()
 
   /** Rejects bad records with WGPMP_STATE_INVALID. */
-  constructor(records: readonly StoredForward[], private readonly save: () => Promise<void>, source = 'state file') {
+  constructor(
+    records: readonly StoredForward[],
+    private readonly save: () => Promise<void>,
+    source = 'state file',
+  ) {
     for (const s of records) {
       const r = makeSpec(s.protocol, s.external_port, s.internal_port)
       if (!r.ok) throw new WgpmpError('WGPMP_STATE_INVALID', `${source}: forward ${s.id}: ${r.error}`)

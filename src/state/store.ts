@@ -51,7 +51,11 @@ export const leaseRecordSchema = {
     pinhole: { type: 'boolean', description: 'An IPv6 client with a global address: its own port, not translated.' },
     nonce: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'PCP mapping nonce (RFC 6887 §11.3).' },
     description: { type: 'string', maxLength: 256, description: 'UPnP NewPortMappingDescription (client text).' },
-    peer: { type: 'string', pattern: '^[A-Za-z0-9_-]{12}$', description: 'Client id (hash of the public key) of the peer that held the address: restored only to the same peer (issue 10 §4). Absent in older files.' },
+    peer: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9_-]{12}$',
+      description: 'Client id (hash of the public key) of the peer that held the address: restored only to the same peer (issue 10 §4). Absent in older files.',
+    },
   },
 } as const satisfies JSONSchema
 
@@ -79,7 +83,12 @@ export const stateSchema = {
     savedAtUnixMs: unixMs,
     leases: { type: 'array', items: leaseRecordSchema },
     static_forwards: { type: 'array', items: storedForwardSchema, description: 'API-created static forwards (config-file ones are not stored).' },
-    journal: { type: 'integer', minimum: 0, maximum: 1e15, description: 'The first journal generation to replay over this snapshot (state/journal.ts). Absent: 0.' },
+    journal: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 1e15,
+      description: 'The first journal generation to replay over this snapshot (state/journal.ts). Absent: 0.',
+    },
     holds: { type: 'array', items: holdRecordSchema, description: 'Ports held for their clients (issue 10 §3).' },
   },
 } as const satisfies JSONSchema
@@ -173,7 +182,14 @@ export const epochFromUnixMs = (epochStartedAtUnixMs: number, clock: Clock, nowU
   clock.now() - Math.max(0, nowUnixMs - epochStartedAtUnixMs)
 
 /** The whole document: NAT-PMP and PCP leases (not static ones, in the order given), and the stored static forwards. Pure. */
-export function snapshot(leases: Iterable<Lease>, epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): PersistedState {
+export function snapshot(
+  leases: Iterable<Lease>,
+  epochStart: number,
+  clock: Clock,
+  nowUnixMs: number,
+  staticForwards: readonly StoredForward[] = [],
+  extra: SnapshotExtra = {},
+): PersistedState {
   const out: LeaseRecord[] = []
   for (const l of leases) if (l.origin !== 'static') out.push(toPersisted(l, clock, nowUnixMs, extra.peerOf?.(l.client)))
   return {
@@ -221,7 +237,11 @@ function leaseJson(l: Lease, now: number, nowUnixMs: number, peer?: string): str
   const expires = Math.max(0, Math.round(nowUnixMs + (l.expiresAt - now)))
   const created = Math.max(0, Math.round(nowUnixMs - (now - l.createdAt)))
   const origin = dynamicOrigin(l.origin)
-  const tail = (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) + (l.description === undefined ? '' : `,"description":${JSON.stringify(l.description)}`) + (l.pinhole ? ',"pinhole":true' : '') + (peer === undefined ? '' : `,"peer":${JSON.stringify(peer)}`)
+  const tail =
+    (l.nonce === undefined ? '' : `,"nonce":${JSON.stringify(l.nonce)}`) +
+    (l.description === undefined ? '' : `,"description":${JSON.stringify(l.description)}`) +
+    (l.pinhole ? ',"pinhole":true' : '') +
+    (peer === undefined ? '' : `,"peer":${JSON.stringify(peer)}`)
   return `{"client":${JSON.stringify(l.client)},"protocol":"${l.protocol}","internalPort":${l.internalPort},"externalPort":${l.externalPort},"targetPort":${l.targetPort},"lifetimeSeconds":${l.lifetimeSeconds},"expiresAtUnixMs":${expires},"createdAtUnixMs":${created},"origin":"${origin}"${tail}}`
 }
 
@@ -232,7 +252,14 @@ function leaseJson(l: Lease, now: number, nowUnixMs: number, peer?: string): str
  * up a request for more than a fraction of a millisecond nor builds a 10 MB string. `leases` is
  * not kept: a lease renewed or removed while rendering is written as it is when its slice is reached.
  */
-export function renderStateChunks(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): AsyncGenerator<string> {
+export function renderStateChunks(
+  leases: readonly Lease[],
+  epochStart: number,
+  clock: Clock,
+  nowUnixMs: number,
+  staticForwards: readonly StoredForward[] = [],
+  extra: SnapshotExtra = {},
+): AsyncGenerator<string> {
   // The clock is read now, with the wall time the caller just took, not when the pieces are
   // pulled: the writer starts pulling later (after opening the file), and the two must agree.
   const whole = JSON.stringify(snapshot([], epochStart, clock, nowUnixMs, staticForwards, extra))
@@ -258,7 +285,14 @@ export function renderStateChunks(leases: readonly Lease[], epochStart: number, 
 }
 
 /** renderStateChunks joined: the whole file as one string. */
-export async function renderState(leases: readonly Lease[], epochStart: number, clock: Clock, nowUnixMs: number, staticForwards: readonly StoredForward[] = [], extra: SnapshotExtra = {}): Promise<string> {
+export async function renderState(
+  leases: readonly Lease[],
+  epochStart: number,
+  clock: Clock,
+  nowUnixMs: number,
+  staticForwards: readonly StoredForward[] = [],
+  extra: SnapshotExtra = {},
+): Promise<string> {
   let text = ''
   for await (const part of renderStateChunks(leases, epochStart, clock, nowUnixMs, staticForwards, extra)) text += part
   return text
@@ -267,8 +301,7 @@ export async function renderState(leases: readonly Lease[], epochStart: number, 
 // --- loading ----------------------------------------------------------------------------------
 
 export type LoadResult =
-  | { readonly ok: true; readonly state: PersistedState | null }
-  | { readonly ok: false; readonly error: WgpmpError; readonly movedTo: string | null }
+  { readonly ok: true; readonly state: PersistedState | null } | { readonly ok: false; readonly error: WgpmpError; readonly movedTo: string | null }
 
 /**
  * Reads and validates the state file. Missing file: ok with state null (first start). A file that
@@ -287,7 +320,11 @@ export async function loadState(path: string, nowUnixMs: number): Promise<LoadRe
       movedTo = null
     }
     const where = movedTo ? `moved to ${movedTo}` : 'could not be moved aside'
-    return { ok: false, movedTo, error: new WgpmpError('WGPMP_STATE_INVALID', `state file ${path}: ${why}; it was ${where} and wgpmp starts with no leases`, { cause }) }
+    return {
+      ok: false,
+      movedTo,
+      error: new WgpmpError('WGPMP_STATE_INVALID', `state file ${path}: ${why}; it was ${where} and wgpmp starts with no leases`, { cause }),
+    }
   }
   let text: string
   try {
@@ -311,7 +348,10 @@ export async function loadState(path: string, nowUnixMs: number): Promise<LoadRe
   }
   const validate = new Ajv({ allErrors: true, strict: true }).compile<PersistedState>(stateSchema)
   if (!validate(doc)) {
-    const why = (validate.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message ?? 'invalid'}`).join('; ')
+    const why = (validate.errors ?? [])
+      .slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message ?? 'invalid'}`)
+      .join('; ')
     return bad(`does not match the schema (${why})`, validate.errors)
   }
   return { ok: true, state: doc }
@@ -357,7 +397,8 @@ export interface StateStoreOptions {
  * changed and then ignores changed().
  */
 export class StateStore {
-  private readonly o: Required<Omit<StateStoreOptions, 'log' | 'render' | 'prepare' | 'done'>> & Pick<StateStoreOptions, 'render' | 'prepare' | 'done'> & { log: Logger }
+  private readonly o: Required<Omit<StateStoreOptions, 'log' | 'render' | 'prepare' | 'done'>> &
+    Pick<StateStoreOptions, 'render' | 'prepare' | 'done'> & { log: Logger }
   private dirty = false
   private timer: Cancel | null = null
   private writing: Promise<void> | null = null

@@ -93,11 +93,7 @@ export type ConformanceTest = (typeof TITLES)[number]
  *   client's address, protocol and port (forwardKey). A driver without ipv6 rejects them
  *   WGPMP_FORWARD_INVALID.
  */
-export function driverConformance(
-  name: string,
-  make: MakeDriver,
-  opts: { skip?: readonly ConformanceSkip[] } = {},
-): void {
+export function driverConformance(name: string, make: MakeDriver, opts: { skip?: readonly ConformanceSkip[] } = {}): void {
   const skipped = new Map<string, string>()
   for (const s of opts.skip ?? []) {
     for (const t of s.tests) {
@@ -128,7 +124,7 @@ export function driverConformance(
       else {
         it(title, async (ctx) => {
           if (when && !when(driver)) {
-            ctx.skip('not this driver\'s capability')
+            ctx.skip("not this driver's capability")
             return
           }
           await fn()
@@ -185,9 +181,7 @@ export function driverConformance(
 
     test('applies 1,000 adds in one batch', async () => {
       await driver.ensureBase(CONFORMANCE_BASE)
-      const many = Array.from({ length: 1000 }, (_, i) =>
-        fwd(i % 2 === 0 ? 'udp' : 'tcp', 20000 + i, `10.8.${(i >> 8) & 255}.${(i & 255) || 1}`, 1 + i),
-      )
+      const many = Array.from({ length: 1000 }, (_, i) => fwd(i % 2 === 0 ? 'udp' : 'tcp', 20000 + i, `10.8.${(i >> 8) & 255}.${i & 255 || 1}`, 1 + i))
       await driver.apply(many.map(add))
       const listed = await driver.list()
       expect(listed).toHaveLength(1000)
@@ -272,76 +266,100 @@ export function driverConformance(
       await expectCode(driver.apply([add(fwd('tcp', 40000))]), NOT_FOUND)
       expect(await driver.list()).toEqual([])
     })
-    test('IPv6: adds DNAT forwards to a unique-local client and pinholes, and lists them after the IPv4 ones', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE_V6)
-      const v4 = fwd('tcp', 40000, '10.8.0.2', 80)
-      const t6 = fwd6('tcp', 40000, 'fd00:8::2', 8080) // the same port as v4: another family, another key
-      const u6 = fwd6('udp', 40001, 'fd00:8::3', 51820)
-      const p1 = pinhole('tcp', 40002, '2001:db8:1::2')
-      const p2 = pinhole('tcp', 40002, '2001:db8:1::3') // the same port for another client: another key
-      await driver.apply([add(p2), add(u6), add(v4)])
-      await driver.apply([add(p1), add(t6)])
-      expect(await driver.list()).toEqual([v4, t6, u6, p1, p2])
-    }, ipv6)
+    test(
+      'IPv6: adds DNAT forwards to a unique-local client and pinholes, and lists them after the IPv4 ones',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE_V6)
+        const v4 = fwd('tcp', 40000, '10.8.0.2', 80)
+        const t6 = fwd6('tcp', 40000, 'fd00:8::2', 8080) // the same port as v4: another family, another key
+        const u6 = fwd6('udp', 40001, 'fd00:8::3', 51820)
+        const p1 = pinhole('tcp', 40002, '2001:db8:1::2')
+        const p2 = pinhole('tcp', 40002, '2001:db8:1::3') // the same port for another client: another key
+        await driver.apply([add(p2), add(u6), add(v4)])
+        await driver.apply([add(p1), add(t6)])
+        expect(await driver.list()).toEqual([v4, t6, u6, p1, p2])
+      },
+      ipv6,
+    )
 
-    test('IPv6: deletes a forward and a pinhole by key and keeps the others', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE_V6)
-      const v4 = fwd('udp', 40000)
-      const u6 = fwd6('udp', 40000)
-      const t6 = fwd6('tcp', 40001)
-      const p1 = pinhole('udp', 40000)
-      const p2 = pinhole('udp', 40001)
-      await driver.apply([add(v4), add(u6), add(t6), add(p1), add(p2)])
-      await driver.apply([del(u6), del(p1)])
-      expect(await driver.list()).toEqual([v4, t6, p2])
-      await driver.apply([add(u6), add(p1)]) // both keys are free again
-      expect(await driver.list()).toEqual([v4, t6, u6, p1, p2])
-      await driver.apply([del(v4), del(u6), del(t6), del(p1), del(p2)])
-      expect(await driver.list()).toEqual([])
-    }, ipv6)
+    test(
+      'IPv6: deletes a forward and a pinhole by key and keeps the others',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE_V6)
+        const v4 = fwd('udp', 40000)
+        const u6 = fwd6('udp', 40000)
+        const t6 = fwd6('tcp', 40001)
+        const p1 = pinhole('udp', 40000)
+        const p2 = pinhole('udp', 40001)
+        await driver.apply([add(v4), add(u6), add(t6), add(p1), add(p2)])
+        await driver.apply([del(u6), del(p1)])
+        expect(await driver.list()).toEqual([v4, t6, p2])
+        await driver.apply([add(u6), add(p1)]) // both keys are free again
+        expect(await driver.list()).toEqual([v4, t6, u6, p1, p2])
+        await driver.apply([del(v4), del(u6), del(t6), del(p1), del(p2)])
+        expect(await driver.list()).toEqual([])
+      },
+      ipv6,
+    )
 
-    test('IPv6: replaces a forward with delete + add of the same key in one batch', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE_V6)
-      const old = fwd6('udp', 40000, 'fd00:8::2', 51820)
-      const neu = fwd6('udp', 40000, 'fd00:8::9', 51821)
-      await driver.apply([add(old)])
-      await driver.apply([del(old), add(neu)])
-      expect(await driver.list()).toEqual([neu])
-    }, ipv6)
+    test(
+      'IPv6: replaces a forward with delete + add of the same key in one batch',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE_V6)
+        const old = fwd6('udp', 40000, 'fd00:8::2', 51820)
+        const neu = fwd6('udp', 40000, 'fd00:8::9', 51821)
+        await driver.apply([add(old)])
+        await driver.apply([del(old), add(neu)])
+        expect(await driver.list()).toEqual([neu])
+      },
+      ipv6,
+    )
 
-    test('IPv6: rejects an add of an existing IPv6 key or pinhole and changes nothing', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE_V6)
-      const t6 = fwd6('tcp', 40000)
-      const p = pinhole('udp', 40001)
-      await driver.apply([add(t6), add(p)])
-      const before = await driver.list()
-      await expectCode(driver.apply([add(fwd6('udp', 40010)), add(fwd6('tcp', 40000, 'fd00:8::3', 9)), add(pinhole('tcp', 40011))]), EXISTS)
-      expect(await driver.list()).toEqual(before)
-      await expectCode(driver.apply([add(fwd6('udp', 40012)), add(pinhole('udp', 40001))]), EXISTS)
-      expect(await driver.list()).toEqual(before)
-    }, ipv6)
+    test(
+      'IPv6: rejects an add of an existing IPv6 key or pinhole and changes nothing',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE_V6)
+        const t6 = fwd6('tcp', 40000)
+        const p = pinhole('udp', 40001)
+        await driver.apply([add(t6), add(p)])
+        const before = await driver.list()
+        await expectCode(driver.apply([add(fwd6('udp', 40010)), add(fwd6('tcp', 40000, 'fd00:8::3', 9)), add(pinhole('tcp', 40011))]), EXISTS)
+        expect(await driver.list()).toEqual(before)
+        await expectCode(driver.apply([add(fwd6('udp', 40012)), add(pinhole('udp', 40001))]), EXISTS)
+        expect(await driver.list()).toEqual(before)
+      },
+      ipv6,
+    )
 
-    test('IPv6: rejects a delete of a missing IPv6 forward or pinhole and changes nothing', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE_V6)
-      const v4 = fwd('udp', 40000)
-      const p = pinhole('udp', 40001, '2001:db8:1::2')
-      await driver.apply([add(v4), add(p)])
-      const before = await driver.list()
-      // udp/40000 exists for IPv4 only: the IPv6 delete names a missing key; the delete of p before it rolls back.
-      await expectCode(driver.apply([del(p), add(fwd6('tcp', 40020)), del(fwd6('udp', 40000))]), NOT_FOUND)
-      expect(await driver.list()).toEqual(before)
-      // The same port opened for another client is another pinhole.
-      await expectCode(driver.apply([del(pinhole('udp', 40001, '2001:db8:1::3'))]), NOT_FOUND)
-      expect(await driver.list()).toEqual(before)
-    }, ipv6)
+    test(
+      'IPv6: rejects a delete of a missing IPv6 forward or pinhole and changes nothing',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE_V6)
+        const v4 = fwd('udp', 40000)
+        const p = pinhole('udp', 40001, '2001:db8:1::2')
+        await driver.apply([add(v4), add(p)])
+        const before = await driver.list()
+        // udp/40000 exists for IPv4 only: the IPv6 delete names a missing key; the delete of p before it rolls back.
+        await expectCode(driver.apply([del(p), add(fwd6('tcp', 40020)), del(fwd6('udp', 40000))]), NOT_FOUND)
+        expect(await driver.list()).toEqual(before)
+        // The same port opened for another client is another pinhole.
+        await expectCode(driver.apply([del(pinhole('udp', 40001, '2001:db8:1::3'))]), NOT_FOUND)
+        expect(await driver.list()).toEqual(before)
+      },
+      ipv6,
+    )
 
-    test('without the ipv6 capability: rejects IPv6 forwards and pinholes and changes nothing', async () => {
-      await driver.ensureBase(CONFORMANCE_BASE)
-      const v4 = fwd('tcp', 40000)
-      await driver.apply([add(v4)])
-      await expectCode(driver.apply([add(fwd('udp', 40001)), add(fwd6('tcp', 40002))]), 'WGPMP_FORWARD_INVALID')
-      await expectCode(driver.apply([add(pinhole('tcp', 40003))]), 'WGPMP_FORWARD_INVALID')
-      expect(await driver.list()).toEqual([v4])
-    }, (d) => !d.capabilities.ipv6)
+    test(
+      'without the ipv6 capability: rejects IPv6 forwards and pinholes and changes nothing',
+      async () => {
+        await driver.ensureBase(CONFORMANCE_BASE)
+        const v4 = fwd('tcp', 40000)
+        await driver.apply([add(v4)])
+        await expectCode(driver.apply([add(fwd('udp', 40001)), add(fwd6('tcp', 40002))]), 'WGPMP_FORWARD_INVALID')
+        await expectCode(driver.apply([add(pinhole('tcp', 40003))]), 'WGPMP_FORWARD_INVALID')
+        expect(await driver.list()).toEqual([v4])
+      },
+      (d) => !d.capabilities.ipv6,
+    )
   })
 }

@@ -20,8 +20,14 @@ export const KEY_B = 'hBiRc5/bSoYVl6AsunOuN7+lQDjplQDETqv/Pb8ns0Q='
 export const PUBLIC = '198.51.100.1'
 
 export const peer = (publicKey: string, address: string, latestHandshake: number): Peer => ({
-  publicKey, hasPresharedKey: false, endpoint: '192.0.2.9:51820', allowedIps: [`${address}/32`],
-  latestHandshake, rxBytes: 0, txBytes: 0, persistentKeepalive: null,
+  publicKey,
+  hasPresharedKey: false,
+  endpoint: '192.0.2.9:51820',
+  allowedIps: [`${address}/32`],
+  latestHandshake,
+  rxBytes: 0,
+  txBytes: 0,
+  persistentKeepalive: null,
 })
 
 /**
@@ -45,7 +51,10 @@ export class FakePeers implements PeerSource {
 
 /** A FakeClock whose wall time is `wall.t`, which tests move by hand (a jump, not a duration). */
 export class WallClock extends FakeClock {
-  constructor(t: number, private readonly w: { t: number }) {
+  constructor(
+    t: number,
+    private readonly w: { t: number },
+  ) {
     super(t)
   }
   override wall(): number {
@@ -67,7 +76,11 @@ export interface TestDaemon {
   stop(opts?: { teardown?: boolean }): Promise<void>
 }
 
-export async function startTestDaemon(over: ConfigInput = {}, deps: Partial<Deps> = {}, reuse?: { stateFile?: string; driver?: MemoryDriver; wall?: { t: number } }): Promise<TestDaemon> {
+export async function startTestDaemon(
+  over: ConfigInput = {},
+  deps: Partial<Deps> = {},
+  reuse?: { stateFile?: string; driver?: MemoryDriver; wall?: { t: number } },
+): Promise<TestDaemon> {
   const stateFile = reuse?.stateFile ?? join(mkdtempSync(join(tmpdir(), 'wgpmp-test-')), 'state.json')
   const config = parseConfig({ port_forward_enabled: true, wg_address_v4: '127.0.0.1/8', state_file: stateFile, ...over })
   const driver = reuse?.driver ?? new MemoryDriver()
@@ -75,14 +88,29 @@ export async function startTestDaemon(over: ConfigInput = {}, deps: Partial<Deps
   const clock = new WallClock(5_000, wall)
   const peers = new FakePeers(() => wall.t)
   const daemon = await startDaemon(config, {
-    driver, clock, peers, log: silentLogger(), listen: { host: '127.0.0.1', port: 0 }, publicAddress: PUBLIC,
-    reservedPorts: [51820], wgEasyNames: new Map(), listeningPorts: () => Promise.resolve({ tcp: new Set(), udp: new Set() }),
-    flows: noFlows, ...deps,
+    driver,
+    clock,
+    peers,
+    log: silentLogger(),
+    listen: { host: '127.0.0.1', port: 0 },
+    publicAddress: PUBLIC,
+    reservedPorts: [51820],
+    wgEasyNames: new Map(),
+    listeningPorts: () => Promise.resolve({ tcp: new Set(), udp: new Set() }),
+    flows: noFlows,
+    ...deps,
   })
   const a = await TestClient.open(A, daemon.udpAddress!)
   const b = await TestClient.open(B, daemon.udpAddress!)
   return {
-    daemon, driver, clock, peers, stateFile, wall, a, b,
+    daemon,
+    driver,
+    clock,
+    peers,
+    stateFile,
+    wall,
+    a,
+    b,
     async stop(opts) {
       a.close()
       b.close()

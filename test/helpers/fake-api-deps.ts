@@ -67,8 +67,32 @@ export async function fakeDeps(): Promise<Fake> {
   const now = Math.floor(Date.now() / 1000)
   const peers = [peer(SEEDBOX_KEY, 'seedbox <qbittorrent>', '10.8.0.2', true, now - 42), peer(PHONE_KEY, null, '10.8.0.3', false, now - 3600)]
   const leases: ForwardView[] = [
-    { id: 'pmp-1', client_id: SEEDBOX, protocol: 'udp', external_port: 51413, internal_port: 51413, client_address: '10.8.0.2', origin: 'nat-pmp', lifetime_seconds: 7200, seconds_left: 5321, created_at: new Date(Date.now() - 1879_000).toISOString(), removable: false },
-    { id: 'pmp-2', client_id: SEEDBOX, protocol: 'tcp', external_port: 51413, internal_port: 51413, client_address: '10.8.0.2', origin: 'nat-pmp', lifetime_seconds: 7200, seconds_left: 5321, created_at: new Date(Date.now() - 1879_000).toISOString(), removable: false },
+    {
+      id: 'pmp-1',
+      client_id: SEEDBOX,
+      protocol: 'udp',
+      external_port: 51413,
+      internal_port: 51413,
+      client_address: '10.8.0.2',
+      origin: 'nat-pmp',
+      lifetime_seconds: 7200,
+      seconds_left: 5321,
+      created_at: new Date(Date.now() - 1879_000).toISOString(),
+      removable: false,
+    },
+    {
+      id: 'pmp-2',
+      client_id: SEEDBOX,
+      protocol: 'tcp',
+      external_port: 51413,
+      internal_port: 51413,
+      client_address: '10.8.0.2',
+      origin: 'nat-pmp',
+      lifetime_seconds: 7200,
+      seconds_left: 5321,
+      created_at: new Date(Date.now() - 1879_000).toISOString(),
+      removable: false,
+    },
   ]
   const batches: ForwardChange[][] = []
   let refusing = false

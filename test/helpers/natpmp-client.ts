@@ -3,7 +3,10 @@ import { createSocket, type Socket } from 'node:dgram'
 import { decodeResponse } from '../../src/protocol/natpmp.js'
 
 export class TestClient {
-  private constructor(private readonly sock: Socket, private readonly server: { address: string; port: number }) {}
+  private constructor(
+    private readonly sock: Socket,
+    private readonly server: { address: string; port: number },
+  ) {}
 
   /** Binds to `bindAddress` (e.g. 127.0.0.2 to act as a second client) on a random port. */
   static async open(bindAddress: string, server: { address: string; port: number }, type: 'udp4' | 'udp6' = 'udp4'): Promise<TestClient> {

@@ -17,13 +17,26 @@ import { jsonLines, labConfig, natpmpc } from './wgpmp-proc.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const CACHE = `${ROOT}.cache/container`
-const PODMAN = ['--root', `${CACHE}/storage`, '--runroot', '/tmp/wgpmp-podman-run', '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--runtime', 'runc']
+const PODMAN = [
+  '--root',
+  `${CACHE}/storage`,
+  '--runroot',
+  '/tmp/wgpmp-podman-run',
+  '--storage-driver',
+  'vfs',
+  '--cgroup-manager',
+  'cgroupfs',
+  '--events-backend',
+  'file',
+  '--runtime',
+  'runc',
+]
 const haveTools = async (): Promise<boolean> => {
   for (const t of ['podman', 'runc', 'debootstrap']) if ((await execa('sh', ['-c', `command -v ${t}`], { reject: false })).exitCode !== 0) return false
   return true
 }
 
-describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s server namespace)', () => {
+describe.runIf(isRoot)("the container image beside wg-easy (podman in the lab's server namespace)", () => {
   let lab: Lab
   let image: string
   let name: string
@@ -37,9 +50,15 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
     lab = await startLab()
     name = `wgpmp-ins-${lab.id}`
     await listen(lab, 'c1', 'tcp', lab.ips.c1, 8080, 'c1-web')
-    await writeFile(`${lab.dir}/container.json`, JSON.stringify(labConfig(lab, { port_forward_min_port: 20000, port_forward_max_port: 20100, state_file: '/var/lib/wgpmp/state.json' })))
+    await writeFile(
+      `${lab.dir}/container.json`,
+      JSON.stringify(labConfig(lab, { port_forward_min_port: 20000, port_forward_max_port: 20100, state_file: '/var/lib/wgpmp/state.json' })),
+    )
     // wg-easy's config volume: its v15 wg0.conf names the peer.
-    await writeFile(`${lab.dir}/${lab.ifaces.srvWg}.conf`, `# Server\n[Interface]\nListenPort = ${lab.wgPort}\n\n# Client: container-named c1 (7)\n[Peer]\nPublicKey = ${lab.pubkeys.c1}\nAllowedIPs = ${lab.ips.c1}/32\n\n`)
+    await writeFile(
+      `${lab.dir}/${lab.ifaces.srvWg}.conf`,
+      `# Server\n[Interface]\nListenPort = ${lab.wgPort}\n\n# Client: container-named c1 (7)\n[Peer]\nPublicKey = ${lab.pubkeys.c1}\nAllowedIPs = ${lab.ips.c1}/32\n\n`,
+    )
   }, 900_000)
   afterAll(async () => {
     if (child) {
@@ -50,18 +69,40 @@ describe.runIf(isRoot)('the container image beside wg-easy (podman in the lab\'s
   }, 120_000)
 
   it('runs in the server namespace with NET_ADMIN only, names the peer from wg0.conf, and a forward carries traffic', async () => {
-    const proc = execa('podman', [
-      ...PODMAN, 'run', '--rm', '--name', name,
-      '--network', `ns:/run/netns/${lab.ns.srv}`,
-      '--cap-drop', 'all', '--cap-add', 'NET_ADMIN',
-      '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024',
-      '-v', `${lab.dir}/container.json:/etc/wgpmp/config.json:ro`,
-      '-v', `${lab.dir}:/etc/wireguard:ro`,
-      '-v', '/var/run/wireguard:/var/run/wireguard',
-      image,
-    ], { reject: false, buffer: false, timeout: 300_000 })
+    const proc = execa(
+      'podman',
+      [
+        ...PODMAN,
+        'run',
+        '--rm',
+        '--name',
+        name,
+        '--network',
+        `ns:/run/netns/${lab.ns.srv}`,
+        '--cap-drop',
+        'all',
+        '--cap-add',
+        'NET_ADMIN',
+        '--ulimit',
+        'nofile=1024:1024',
+        '--ulimit',
+        'nproc=1024:1024',
+        '-v',
+        `${lab.dir}/container.json:/etc/wgpmp/config.json:ro`,
+        '-v',
+        `${lab.dir}:/etc/wireguard:ro`,
+        '-v',
+        '/var/run/wireguard:/var/run/wireguard',
+        image,
+      ],
+      { reject: false, buffer: false, timeout: 300_000 },
+    )
     child = proc
-    jsonLines<Record<string, unknown>>(proc.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
+    jsonLines<Record<string, unknown>>(
+      proc.stdout,
+      (l) => lines.push(l),
+      (p) => ({ msg: p }),
+    )
     let stderr = ''
     proc.stderr?.setEncoding('utf8')
     proc.stderr?.on('data', (c: string) => (stderr += c))

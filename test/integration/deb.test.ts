@@ -120,7 +120,7 @@ describe.runIf(isRoot)('the Debian package: build, lintian, install, run, purge'
     expect((await lab.exec('srv', 'nft', ['list', 'tables'])).stdout).not.toContain('wgpmp')
   })
 
-  it('the installed tree runs on Debian 12\'s node 18 too (a UDP forward)', async () => {
+  it("the installed tree runs on Debian 12's node 18 too (a UDP forward)", async () => {
     const node18 = (await execa('bash', [`${ROOT}scripts/node18.sh`], { cwd: ROOT, timeout: 300_000 })).stdout.trim().split('\n').pop()!
     await listen(lab!, 'c1', 'udp', lab!.ips.c1, 9001, 'c1-udp')
     const wgpmp = await startWgpmp(lab!, labConfig(lab!, { port_forward_min_port: 20000, port_forward_max_port: 20100 }), 'installed18', {
@@ -149,7 +149,8 @@ describe.runIf(isRoot)('the Debian package: build, lintian, install, run, purge'
     expect(r.exitCode, r.all).toBe(0)
     expect(await installedVersion()).toBeNull()
     expect((await execa('dpkg-query', ['-W', '-f=${Status}', 'wgpmp'], { reject: false })).stdout).not.toMatch(/config-files|installed/)
-    for (const p of ['/usr/lib/wgpmp', '/usr/bin/wgpmp', '/etc/wgpmp', '/var/lib/wgpmp', '/lib/systemd/system/wgpmp.service']) expect(existsSync(p), p).toBe(false)
+    for (const p of ['/usr/lib/wgpmp', '/usr/bin/wgpmp', '/etc/wgpmp', '/var/lib/wgpmp', '/lib/systemd/system/wgpmp.service'])
+      expect(existsSync(p), p).toBe(false)
     expect(await leftovers()).toEqual(before)
   }, 180_000)
 })

@@ -54,9 +54,22 @@ export interface Storm {
   stop(): void
 }
 
-export function startStorm(lab: Lab, ns: 'c1' | 'c2', o: { senders?: number; per?: number; base?: number; maxMs?: number; waitMs?: number; gapMs?: number } = {}): Storm {
+export function startStorm(
+  lab: Lab,
+  ns: 'c1' | 'c2',
+  o: { senders?: number; per?: number; base?: number; maxMs?: number; waitMs?: number; gapMs?: number } = {},
+): Storm {
   const client = ns === 'c1' ? lab.ips.c1 : lab.ips.c2
-  const cfg = { bind: client, dst: lab.ips.wgSrv, senders: o.senders ?? 4, per: o.per ?? 2000, base: o.base ?? 20000, maxMs: o.maxMs ?? 60_000, waitMs: o.waitMs ?? 200, gapMs: o.gapMs ?? 1 }
+  const cfg = {
+    bind: client,
+    dst: lab.ips.wgSrv,
+    senders: o.senders ?? 4,
+    per: o.per ?? 2000,
+    base: o.base ?? 20000,
+    maxMs: o.maxMs ?? 60_000,
+    waitMs: o.waitMs ?? 200,
+    gapMs: o.gapMs ?? 1,
+  }
   const child = lab.spawn(ns, 'node', ['--input-type=module', '-e', STORM_SCRIPT], { env: { STORM: JSON.stringify(cfg) }, reject: false, buffer: false })
   const acks = new Map<string, number>()
   let rest = ''
@@ -87,7 +100,8 @@ export function lostMappings(storms: readonly { acks: ReadonlyMap<string, number
   for (const s of storms) {
     for (const [k, ext] of s.acks) {
       const [proto, internal] = k.split(' ')
-      if (kernel.get(`${proto} ${ext}`) !== `${s.client}:${internal}`) lost.push(`${s.client} ${proto}/${internal}->${ext} (kernel: ${kernel.get(`${proto} ${ext}`) ?? 'none'})`)
+      if (kernel.get(`${proto} ${ext}`) !== `${s.client}:${internal}`)
+        lost.push(`${s.client} ${proto}/${internal}->${ext} (kernel: ${kernel.get(`${proto} ${ext}`) ?? 'none'})`)
     }
   }
   return lost

@@ -66,7 +66,14 @@ describe.runIf(isRoot)('durability: kill -9 during a storm of new mappings', () 
     expect(checked).toBeGreaterThan(500)
 
     // Real traffic through a sample of acknowledged TCP mappings, from the internet host.
-    const sample = storms.flatMap((s, i) => [...s.acks].filter(([k]) => k.startsWith('tcp ')).slice(0, 1000).filter(() => rnd() < 0.01).slice(0, 2).map(([k, ext]) => ({ ns: i === 0 ? 'c1' as const : 'c2' as const, client: s.client, internal: Number(k.split(' ')[1]), ext })))
+    const sample = storms.flatMap((s, i) =>
+      [...s.acks]
+        .filter(([k]) => k.startsWith('tcp '))
+        .slice(0, 1000)
+        .filter(() => rnd() < 0.01)
+        .slice(0, 2)
+        .map(([k, ext]) => ({ ns: i === 0 ? ('c1' as const) : ('c2' as const), client: s.client, internal: Number(k.split(' ')[1]), ext })),
+    )
     expect(sample.length).toBeGreaterThan(0)
     for (const m of sample) {
       await serveTcp(lab, m.ns, m.client, m.internal, `${m.ns}-${m.internal}`)

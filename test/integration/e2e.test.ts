@@ -53,7 +53,7 @@ describe.runIf(isRoot)('wgpmp end to end (nft driver, WireGuard, natpmpc)', () =
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, r.port!)).toBe(`c2-web ${lab.ips.inet}`)
   })
 
-  it('a second client is denied the first one\'s port and cannot delete it', async () => {
+  it("a second client is denied the first one's port and cannot delete it", async () => {
     const r = await natpmpc(lab, 'c2', ['-a', '20010', '7000', 'tcp', '3600'])
     expect(r.port).not.toBeNull()
     expect(r.port).not.toBe(20010)
@@ -65,7 +65,7 @@ describe.runIf(isRoot)('wgpmp end to end (nft driver, WireGuard, natpmpc)', () =
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20010)).toBe(`c1-web ${lab.ips.inet}`)
   })
 
-  it('a client\'s own outgoing connection to an internet host on a forwarded port is not hijacked', async () => {
+  it("a client's own outgoing connection to an internet host on a forwarded port is not hijacked", async () => {
     const r = await natpmpc(lab, 'c1', ['-a', '20050', '8081', 'tcp', '3600'])
     expect(r.port).toBe(20050)
     // c1 -> 198.51.100.254:20050 goes to the internet host, not back into the forward.

@@ -42,7 +42,14 @@ describe.runIf(isRoot)('host firewall: a ufw-style FORWARD DROP is detected, the
   })
 
   const config = (accept: boolean) =>
-    labConfig(lab, { port_forward_min_port: 20000, port_forward_max_port: 20100, api_token_file: `${lab.dir}/api-token`, api_listen: `127.0.0.1:${API_PORT}`, host_firewall_accept: accept, state_file: `${lab.dir}/state-${accept}.json` })
+    labConfig(lab, {
+      port_forward_min_port: 20000,
+      port_forward_max_port: 20100,
+      api_token_file: `${lab.dir}/api-token`,
+      api_listen: `127.0.0.1:${API_PORT}`,
+      host_firewall_accept: accept,
+      state_file: `${lab.dir}/state-${accept}.json`,
+    })
 
   it('detects the drop: one warning with the exact rule, /api/host, the metric; the forward times out', async () => {
     wgpmp = await startWgpmp(lab, config(false), 'detect')
@@ -70,7 +77,7 @@ describe.runIf(isRoot)('host firewall: a ufw-style FORWARD DROP is detected, the
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20011)).toBe(`c1-web ${lab.ips.inet}`)
   })
 
-  it('on exit exactly that rule is removed; ufw\'s policy and rules stay', async () => {
+  it("on exit exactly that rule is removed; ufw's policy and rules stay", async () => {
     const before = (await ipt('-S')).split('\n').filter((l) => !l.includes('wgpmp-host-firewall-accept'))
     expect(await wgpmp!.stop()).toBe(0)
     wgpmp = undefined

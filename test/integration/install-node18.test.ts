@@ -14,7 +14,7 @@ import { labConfig, MAIN, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.j
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
-describe.runIf(isRoot)('wgpmp on Debian 12\'s node 18', () => {
+describe.runIf(isRoot)("wgpmp on Debian 12's node 18", () => {
   let node18: string
   let lab: Lab
   let wgpmp: Wgpmp
@@ -32,7 +32,7 @@ describe.runIf(isRoot)('wgpmp on Debian 12\'s node 18', () => {
     await lab?.down()
   })
 
-  it('the daemon process is Debian\'s node 18, not the system node', async () => {
+  it("the daemon process is Debian's node 18, not the system node", async () => {
     expect((await execa(node18, ['--version'])).stdout).toMatch(/^v18\./)
     // ip netns exec, unshare and sh all exec: the daemon's pid is the node binary itself.
     const exe = await readlink(`/proc/${wgpmp.pid}/exe`)

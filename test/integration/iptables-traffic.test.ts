@@ -12,25 +12,33 @@ async function ok(ns: Netns, file: string, args: readonly string[]): Promise<str
 }
 
 /** Serves one UDP datagram on port and echoes it back with a prefix; prints what it got. */
-const ECHO = (port: number, secs: number): string[] => ['-c', `
+const ECHO = (port: number, secs: number): string[] => [
+  '-c',
+  `
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', ${port})); s.settimeout(${secs})
 try:
     d, a = s.recvfrom(100); s.sendto(b'echo:' + d, a); print(d.decode())
 except socket.timeout:
     pass
-`]
+`,
+]
 /** Collects datagrams on port for secs seconds and prints them, one a line. */
-const COLLECT = (port: number, secs: number): string[] => ['-c', `
+const COLLECT = (port: number, secs: number): string[] => [
+  '-c',
+  `
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', ${port})); end = time.time() + ${secs}
 while time.time() < end:
     s.settimeout(max(0.01, end - time.time()))
     try: print(s.recvfrom(100)[0].decode(), flush=True)
     except socket.timeout: pass
-`]
+`,
+]
 /** Sends msg to host:port a few times until a reply arrives; prints the reply and its source. */
-const ASK = (host: string, port: number, msg: string): string[] => ['-c', `
+const ASK = (host: string, port: number, msg: string): string[] => [
+  '-c',
+  `
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
 for _ in range(10):
@@ -38,13 +46,17 @@ for _ in range(10):
     try:
         d, a = s.recvfrom(100); print(d.decode(), a[0], a[1]); break
     except socket.timeout: pass
-`]
+`,
+]
 /** Sends msg to host:port n times (no reply expected). */
-const SEND = (host: string, port: number, msg: string): string[] => ['-c', `
+const SEND = (host: string, port: number, msg: string): string[] => [
+  '-c',
+  `
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for _ in range(5): s.sendto(b'${msg}', ('${host}', ${port})); time.sleep(0.1)
-`]
+`,
+]
 
 describe.runIf(process.getuid?.() === 0)('iptables driver with real traffic (netns)', () => {
   afterAll(removeAllNetns)
@@ -57,7 +69,12 @@ describe.runIf(process.getuid?.() === 0)('iptables driver with real traffic (net
     try {
       await ok(router, 'ip', ['link', 'add', 'wg0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', client.name])
       await ok(router, 'ip', ['link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.name])
-      for (const [ns, dev, addr] of [[router, 'wg0', '10.8.0.1/24'], [router, 'up0', '203.0.113.7/24'], [client, 'eth0', '10.8.0.2/24'], [outside, 'eth0', '203.0.113.50/24']] as const) {
+      for (const [ns, dev, addr] of [
+        [router, 'wg0', '10.8.0.1/24'],
+        [router, 'up0', '203.0.113.7/24'],
+        [client, 'eth0', '10.8.0.2/24'],
+        [outside, 'eth0', '203.0.113.50/24'],
+      ] as const) {
         await ok(ns, 'ip', ['addr', 'add', addr, 'dev', dev])
         await ok(ns, 'ip', ['link', 'set', dev, 'up'])
         await ok(ns, 'ip', ['link', 'set', 'lo', 'up'])

@@ -128,7 +128,22 @@ describe.runIf(process.getuid?.() === 0)('iptables driver (netns)', () => {
       ns = await createNetns()
       const d = new IptablesDriver({ exec: ns.exec })
       await d.ensureBase(CONFORMANCE_BASE)
-      const r = await ns.exec('iptables', ['-t', 'nat', '-A', 'WGPMP-DNAT', '-s', '192.0.2.1', '-p', 'tcp', '--dport', '1', '-j', 'DNAT', '--to-destination', '10.0.0.1:2'])
+      const r = await ns.exec('iptables', [
+        '-t',
+        'nat',
+        '-A',
+        'WGPMP-DNAT',
+        '-s',
+        '192.0.2.1',
+        '-p',
+        'tcp',
+        '--dport',
+        '1',
+        '-j',
+        'DNAT',
+        '--to-destination',
+        '10.0.0.1:2',
+      ])
       expect(r.exitCode).toBe(0)
       const e: unknown = await d.list().catch((x: unknown) => x)
       expect(isWgpmpError(e, 'WGPMP_KERNEL_UNEXPECTED')).toBe(true)

@@ -11,7 +11,13 @@ import { labConfig, natpmpc, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
 const PYTHON = '/usr/bin/python3'
 const PCP_PROBE = fileURLToPath(new URL('./pcp_probe.py', import.meta.url))
 
-interface PcpReply { result?: number; external?: number; address?: string; lifetime?: number; len?: number }
+interface PcpReply {
+  result?: number
+  external?: number
+  address?: string
+  lifetime?: number
+  len?: number
+}
 
 describe.runIf(isRoot)('IPv6: PCP over the tunnel, NAT66 forwards and pinholes (nft driver)', () => {
   let lab: Lab
@@ -25,12 +31,19 @@ describe.runIf(isRoot)('IPv6: PCP over the tunnel, NAT66 forwards and pinholes (
   }
   /** A TCP connection over IPv6; returns the listener's greeting or '' (never throws). */
   async function talk6(from: LabNs, dst: string, port: number): Promise<string> {
-    const r = await lab.exec(from, 'socat', ['-T', '2', '-t', '2', '-', `TCP6:[${dst}]:${port},connect-timeout=2`], { input: 'hi\n', reject: false, timeout: 10_000 })
+    const r = await lab.exec(from, 'socat', ['-T', '2', '-t', '2', '-', `TCP6:[${dst}]:${port},connect-timeout=2`], {
+      input: 'hi\n',
+      reject: false,
+      timeout: 10_000,
+    })
     return r.stdout.trim().split(' ')[0] ?? ''
   }
   async function listen6(ns: LabNs, bind: string, port: number, name: string): Promise<void> {
     void lab.spawn(ns, 'socat', [`TCP6-LISTEN:${port},bind=[${bind}],reuseaddr,fork`, `SYSTEM:echo ${name}`])
-    await waitFor(async () => (await lab.exec(ns, 'ss', ['-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`), { timeoutMs: 5_000, what: `${name} listening` })
+    await waitFor(async () => (await lab.exec(ns, 'ss', ['-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`), {
+      timeoutMs: 5_000,
+      what: `${name} listening`,
+    })
   }
 
   beforeAll(async () => {

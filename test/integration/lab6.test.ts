@@ -43,7 +43,11 @@ describe.runIf(isRoot)('lab: IPv6 (routed global prefix, NAT66 for the ULA), no 
   let lab: Lab
 
   beforeAll(async () => {
-    lab = await startLab(`v6${randomInt(36 ** 4).toString(36).padStart(4, '0')}`)
+    lab = await startLab(
+      `v6${randomInt(36 ** 4)
+        .toString(36)
+        .padStart(4, '0')}`,
+    )
     await listen6(lab, 'c1', lab.ips.c1v6, PORT, 'c1-tcp6')
     await listen6(lab, 'c2', lab.ips.c2v6, PORT, 'c2-tcp6')
     await listen6(lab, 'inet', lab.ips.inet6, PORT, 'inet-tcp6')
@@ -84,8 +88,7 @@ describe.runIf(isRoot)('lab: IPv6 (routed global prefix, NAT66 for the ULA), no 
   })
 
   it('a hand-loaded IPv6 DNAT (table ip6 scratch6) forwards the public address to the ULA client', async () => {
-    const nft = (args: readonly string[], input?: string) =>
-      input === undefined ? lab.exec('srv', 'nft', args) : lab.exec('srv', 'nft', args, { input })
+    const nft = (args: readonly string[], input?: string) => (input === undefined ? lab.exec('srv', 'nft', args) : lab.exec('srv', 'nft', args, { input }))
     expect(await talk6(lab, 'inet', lab.ips.public6, DNAT_PORT)).toBe('')
     await nft(
       ['-f', '-'],

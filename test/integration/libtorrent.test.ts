@@ -73,7 +73,11 @@ function startLibtorrent(lab: Lab, infoHash: string): Torrent {
   let stderr = ''
   let exited: string | undefined
   let signal: string | undefined
-  jsonLines<Event>(child.stdout, (e) => events.push(e), (line) => ({ event: 'raw', line }))
+  jsonLines<Event>(
+    child.stdout,
+    (e) => events.push(e),
+    (line) => ({ event: 'raw', line }),
+  )
 
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (c: string) => (stderr += c))
@@ -160,7 +164,9 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
         console.warn(`libtorrent crashed (${t.crashed()}) before ${what}; one more attempt. Its stderr:\n${t.stderr()}`)
         await t.stop()
         await waitFor(async () => !(await nftList()).includes(`: ${lab.ips.c1} . ${LISTEN_PORT}`), {
-          timeoutMs: (MAX_LIFETIME_S + 5) * 1000, intervalMs: 250, what: 'the crashed instance\'s leases to expire',
+          timeoutMs: (MAX_LIFETIME_S + 5) * 1000,
+          intervalMs: 250,
+          what: "the crashed instance's leases to expire",
         })
       }
     }
@@ -202,7 +208,13 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     for (const protocol of ['tcp', 'udp']) {
       expect(wgpmp.lines).toContainEqual(
         expect.objectContaining({
-          msg: 'lease created', via: 'pcp', client: lab.ips.c1, protocol, externalPort: port, internalPort: LISTEN_PORT, lifetimeSeconds: MAX_LIFETIME_S,
+          msg: 'lease created',
+          via: 'pcp',
+          client: lab.ips.c1,
+          protocol,
+          externalPort: port,
+          internalPort: LISTEN_PORT,
+          lifetimeSeconds: MAX_LIFETIME_S,
         }),
       )
     }
@@ -233,7 +245,9 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     const renewals = () => wgpmp.lines.filter((l) => l.msg === 'lease renewed' && l.client === lab.ips.c1 && l.via === 'pcp' && l.externalPort === port)
     await waitFor(() => renewals().length >= 2, { timeoutMs: 5_000, what: 'TCP and UDP renewed over PCP' })
     expect(new Set(renewals().map((l) => l.protocol))).toEqual(new Set(['tcp', 'udp']))
-    expect(t.logs().some((l) => l.includes(`==> port map [ mapping: 0 action: add transport: PCP proto: TCP local: ${LISTEN_PORT} external: ${port} ttl: 3600 ]`))).toBe(true)
+    expect(
+      t.logs().some((l) => l.includes(`==> port map [ mapping: 0 action: add transport: PCP proto: TCP local: ${LISTEN_PORT} external: ${port} ttl: 3600 ]`)),
+    ).toBe(true)
     const tcpMapped = t.events.filter((e) => e.event === 'mapped' && e.protocol === 'tcp').map((e) => e.external_port)
     expect(tcpMapped.length).toBeGreaterThanOrEqual(2)
     expect(new Set(tcpMapped)).toEqual(new Set([port]))
@@ -259,7 +273,10 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
       { op: 'map', version: 3 },
     ]
     const r = await lab.exec('c2', PYTHON, [PCP_PROBE, lab.ips.wgSrv, lab.ips.c2, JSON.stringify(requests)], { timeout: 20_000 })
-    const replies = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as PcpReply)
+    const replies = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as PcpReply)
     expect(replies).toHaveLength(requests.length)
     const [announce, thirdParty, peer, preferFailure, map, filter, version3] = replies as [PcpReply, PcpReply, PcpReply, PcpReply, PcpReply, PcpReply, PcpReply]
     const uptime = (Date.now() - startedAt) / 1000
@@ -275,10 +292,24 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     // PEER: UNSUPP_OPCODE.
     expect(peer).toMatchObject({ len: 80, r_opcode: 0x82, result: R.UnsuppOpcode, nonce_echoed: true })
     // PREFER_FAILURE for c1's port: CANNOT_PROVIDE_EXTERNAL, a short (30 s) error.
-    expect(preferFailure, JSON.stringify(preferFailure)).toMatchObject({ r_opcode: 0x81, result: R.CannotProvideExternal, lifetime: 30, nonce_echoed: true, external: heldPort })
+    expect(preferFailure, JSON.stringify(preferFailure)).toMatchObject({
+      r_opcode: 0x81,
+      result: R.CannotProvideExternal,
+      lifetime: 30,
+      nonce_echoed: true,
+      external: heldPort,
+    })
     // Without PREFER_FAILURE the same request gets another port: the standard 60-byte reply.
     expect(map, JSON.stringify(map)).toMatchObject({
-      len: 60, version: 2, r_opcode: 0x81, result: R.Success, lifetime: MAX_LIFETIME_S, nonce_echoed: true, protocol: 6, internal: 7002, address: lab.ips.public,
+      len: 60,
+      version: 2,
+      r_opcode: 0x81,
+      result: R.Success,
+      lifetime: MAX_LIFETIME_S,
+      nonce_echoed: true,
+      protocol: 6,
+      internal: 7002,
+      address: lab.ips.public,
     })
     expect(map.external).not.toBe(heldPort)
     expect(map.external).toBeGreaterThanOrEqual(MIN_PORT)
@@ -296,7 +327,9 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     expect(map1).not.toContain(`${lab.ips.c2} . 7001`)
     expect(map1).not.toContain(`${lab.ips.c1} . 7001`)
     expect(map1).not.toContain(`${lab.ips.c2} . 7003`)
-    expect(wgpmp.lines).toContainEqual(expect.objectContaining({ msg: 'lease created', via: 'pcp', client: lab.ips.c2, internalPort: 7002, externalPort: map.external }))
+    expect(wgpmp.lines).toContainEqual(
+      expect.objectContaining({ msg: 'lease created', via: 'pcp', client: lab.ips.c2, internalPort: 7002, externalPort: map.external }),
+    )
   })
 
   it('with pcp_enabled: false, libtorrent gets "unsupported version", falls back to NAT-PMP and is mapped', async () => {
@@ -312,7 +345,9 @@ describe.runIf(isRoot && hasLibtorrent())('libtorrent (python3-libtorrent) throu
     expect(logs).toContain(`<== public IP address [ ${lab.ips.public} ]`)
     expect(logs).toContain(`<== port map [ transport: NAT-PMP protocol: tcp local: ${LISTEN_PORT} external: ${port} ttl: ${MAX_LIFETIME_S} ]`)
     expect(logs).toContain(`<== port map [ transport: NAT-PMP protocol: udp local: ${LISTEN_PORT} external: ${port} ttl: ${MAX_LIFETIME_S} ]`)
-    expect(wgpmp.lines).toContainEqual(expect.objectContaining({ msg: 'lease created', component: 'forwarder', via: 'nat-pmp', client: lab.ips.c1, protocol: 'tcp', externalPort: port }))
+    expect(wgpmp.lines).toContainEqual(
+      expect.objectContaining({ msg: 'lease created', component: 'forwarder', via: 'nat-pmp', client: lab.ips.c1, protocol: 'tcp', externalPort: port }),
+    )
     expect(wgpmp.lines.filter((l) => l.via === 'pcp')).toEqual([])
     expect(await nftList()).toContain(forwardsTo('tcp', port, lab.ips.c1, LISTEN_PORT))
     const tcp = await probe('inet', ['tcp', lab.ips.public, String(port), infoHash])

@@ -81,7 +81,7 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
   driverConformance('nft (session)', makeIn('session'))
   driverConformance('nft (spawn)', makeIn('spawn'))
 
-  it('library mode: listChains (the table watch\'s light check) sees our chains through libnftables, and their removal by someone else', async () => {
+  it("library mode: listChains (the table watch's light check) sees our chains through libnftables, and their removal by someone else", async () => {
     const { driver, ns, cleanup } = await makeLibrary()
     const ours = async (): Promise<boolean | null> => {
       const r = await driver.listChains()
@@ -115,7 +115,10 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
       ns = await createNetns()
       d = new NftDriver({ exec: ns.exec, nftArgv: ['ip', 'netns', 'exec', ns.name, 'nft'] })
       await d.ensureBase(CONFORMANCE_BASE)
-      await d.apply([{ op: 'add', forward: fwd('tcp', 40000, '10.8.0.2', 80) }, { op: 'add', forward: fwd('udp', 40000, '10.8.0.3', 51820) }])
+      await d.apply([
+        { op: 'add', forward: fwd('tcp', 40000, '10.8.0.2', 80) },
+        { op: 'add', forward: fwd('udp', 40000, '10.8.0.3', 51820) },
+      ])
       for (const map of ['forwards_v4']) {
         const r = await ns.exec('nft', ['-j', 'list', 'map', 'inet', 'wgpmp', map])
         expect(r.exitCode).toBe(0)
@@ -132,10 +135,17 @@ describe.runIf(process.getuid?.() === 0)('nft driver (netns)', () => {
       const v4 = fwd('tcp', 40000, '10.8.0.2', 80)
       const v6 = fwd('tcp', 40000, 'fd42:42::2', 80)
       const pin = { protocol: 'udp' as const, externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true }
-      await d.apply([{ op: 'add', forward: v4 }, { op: 'add', forward: v6 }, { op: 'add', forward: pin }])
+      await d.apply([
+        { op: 'add', forward: v4 },
+        { op: 'add', forward: v6 },
+        { op: 'add', forward: pin },
+      ])
       expect(await d.list()).toEqual([v4, v6, pin])
       await expect(d.apply([{ op: 'add', forward: { ...v6, internalAddress: 'fd42:42::9' } }])).rejects.toMatchObject({ code: 'WGPMP_FORWARD_EXISTS' })
-      await d.apply([{ op: 'delete', forward: v6 }, { op: 'delete', forward: pin }])
+      await d.apply([
+        { op: 'delete', forward: v6 },
+        { op: 'delete', forward: pin },
+      ])
       expect(await d.list()).toEqual([v4])
       const table = (await ns.exec('nft', ['list', 'table', 'inet', 'wgpmp'])).stdout
       expect(table).toContain('2001:db8:100::1')

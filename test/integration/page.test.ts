@@ -32,14 +32,29 @@ describe.skipIf(!existsSync(CHROMIUM))('Ports page in headless chromium', () => 
       lastRequestOf: (c) => (c.id === SEEDBOX ? new Date(Date.now() - 12_000).toISOString() : null),
       testForward: (f) => {
         probed.push(f.id)
-        return Promise.resolve({ outcome: 'refused', protocol: 'tcp', target: `198.51.100.1:${f.external_port}`, ms: 3, message: `198.51.100.1:${f.external_port} reached the client, but nothing listens on its port (connection refused).` })
+        return Promise.resolve({
+          outcome: 'refused',
+          protocol: 'tcp',
+          target: `198.51.100.1:${f.external_port}`,
+          ms: 3,
+          message: `198.51.100.1:${f.external_port} reached the client, but nothing listens on its port (connection refused).`,
+        })
       },
     }
     api = await startApi({ listen: { host: '127.0.0.1', port: 0 }, token: TOKEN, deps, log: silentLogger() })
     base = `http://127.0.0.1:${api.address.port}`
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     })
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, deviceScaleFactor: 1, colorScheme: 'light' })
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base })
@@ -177,8 +192,10 @@ describe.skipIf(!existsSync(CHROMIUM))('Ports page in headless chromium', () => 
  */
 function layoutProblems(): string[] {
   const out: string[] = []
-  const name = (e: Element): string => `${e.tagName.toLowerCase()}${e.className ? '.' + String(e.className).split(' ').join('.') : ''} "${(e.textContent ?? '').trim().slice(0, 40)}"`
-  if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page is ${document.documentElement.scrollWidth} px wide in a ${window.innerWidth} px window`)
+  const name = (e: Element): string =>
+    `${e.tagName.toLowerCase()}${e.className ? '.' + String(e.className).split(' ').join('.') : ''} "${(e.textContent ?? '').trim().slice(0, 40)}"`
+  if (document.documentElement.scrollWidth > window.innerWidth)
+    out.push(`page is ${document.documentElement.scrollWidth} px wide in a ${window.innerWidth} px window`)
   for (const e of Array.from(document.querySelectorAll('#app td, #app th, #app button, #app code, #app .head > *, #app form > *, header > *'))) {
     const cs = getComputedStyle(e)
     if (cs.display === 'inline' || cs.display === 'none') continue
@@ -189,10 +206,14 @@ function layoutProblems(): string[] {
     const range = document.createRange()
     range.selectNodeContents(e)
     const tr = range.getBoundingClientRect()
-    if (tr.width > 0 && (tr.right > r.right + 1 || tr.left < r.left - 1)) out.push(`${name(e)}: text ${Math.round(tr.left)}..${Math.round(tr.right)} outside its box ${Math.round(r.left)}..${Math.round(r.right)}`)
+    if (tr.width > 0 && (tr.right > r.right + 1 || tr.left < r.left - 1))
+      out.push(`${name(e)}: text ${Math.round(tr.left)}..${Math.round(tr.right)} outside its box ${Math.round(r.left)}..${Math.round(r.right)}`)
   }
   for (const row of Array.from(document.querySelectorAll('#app tr'))) {
-    const cells: { c: Element; r: DOMRect }[] = Array.from(row.children).filter((c) => getComputedStyle(c).display !== 'none').map((c) => ({ c, r: c.getBoundingClientRect() })).filter((x) => x.r.width > 0 && x.r.height > 0)
+    const cells: { c: Element; r: DOMRect }[] = Array.from(row.children)
+      .filter((c) => getComputedStyle(c).display !== 'none')
+      .map((c) => ({ c, r: c.getBoundingClientRect() }))
+      .filter((x) => x.r.width > 0 && x.r.height > 0)
     for (let i = 0; i < cells.length; i++) {
       for (let j = i + 1; j < cells.length; j++) {
         const a = cells[i]!.r

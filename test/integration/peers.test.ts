@@ -50,7 +50,12 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
   /** A peer's allowed IPs on interface `ifname` in namespace `ns`, comma-separated as `wg set` takes them. */
   const allowedIps = async (ns: 'srv' | 'c1', ifname: string, pubkey: string): Promise<string> => {
     const out = (await lab.exec(ns, 'wg', ['show', ifname, 'allowed-ips'])).stdout
-    const ips = out.split('\n').find((l) => l.startsWith(pubkey))?.split('\t')[1]?.trim().split(/\s+/)
+    const ips = out
+      .split('\n')
+      .find((l) => l.startsWith(pubkey))
+      ?.split('\t')[1]
+      ?.trim()
+      .split(/\s+/)
     if (!ips || ips.length === 0 || ips[0] === '(none)') throw new Error(`no allowed IPs for ${pubkey} in ${ns}`)
     return ips.join(',')
   }
@@ -77,7 +82,7 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     await lab?.down()
   })
 
-  it('a NAT-PMP request from an address that is not a peer\'s own gets result 2 and creates nothing', async () => {
+  it("a NAT-PMP request from an address that is not a peer's own gets result 2 and creates nothing", async () => {
     // 10.8.0.48/29 is routed through c1 (WireGuard lets it in), inside wg_address_v4's prefix, but
     // it is not any peer's tunnel address (/32): like a host on a LAN behind c1, or a spoofed source.
     // (A spare address on the server's own interface would not do: its packets arrive on lo, and
@@ -125,7 +130,10 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
       expect(bad.json).toEqual({ error: 'unauthorized' })
       expect(bad.text).not.toContain(lab.pubkeys.c1)
     }
-    const badPost = await api.call('POST', `/api/clients/${c1Id}/portforwards`, { token: 'nope-nope-nope-nope-nope', body: { protocol: 'tcp', external_port: 20510 } })
+    const badPost = await api.call('POST', `/api/clients/${c1Id}/portforwards`, {
+      token: 'nope-nope-nope-nope-nope',
+      body: { protocol: 'tcp', external_port: 20510 },
+    })
     expect(badPost.status).toBe(401)
     expect(hasForward(await nftForwards(lab), 'tcp', 20510)).toBe(false)
     expect((await api.call('GET', '/metrics', { token: null })).status).toBe(401)
@@ -136,7 +144,15 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     const r = await api.call('POST', `/api/clients/${c1Id}/portforwards`, { body: { protocol: 'tcp', external_port: 20500, internal_port: 8080 } })
     expect(r.status, r.text).toBe(201)
     const f = r.json as ForwardJson
-    expect(f).toMatchObject({ client_id: c1Id, protocol: 'tcp', external_port: 20500, internal_port: 8080, client_address: lab.ips.c1, origin: 'static', removable: true })
+    expect(f).toMatchObject({
+      client_id: c1Id,
+      protocol: 'tcp',
+      external_port: 20500,
+      internal_port: 8080,
+      client_address: lab.ips.c1,
+      origin: 'static',
+      removable: true,
+    })
     expect(await nftForwards(lab)).toContain(`tcp . 20500 : ${lab.ips.c1} . 8080`)
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20500)).toBe(web())
 
@@ -163,7 +179,9 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     expect(bad.status).toBe(400)
     expect(bad.text).toMatch(/protocol|external_port/)
     expect((await api.call('POST', `/api/clients/${c1Id}/portforwards`, { rawBody: '{"protocol":' })).status).toBe(400)
-    expect((await api.call('POST', `/api/clients/${c1Id}/portforwards`, { body: { protocol: 'tcp', external_port: 20520 }, contentType: 'text/plain' })).status).toBe(415)
+    expect(
+      (await api.call('POST', `/api/clients/${c1Id}/portforwards`, { body: { protocol: 'tcp', external_port: 20520 }, contentType: 'text/plain' })).status,
+    ).toBe(415)
     expect((await api.call('POST', '/api/clients/AAAAAAAAAAAA/portforwards', { body: { protocol: 'tcp', external_port: 20521 } })).status).toBe(404)
     expect((await api.call('GET', '/api/clients/AAAAAAAAAAAA/portforwards')).status).toBe(404)
     expect((await api.call('GET', '/api/nothing-here')).status).toBe(404)
@@ -193,7 +211,10 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20500)).toBe('')
     expect(((await api.call('GET', '/api/portforwards')).json as ForwardJson[]).some((x) => x.id === listed!.id)).toBe(false)
     expect((await api.call('DELETE', `/api/clients/${c1Id}/portforwards/${listed!.id}`)).status).toBe(404)
-    await waitFor(async () => !(await readFile(config.state_file!, 'utf8')).includes('20500'), { timeoutMs: 3_000, what: 'the state file to forget the deleted forward' })
+    await waitFor(async () => !(await readFile(config.state_file!, 'utf8')).includes('20500'), {
+      timeoutMs: 3_000,
+      what: 'the state file to forget the deleted forward',
+    })
   })
 
   it('a peer removed with `wg set … peer X remove` loses its forwards within 5 s and its traffic stops; others keep theirs', async () => {
@@ -207,7 +228,10 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20601)).toBe(`c2-web ${lab.ips.inet}`)
 
     const dump = (await lab.exec('srv', 'wg', ['show', lab.ifaces.srvWg, 'endpoints'])).stdout
-    const endpoint = dump.split('\n').find((l) => l.startsWith(lab.pubkeys.c2))?.split('\t')[1]
+    const endpoint = dump
+      .split('\n')
+      .find((l) => l.startsWith(lab.pubkeys.c2))
+      ?.split('\t')[1]
     expect(endpoint).toMatch(/^192\.0\.2\.6:\d+$/)
 
     const c2Allowed = await allowedIps('srv', lab.ifaces.srvWg, lab.pubkeys.c2)
@@ -218,7 +242,7 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
         const m = await nftForwards(lab)
         return !hasForward(m, 'tcp', 20600) && !hasForward(m, 'tcp', 20601)
       },
-      { timeoutMs: 5_000, intervalMs: 50, what: 'the removed peer\'s forwards to leave the kernel' },
+      { timeoutMs: 5_000, intervalMs: 50, what: "the removed peer's forwards to leave the kernel" },
     )
     const ms = Math.round(performance.now() - t0)
     console.log(`peer removed -> forwards gone in ${ms} ms`)
@@ -238,7 +262,13 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     await lab.exec('srv', 'wg', ['set', lab.ifaces.srvWg, 'peer', lab.pubkeys.c2, 'allowed-ips', c2Allowed, 'endpoint', endpoint!])
     await waitFor(async () => (await nftForwards(lab)).includes(`tcp . 20601 : ${lab.ips.c2} . 8080`), { timeoutMs: 5_000, what: 'the static forward back' })
     expect(hasForward(await nftForwards(lab), 'tcp', 20600)).toBe(false)
-    expect(await waitFor(async () => (await talk(lab, 'inet', 'tcp', lab.ips.public, 20601)) === `c2-web ${lab.ips.inet}`, { timeoutMs: 10_000, intervalMs: 500, what: 'traffic to the returned peer' })).toBe(true)
+    expect(
+      await waitFor(async () => (await talk(lab, 'inet', 'tcp', lab.ips.public, 20601)) === `c2-web ${lab.ips.inet}`, {
+        timeoutMs: 10_000,
+        intervalMs: 500,
+        what: 'traffic to the returned peer',
+      }),
+    ).toBe(true)
   })
 
   it('a disconnected peer loses its NAT-PMP forwards and keeps its static ones, which still carry traffic', async () => {
@@ -265,14 +295,32 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     const c1Lines = (msg: string): Record<string, unknown>[] => d.lines.filter((l) => l.msg === msg && l.client === c1Id)
     // c1's last handshake is older than 5 s (the lab and the tests above took longer): it starts disconnected.
     const hs = (await lab.exec('srv', 'wg', ['show', lab.ifaces.srvWg, 'latest-handshakes'])).stdout
-    const age = Date.now() / 1000 - Number(hs.split('\n').find((l) => l.startsWith(lab.pubkeys.c1))?.split('\t')[1])
+    const age =
+      Date.now() / 1000 -
+      Number(
+        hs
+          .split('\n')
+          .find((l) => l.startsWith(lab.pubkeys.c1))
+          ?.split('\t')[1],
+      )
     expect(age).toBeGreaterThan(6)
 
     const srvAllowed = await allowedIps('c1', lab.ifaces.c1Wg, lab.pubkeys.srv)
     const handshake = async (): Promise<void> => {
       const before = c1Lines('peer reconnected').length
       await lab.exec('c1', 'wg', ['set', lab.ifaces.c1Wg, 'peer', lab.pubkeys.srv, 'remove'])
-      await lab.exec('c1', 'wg', ['set', lab.ifaces.c1Wg, 'peer', lab.pubkeys.srv, 'endpoint', `${lab.ips.public}:${lab.wgPort}`, 'allowed-ips', srvAllowed, 'persistent-keepalive', '5'])
+      await lab.exec('c1', 'wg', [
+        'set',
+        lab.ifaces.c1Wg,
+        'peer',
+        lab.pubkeys.srv,
+        'endpoint',
+        `${lab.ips.public}:${lab.wgPort}`,
+        'allowed-ips',
+        srvAllowed,
+        'persistent-keepalive',
+        '5',
+      ])
       await lab.exec('c1', 'ping', ['-c1', '-W2', lab.ips.wgSrv], { reject: false })
       await waitFor(() => c1Lines('peer reconnected').length > before, { timeoutMs: 4_000, intervalMs: 50, what: 'c1 reconnected' })
     }

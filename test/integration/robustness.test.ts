@@ -211,7 +211,10 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     await listen(lab, 'c1', 'udp', lab.ips.c1, 9001, 'c1-udp')
     await serveTcp(lab, 'c2', lab.ips.c2, 8080, 'c2-web')
     void lab.spawn('c1', 'socat', [`TCP-LISTEN:${ECHO_PORT},bind=${lab.ips.c1},reuseaddr,fork`, 'PIPE'])
-    await waitFor(async () => (await lab.exec('c1', 'ss', ['-Hltn', `sport = :${ECHO_PORT}`])).stdout.includes(`:${ECHO_PORT}`), { timeoutMs: 5_000, what: 'echo listener' })
+    await waitFor(async () => (await lab.exec('c1', 'ss', ['-Hltn', `sport = :${ECHO_PORT}`])).stdout.includes(`:${ECHO_PORT}`), {
+      timeoutMs: 5_000,
+      what: 'echo listener',
+    })
   })
   afterAll(async () => {
     for (const c of conns) c.stop()
@@ -221,7 +224,15 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
 
   /** One datagram of the UDP flow inet:STALE_FLOW_PORT -> public:20301; c1's answer, or ''. */
   const staleFlow = async (): Promise<string> => {
-    const r = await udpSend(lab, 'inet', [Buffer.from('hello\n')], { bind: lab.ips.inet, bindPort: STALE_FLOW_PORT, dst: lab.ips.public, port: 20301, mode: 'request', tries: 4, gapMs: 250 })
+    const r = await udpSend(lab, 'inet', [Buffer.from('hello\n')], {
+      bind: lab.ips.inet,
+      bindPort: STALE_FLOW_PORT,
+      dst: lab.ips.public,
+      port: 20301,
+      mode: 'request',
+      tries: 4,
+      gapMs: 250,
+    })
     return r.replies[0] === undefined ? '' : Buffer.from(r.replies[0], 'hex').toString().trim()
   }
   const metrics = async (): Promise<string> => {
@@ -302,11 +313,15 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     expect(await staleFlow()).toBe(`c1-udp ${lab.ips.inet}`)
     // Both leases are on disk before the crash: since issue 10 in the journal next to the state
     // file (fdatasync'ed before the reply); the snapshot follows within 10 s.
-    await waitFor(async () => {
-      const s = (await readFile(config.state_file!, 'utf8').catch(() => '')) +
-        (await Promise.all([0, 1, 2, 3].map((g) => readFile(`${config.state_file!}.journal.${g}`, 'utf8').catch(() => '')))).join('')
-      return s.includes('20300') && s.includes('20301')
-    }, { timeoutMs: 1_000, intervalMs: 20, what: 'the leases in the state file or its journal' })
+    await waitFor(
+      async () => {
+        const s =
+          (await readFile(config.state_file!, 'utf8').catch(() => '')) +
+          (await Promise.all([0, 1, 2, 3].map((g) => readFile(`${config.state_file!}.journal.${g}`, 'utf8').catch(() => '')))).join('')
+        return s.includes('20300') && s.includes('20301')
+      },
+      { timeoutMs: 1_000, intervalMs: 20, what: 'the leases in the state file or its journal' },
+    )
 
     const old = wgpmp!
     expect(await old.stop('SIGKILL')).toBeNull()
@@ -361,12 +376,19 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     const t0 = performance.now()
     await lab.exec('srv', 'nft', ['flush', 'ruleset'])
     await restoreLabnat(lab) // the lab's own masquerade went with it
-    await waitFor(async () => {
-      const m = await nftForwards(lab)
-      return m.includes(`tcp . 20100 : ${lab.ips.c1} . 8080`) && m.includes(`tcp . 20300 : ${lab.ips.c1} . ${ECHO_PORT}`)
-    }, { timeoutMs: 5_000, intervalMs: 50, what: 'the table rebuilt with its forwards' })
+    await waitFor(
+      async () => {
+        const m = await nftForwards(lab)
+        return m.includes(`tcp . 20100 : ${lab.ips.c1} . 8080`) && m.includes(`tcp . 20300 : ${lab.ips.c1} . ${ECHO_PORT}`)
+      },
+      { timeoutMs: 5_000, intervalMs: 50, what: 'the table rebuilt with its forwards' },
+    )
     const rebuilt = Math.round(performance.now() - t0)
-    await waitFor(async () => (await talk(lab, 'inet', 'tcp', lab.ips.public, 20100)) === web(), { timeoutMs: 5_000, intervalMs: 200, what: 'traffic through the rebuilt forward' })
+    await waitFor(async () => (await talk(lab, 'inet', 'tcp', lab.ips.public, 20100)) === web(), {
+      timeoutMs: 5_000,
+      intervalMs: 200,
+      what: 'traffic through the rebuilt forward',
+    })
     const working = Math.round(performance.now() - t0)
     console.log(`nft flush ruleset -> table rebuilt in ${rebuilt} ms, traffic flowing after ${working} ms`)
     expect(working).toBeLessThanOrEqual(5_000)
@@ -390,14 +412,20 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     const f = await flooding
     const floodMs = Math.round(performance.now() - t0)
     const drops = metricSum(await metrics(), 'wgpmp_requests_dropped_total', 'reason="rate-limit"') - dropsBefore
-    console.log(`flood: ${f.sent} sent in ${f.ms} ms (send errors ${f.errors}), ${f.count} answered, ${drops} dropped by the rate limit; natpmpc from c1 took ${natpmpcMs} ms (flood ${floodMs} ms)`)
+    console.log(
+      `flood: ${f.sent} sent in ${f.ms} ms (send errors ${f.errors}), ${f.count} answered, ${drops} dropped by the rate limit; natpmpc from c1 took ${natpmpcMs} ms (flood ${floodMs} ms)`,
+    )
     expect(f.sent).toBe(20_000)
     expect(f.ms).toBeLessThan(6_000)
     expect(natpmpcMs).toBeLessThan(f.ms) // it finished while the flood was still going
     expect(r.ok, r.out).toBe(true)
     expect(r.port).toBe(20400)
     // UDP: one datagram may be lost right after the flood; a few tries.
-    await waitFor(async () => (await talk(lab, 'inet', 'udp', lab.ips.public, 20400)) === `c1-udp ${lab.ips.inet}`, { timeoutMs: 10_000, intervalMs: 200, what: 'UDP traffic through the new forward' })
+    await waitFor(async () => (await talk(lab, 'inet', 'udp', lab.ips.public, 20400)) === `c1-udp ${lab.ips.inet}`, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+      what: 'UDP traffic through the new forward',
+    })
     // The flood reached the daemon and was dropped there, nearly all of it unanswered.
     expect(drops).toBeGreaterThan(10_000)
     expect(f.count).toBeLessThan(500)
@@ -432,7 +460,15 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
         const base = seeds(rnd, lab.ips.c1)
         packets.push(mutate(rnd, base[Math.floor(rnd() * base.length)]!))
       }
-      const f = await udpSend(lab, 'c1', packets, { bind: lab.ips.c1, dst: lab.ips.wgSrv, mode: 'stream', batch: 50, gapMs: 20, waitMs: 300, timeoutMs: 30_000 })
+      const f = await udpSend(lab, 'c1', packets, {
+        bind: lab.ips.c1,
+        dst: lab.ips.wgSrv,
+        mode: 'stream',
+        batch: 50,
+        gapMs: 20,
+        waitMs: 300,
+        timeoutMs: 30_000,
+      })
       sent += f.sent
       answered += f.count
       rss.push((await vmRssKb(d.pid)) ?? NaN)
@@ -441,7 +477,9 @@ describe.runIf(isRoot)('robustness (issue 5, end to end)', () => {
     const rssBefore = rss[2]!
     const rssAfter = await vmRssKb(d.pid)
     rss.push(rssAfter ?? NaN)
-    console.log(`fuzz seed ${seed} (replay: WGPMP_FUZZ_SEED=${seed}): ${sent} sent, ${answered} answered; VmRSS kB at start, after each 1,000, at the end: ${rss.join(' ')}; after warm-up ${rssBefore} kB -> ${rssAfter} kB`)
+    console.log(
+      `fuzz seed ${seed} (replay: WGPMP_FUZZ_SEED=${seed}): ${sent} sent, ${answered} answered; VmRSS kB at start, after each 1,000, at the end: ${rss.join(' ')}; after warm-up ${rssBefore} kB -> ${rssAfter} kB`,
+    )
     expect(sent).toBe(7_000)
     expect(answered).toBeGreaterThan(1_000) // the packets did reach the daemon
     expect(rssAfter! - rssStart).toBeLessThan(100 * 1024)

@@ -16,9 +16,7 @@ const RULESET = new URL('../../nft/wgpmp.nft', import.meta.url)
 function batch(op: 'add' | 'delete', fwds: readonly Fwd[]): string {
   const cmds = fwds.flatMap((f) => {
     const key = { concat: [f.proto, f.ext] }
-    return [
-      { [op]: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [op === 'add' ? [key, { concat: [f.addr, f.port] }] : key] } } },
-    ]
+    return [{ [op]: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [op === 'add' ? [key, { concat: [f.addr, f.port] }] : key] } } }]
   })
   return JSON.stringify({ nftables: cmds })
 }
@@ -33,8 +31,7 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
   let c2Tcp: Fwd
   let c1Udp: Fwd
 
-  const nft = (args: readonly string[], input?: string) =>
-    input === undefined ? lab.exec('srv', 'nft', args) : lab.exec('srv', 'nft', args, { input })
+  const nft = (args: readonly string[], input?: string) => (input === undefined ? lab.exec('srv', 'nft', args) : lab.exec('srv', 'nft', args, { input }))
 
   /**
    * Applies an `nft -j` batch. Not `nft -j -f -` with execa's `input`: nft 1.0.6 opens
@@ -154,7 +151,14 @@ describe.runIf(isRoot)('nft/wgpmp.nft in the lab (no daemon)', () => {
   it('the forward hook accepts exactly the forwards in the map (checked with the chain set to drop)', async () => {
     await nftJson(batch('add', [c1Tcp]))
     // Another table DNATs port 9999 of the public address to the same client: not a wgpmp forward.
-    await nft(['-f', '-'], 'table ip scratchdnat {\n chain pre {\n  type nat hook prerouting priority dstnat - 5; policy accept;\n  ip daddr ' + lab.ips.public + ' tcp dport 9999 dnat to ' + lab.ips.c1 + ':8080\n }\n}\n')
+    await nft(
+      ['-f', '-'],
+      'table ip scratchdnat {\n chain pre {\n  type nat hook prerouting priority dstnat - 5; policy accept;\n  ip daddr ' +
+        lab.ips.public +
+        ' tcp dport 9999 dnat to ' +
+        lab.ips.c1 +
+        ':8080\n }\n}\n',
+    )
     await nft(['chain', 'inet', 'wgpmp', 'forward', '{ policy drop; }'])
     try {
       expect(await talk('inet', 'tcp', lab.ips.public, 8080)).toBe(`c1-tcp ${lab.ips.inet}`)

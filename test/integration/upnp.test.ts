@@ -96,8 +96,12 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
   })
 
   it('a TCP and a UDP mapping carry real traffic from the internet, are listed, then deleted', async () => {
-    expect(await upnpc('c1', ['-e', 'web & co', '-a', lab.ips.c1, '8080', '20080', 'TCP', '3600'])).toMatch(/external 198\.51\.100\.1:20080 TCP is redirected to internal 10\.8\.0\.2:8080/)
-    expect(await upnpc('c1', ['-a', lab.ips.c1, '9001', '20081', 'UDP', '0'])).toMatch(/external 198\.51\.100\.1:20081 UDP is redirected to internal 10\.8\.0\.2:9001/)
+    expect(await upnpc('c1', ['-e', 'web & co', '-a', lab.ips.c1, '8080', '20080', 'TCP', '3600'])).toMatch(
+      /external 198\.51\.100\.1:20080 TCP is redirected to internal 10\.8\.0\.2:8080/,
+    )
+    expect(await upnpc('c1', ['-a', lab.ips.c1, '9001', '20081', 'UDP', '0'])).toMatch(
+      /external 198\.51\.100\.1:20081 UDP is redirected to internal 10\.8\.0\.2:9001/,
+    )
     const nft = await nftList()
     expect(nft).toContain(`tcp . 20080 : ${lab.ips.c1} . 8080`)
     expect(nft).toContain(`udp . 20081 : ${lab.ips.c1} . 9001`)
@@ -117,7 +121,7 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20080)).toBe('')
   })
 
-  it('upnpc -u works without discovery; a mapping to another client\'s address is refused (718) and nothing is installed', async () => {
+  it("upnpc -u works without discovery; a mapping to another client's address is refused (718) and nothing is installed", async () => {
     expect(await upnpc('c2', ['-u', url, '-s'])).toContain(`ExternalIPAddress = ${lab.ips.public}`)
     const out = await upnpc('c2', ['-u', url, '-a', lab.ips.c1, '22', '20090', 'TCP'])
     expect(out).toMatch(/718|ConflictInMappingEntry/)
@@ -134,7 +138,8 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     // Let the internet host route to the tunnel prefix through the server (inside the lab only):
     // packets to 10.8.0.1 then arrive on the server's eth0, where the input chain must drop them.
     await lab.exec('inet', 'ip', ['route', 'replace', '10.8.0.0/24', 'via', lab.ips.public])
-    const search = async (dst: string, bind = ''): Promise<string> => (await lab.exec('inet', PYTHON, ['-c', SEARCH_PY, dst, bind], { reject: false, timeout: 15_000 })).stdout.trim()
+    const search = async (dst: string, bind = ''): Promise<string> =>
+      (await lab.exec('inet', PYTHON, ['-c', SEARCH_PY, dst, bind], { reject: false, timeout: 15_000 })).stdout.trim()
     expect(await search(lab.ips.public)).toBe('')
     expect(await search(lab.ips.wgSrv)).toBe('')
     expect(await search('239.255.255.250', lab.ips.inet)).toBe('')
@@ -142,35 +147,51 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     // client): '000' (no connection at all) shows the packet was dropped on eth0.
     const http = await lab.exec('inet', 'curl', ['-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', url], { reject: false })
     expect(http.stdout).toBe('000')
-    const httpPublic = await lab.exec('inet', 'curl', ['-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.ips.public}:2869/rootDesc.xml`], { reject: false })
+    const httpPublic = await lab.exec(
+      'inet',
+      'curl',
+      ['-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.ips.public}:2869/rootDesc.xml`],
+      { reject: false },
+    )
     expect(httpPublic.stdout).toBe('000')
     // and the same search from a client is answered, from the tunnel address
-    expect(await lab.exec('c1', PYTHON, ['-c', SEARCH_PY, '239.255.255.250', ''], { reject: false, timeout: 15_000 }).then((r) => r.stdout)).toContain(`${lab.ips.wgSrv} HTTP/1.1 200 OK`)
+    expect(await lab.exec('c1', PYTHON, ['-c', SEARCH_PY, '239.255.255.250', ''], { reject: false, timeout: 15_000 }).then((r) => r.stdout)).toContain(
+      `${lab.ips.wgSrv} HTTP/1.1 200 OK`,
+    )
   })
 
-  it.runIf(existsSync(PYTHON))('libtorrent with UPnP on and NAT-PMP off maps its listen port through the tunnel, and is reachable', async () => {
-    const child = lab.spawn('c1', PYTHON, ['-c', LIBTORRENT_PY, `${lab.ips.c1}:6881`], { reject: false, buffer: false })
-    let out = ''
-    child.stdout?.setEncoding('utf8')
-    child.stdout?.on('data', (c: string) => (out += c))
-    try {
-      const port = await waitFor(() => {
-        const m = /"event": "mapped", "protocol": "tcp", "port": (\d+)/.exec(out)
-        return m && Number(m[1]) > 0 ? Number(m[1]) : undefined
-      }, { timeoutMs: 30_000, what: 'libtorrent UPnP mapping' }).catch((err: unknown) => {
-        throw new Error(`${String(err)}\nlibtorrent said:\n${out.slice(-4000)}\nwgpmp said:\n${JSON.stringify(wgpmp.lines.filter((l) => String(l.component) === 'upnp').slice(-20))}`)
-      })
-      expect(await nftList()).toContain(`tcp . ${port} : ${lab.ips.c1} . 6881`)
-      const lease = wgpmp.lines.find((l) => l.msg === 'upnp: mapping added' && l.externalPort === port)
-      expect(lease).toMatchObject({ client: lab.ips.c1, internalPort: 6881 })
-      const nc = await lab.exec('inet', 'ncat', ['-z', '-w', '3', lab.ips.public, String(port)], { reject: false })
-      expect(nc.exitCode).toBe(0)
-    } finally {
-      child.kill('SIGTERM')
-    }
-  }, 60_000)
+  it.runIf(existsSync(PYTHON))(
+    'libtorrent with UPnP on and NAT-PMP off maps its listen port through the tunnel, and is reachable',
+    async () => {
+      const child = lab.spawn('c1', PYTHON, ['-c', LIBTORRENT_PY, `${lab.ips.c1}:6881`], { reject: false, buffer: false })
+      let out = ''
+      child.stdout?.setEncoding('utf8')
+      child.stdout?.on('data', (c: string) => (out += c))
+      try {
+        const port = await waitFor(
+          () => {
+            const m = /"event": "mapped", "protocol": "tcp", "port": (\d+)/.exec(out)
+            return m && Number(m[1]) > 0 ? Number(m[1]) : undefined
+          },
+          { timeoutMs: 30_000, what: 'libtorrent UPnP mapping' },
+        ).catch((err: unknown) => {
+          throw new Error(
+            `${String(err)}\nlibtorrent said:\n${out.slice(-4000)}\nwgpmp said:\n${JSON.stringify(wgpmp.lines.filter((l) => String(l.component) === 'upnp').slice(-20))}`,
+          )
+        })
+        expect(await nftList()).toContain(`tcp . ${port} : ${lab.ips.c1} . 6881`)
+        const lease = wgpmp.lines.find((l) => l.msg === 'upnp: mapping added' && l.externalPort === port)
+        expect(lease).toMatchObject({ client: lab.ips.c1, internalPort: 6881 })
+        const nc = await lab.exec('inet', 'ncat', ['-z', '-w', '3', lab.ips.public, String(port)], { reject: false })
+        expect(nc.exitCode).toBe(0)
+      } finally {
+        child.kill('SIGTERM')
+      }
+    },
+    60_000,
+  )
 
-  it('split tunnel: discovery needs 239.255.255.250/32 in the client\'s AllowedIPs (routing unchanged)', async () => {
+  it("split tunnel: discovery needs 239.255.255.250/32 in the client's AllowedIPs (routing unchanged)", async () => {
     // c2's routes still send the group into its WireGuard interface; only AllowedIPs change, so
     // this shows what a split-tunnel client must add for wireguard-go to carry the search.
     const set = (allowed: string) => lab.exec('c2', 'wg', ['set', lab.ifaces.c2Wg, 'peer', lab.pubkeys.srv, 'allowed-ips', allowed])

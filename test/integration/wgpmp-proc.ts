@@ -79,7 +79,11 @@ export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config',
   const { file, args } = command ?? { file: TEST_NODE, args: [MAIN] }
   const child = lab.spawn('srv', file, [...args, '--config', configFile], { reject: false, buffer: false })
   const lines: Record<string, unknown>[] = []
-  jsonLines<Record<string, unknown>>(child.stdout, (l) => lines.push(l), (p) => ({ msg: p }))
+  jsonLines<Record<string, unknown>>(
+    child.stdout,
+    (l) => lines.push(l),
+    (p) => ({ msg: p }),
+  )
   let stderr = ''
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (c: string) => (stderr += c))

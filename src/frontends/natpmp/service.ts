@@ -10,9 +10,11 @@ import type { FrontendContext } from '../context.js'
 
 /** NAT-PMP's answer for a refusal (RFC 6886 §3.5): the one place it is chosen. */
 export const natpmpResultFor = (r: Refusal): Result =>
-  r === 'not-a-client' || r === 'bad-client' || r === 'nonce-mismatch' ? ResultCode.NotAuthorized
-  : r === 'kernel-refused' || r === 'internal-error' ? ResultCode.NetworkFailure
-  : ResultCode.OutOfResources
+  r === 'not-a-client' || r === 'bad-client' || r === 'nonce-mismatch'
+    ? ResultCode.NotAuthorized
+    : r === 'kernel-refused' || r === 'internal-error'
+      ? ResultCode.NetworkFailure
+      : ResultCode.OutOfResources
 
 const protocolOf = (op: MapOpcode): Protocol => (op === Opcode.MapUdp ? 'udp' : 'tcp')
 

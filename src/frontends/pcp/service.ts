@@ -23,11 +23,15 @@ const protocolOf = (n: number): Protocol | null => (n === IANA.tcp ? 'tcp' : n =
 
 /** PCP's answer for a refusal (RFC 6887 §7.4): the one place it is chosen. */
 export const pcpResultFor = (r: Refusal): number =>
-  r === 'client-limit' ? PcpResult.UserExQuota
-  : r === 'port-unavailable' ? PcpResult.CannotProvideExternal
-  : r === 'not-a-client' || r === 'bad-client' || r === 'nonce-mismatch' ? PcpResult.NotAuthorized
-  : r === 'kernel-refused' || r === 'internal-error' ? PcpResult.NetworkFailure
-  : PcpResult.NoResources
+  r === 'client-limit'
+    ? PcpResult.UserExQuota
+    : r === 'port-unavailable'
+      ? PcpResult.CannotProvideExternal
+      : r === 'not-a-client' || r === 'bad-client' || r === 'nonce-mismatch'
+        ? PcpResult.NotAuthorized
+        : r === 'kernel-refused' || r === 'internal-error'
+          ? PcpResult.NetworkFailure
+          : PcpResult.NoResources
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 
@@ -76,9 +80,14 @@ export class PcpService {
     const answer = (externalPort: number, lifetimeSeconds: number): Uint8Array => {
       this.d.count?.(req.opcode, PcpResult.Success)
       return encodeMapResponse({
-        result: PcpResult.Success, lifetimeSeconds, epochSeconds: this.d.epochSeconds(),
-        nonce: m.nonce, protocol: m.protocol, internalPort: m.internalPort,
-        assignedExternalPort: externalPort, assignedExternalAddress: this.d.publicAddress(source) ?? (source.includes(':') ? '::' : '0.0.0.0'),
+        result: PcpResult.Success,
+        lifetimeSeconds,
+        epochSeconds: this.d.epochSeconds(),
+        nonce: m.nonce,
+        protocol: m.protocol,
+        internalPort: m.internalPort,
+        assignedExternalPort: externalPort,
+        assignedExternalAddress: this.d.publicAddress(source) ?? (source.includes(':') ? '::' : '0.0.0.0'),
       })
     }
     if (req.lifetimeSeconds === 0) {
@@ -100,10 +109,18 @@ export class PcpService {
     // A client whose own IPv6 address is global gets a pinhole: its port, at its address (§11.3 allows
     // the server to assign a different port only when it translates; a pinhole does not).
     const pinhole = pub === source
-    if (pinhole && req.preferFailure && m.suggestedExternalPort !== 0 && m.suggestedExternalPort !== m.internalPort) return refuse(PcpResult.CannotProvideExternal)
+    if (pinhole && req.preferFailure && m.suggestedExternalPort !== 0 && m.suggestedExternalPort !== m.internalPort)
+      return refuse(PcpResult.CannotProvideExternal)
     const r = await this.d.forwarder.map({
-      client: source, protocol, internalPort: m.internalPort, suggestedExternalPort: m.suggestedExternalPort,
-      lifetimeSeconds: req.lifetimeSeconds, origin: 'pcp', nonce, exactPort: req.preferFailure && m.suggestedExternalPort !== 0 && !pinhole, pinhole,
+      client: source,
+      protocol,
+      internalPort: m.internalPort,
+      suggestedExternalPort: m.suggestedExternalPort,
+      lifetimeSeconds: req.lifetimeSeconds,
+      origin: 'pcp',
+      nonce,
+      exactPort: req.preferFailure && m.suggestedExternalPort !== 0 && !pinhole,
+      pinhole,
     })
     return r.ok ? answer(r.lease.externalPort, r.lease.lifetimeSeconds) : refuse(pcpResultFor(r.refusal))
   }

@@ -54,8 +54,7 @@ export interface UpnpAddRequest {
 export type UpnpRefusal = 'port-taken' | 'port-unavailable' | 'no-ports' | 'client-limit' | 'not-a-client' | 'kernel-refused'
 
 export type UpnpAddResult =
-  | { readonly ok: true; readonly externalPort: number; readonly leaseSeconds: number }
-  | { readonly ok: false; readonly refusal: UpnpRefusal }
+  { readonly ok: true; readonly externalPort: number; readonly leaseSeconds: number } | { readonly ok: false; readonly refusal: UpnpRefusal }
 
 export interface UpnpBackend {
   /** Is this source address a peer of the WireGuard interface (inside the prefix, configured)? */
@@ -66,7 +65,12 @@ export interface UpnpBackend {
   /** Deletes the client's own mapping on (protocol, externalPort); another client's is 'not-found'. */
   remove(client: string, protocol: UpnpProtocol, externalPort: number): Promise<'ok' | 'not-found' | 'kernel-refused'>
   /** Deletes the client's own mappings of protocol in [start, end]; resolves with how many (0: none there). */
-  removeRange(client: string, protocol: UpnpProtocol, start: number, end: number): Promise<{ ok: true; removed: number } | { ok: false; refusal: 'kernel-refused' }>
+  removeRange(
+    client: string,
+    protocol: UpnpProtocol,
+    start: number,
+    end: number,
+  ): Promise<{ ok: true; removed: number } | { ok: false; refusal: 'kernel-refused' }>
   /** The client's own mappings (NAT-PMP, PCP and UPnP leases alike), by external port then protocol. */
   list(client: string): readonly UpnpMapping[]
   /** The client's own mapping on (protocol, externalPort), or undefined. */

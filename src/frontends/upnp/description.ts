@@ -61,12 +61,20 @@ export function rootDescription(ids: DeviceIds, version: string): string {
     `<manufacturerURL>https://github.com/wgpmp</manufacturerURL><modelDescription>wgpmp WireGuard port forwarding</modelDescription>` +
     `<modelName>wgpmp</modelName><modelNumber>${xmlEscape(version)}</modelNumber><modelURL>https://github.com/wgpmp</modelURL>` +
     `<serialNumber>00000000</serialNumber><UDN>${udn}</UDN>${inner}</device>`
-  const conn = device(DEVICE_WANCONN, 'WANConnectionDevice', ids.conn,
+  const conn = device(
+    DEVICE_WANCONN,
+    'WANConnectionDevice',
+    ids.conn,
     `<serviceList>${service(SERVICE_IP1, 'urn:upnp-org:serviceId:WANIPConn1', PATHS.scpdIp1, PATHS.ctlIp1)}` +
-    `${service(SERVICE_IP2, 'urn:upnp-org:serviceId:WANIPConn2', PATHS.scpdIp2, PATHS.ctlIp2)}</serviceList>`)
-  const wan = device(DEVICE_WAN, 'WANDevice', ids.wan,
+      `${service(SERVICE_IP2, 'urn:upnp-org:serviceId:WANIPConn2', PATHS.scpdIp2, PATHS.ctlIp2)}</serviceList>`,
+  )
+  const wan = device(
+    DEVICE_WAN,
+    'WANDevice',
+    ids.wan,
     `<serviceList>${service(SERVICE_CIF, 'urn:upnp-org:serviceId:WANCommonIFC1', PATHS.scpdCif, PATHS.ctlCif)}</serviceList>` +
-    `<deviceList>${conn}</deviceList>`)
+      `<deviceList>${conn}</deviceList>`,
+  )
   const root = device(DEVICE_IGD, 'wgpmp', ids.root, `<deviceList>${wan}</deviceList>`)
   return `<?xml version="1.0"?>\n<root xmlns="urn:schemas-upnp-org:device-1-0"><specVersion><major>1</major><minor>0</minor></specVersion>${root}</root>`
 }
@@ -75,21 +83,42 @@ type Dir = 'in' | 'out'
 /** [name, direction, related state variable] */
 type Arg = readonly [string, Dir, string]
 
-const PM_KEY: readonly Arg[] = [['NewRemoteHost', 'in', 'RemoteHost'], ['NewExternalPort', 'in', 'ExternalPort'], ['NewProtocol', 'in', 'PortMappingProtocol']]
+const PM_KEY: readonly Arg[] = [
+  ['NewRemoteHost', 'in', 'RemoteHost'],
+  ['NewExternalPort', 'in', 'ExternalPort'],
+  ['NewProtocol', 'in', 'PortMappingProtocol'],
+]
 const PM_VALUE = (dir: Dir): Arg[] => [
-  ['NewInternalPort', dir, 'InternalPort'], ['NewInternalClient', dir, 'InternalClient'], ['NewEnabled', dir, 'PortMappingEnabled'],
-  ['NewPortMappingDescription', dir, 'PortMappingDescription'], ['NewLeaseDuration', dir, 'PortMappingLeaseDuration'],
+  ['NewInternalPort', dir, 'InternalPort'],
+  ['NewInternalClient', dir, 'InternalClient'],
+  ['NewEnabled', dir, 'PortMappingEnabled'],
+  ['NewPortMappingDescription', dir, 'PortMappingDescription'],
+  ['NewLeaseDuration', dir, 'PortMappingLeaseDuration'],
 ]
 
 /** The actions of WANIPConnection (v1, and the v2 additions). */
 export const IP_ACTIONS_V1: Readonly<Record<string, readonly Arg[]>> = {
   SetConnectionType: [['NewConnectionType', 'in', 'ConnectionType']],
-  GetConnectionTypeInfo: [['NewConnectionType', 'out', 'ConnectionType'], ['NewPossibleConnectionTypes', 'out', 'PossibleConnectionTypes']],
+  GetConnectionTypeInfo: [
+    ['NewConnectionType', 'out', 'ConnectionType'],
+    ['NewPossibleConnectionTypes', 'out', 'PossibleConnectionTypes'],
+  ],
   RequestConnection: [],
   ForceTermination: [],
-  GetStatusInfo: [['NewConnectionStatus', 'out', 'ConnectionStatus'], ['NewLastConnectionError', 'out', 'LastConnectionError'], ['NewUptime', 'out', 'Uptime']],
-  GetNATRSIPStatus: [['NewRSIPAvailable', 'out', 'RSIPAvailable'], ['NewNATEnabled', 'out', 'NATEnabled']],
-  GetGenericPortMappingEntry: [['NewPortMappingIndex', 'in', 'PortMappingNumberOfEntries'], ...PM_KEY.map(([n, , v]): Arg => [n, 'out', v]), ...PM_VALUE('out')],
+  GetStatusInfo: [
+    ['NewConnectionStatus', 'out', 'ConnectionStatus'],
+    ['NewLastConnectionError', 'out', 'LastConnectionError'],
+    ['NewUptime', 'out', 'Uptime'],
+  ],
+  GetNATRSIPStatus: [
+    ['NewRSIPAvailable', 'out', 'RSIPAvailable'],
+    ['NewNATEnabled', 'out', 'NATEnabled'],
+  ],
+  GetGenericPortMappingEntry: [
+    ['NewPortMappingIndex', 'in', 'PortMappingNumberOfEntries'],
+    ...PM_KEY.map(([n, , v]): Arg => [n, 'out', v]),
+    ...PM_VALUE('out'),
+  ],
   GetSpecificPortMappingEntry: [...PM_KEY, ...PM_VALUE('out')],
   AddPortMapping: [...PM_KEY, ...PM_VALUE('in')],
   DeletePortMapping: [...PM_KEY],
@@ -97,17 +126,28 @@ export const IP_ACTIONS_V1: Readonly<Record<string, readonly Arg[]>> = {
 }
 export const IP_ACTIONS_V2: Readonly<Record<string, readonly Arg[]>> = {
   ...IP_ACTIONS_V1,
-  DeletePortMappingRange: [['NewStartPort', 'in', 'ExternalPort'], ['NewEndPort', 'in', 'ExternalPort'], ['NewProtocol', 'in', 'PortMappingProtocol'], ['NewManage', 'in', 'A_ARG_TYPE_Manage']],
+  DeletePortMappingRange: [
+    ['NewStartPort', 'in', 'ExternalPort'],
+    ['NewEndPort', 'in', 'ExternalPort'],
+    ['NewProtocol', 'in', 'PortMappingProtocol'],
+    ['NewManage', 'in', 'A_ARG_TYPE_Manage'],
+  ],
   GetListOfPortMappings: [
-    ['NewStartPort', 'in', 'ExternalPort'], ['NewEndPort', 'in', 'ExternalPort'], ['NewProtocol', 'in', 'PortMappingProtocol'],
-    ['NewManage', 'in', 'A_ARG_TYPE_Manage'], ['NewNumberOfPorts', 'in', 'PortMappingNumberOfEntries'], ['NewPortListing', 'out', 'A_ARG_TYPE_PortListing'],
+    ['NewStartPort', 'in', 'ExternalPort'],
+    ['NewEndPort', 'in', 'ExternalPort'],
+    ['NewProtocol', 'in', 'PortMappingProtocol'],
+    ['NewManage', 'in', 'A_ARG_TYPE_Manage'],
+    ['NewNumberOfPorts', 'in', 'PortMappingNumberOfEntries'],
+    ['NewPortListing', 'out', 'A_ARG_TYPE_PortListing'],
   ],
   AddAnyPortMapping: [...PM_KEY, ...PM_VALUE('in'), ['NewReservedPort', 'out', 'ExternalPort']],
 }
 export const CIF_ACTIONS: Readonly<Record<string, readonly Arg[]>> = {
   GetCommonLinkProperties: [
-    ['NewWANAccessType', 'out', 'WANAccessType'], ['NewLayer1UpstreamMaxBitRate', 'out', 'Layer1UpstreamMaxBitRate'],
-    ['NewLayer1DownstreamMaxBitRate', 'out', 'Layer1DownstreamMaxBitRate'], ['NewPhysicalLinkStatus', 'out', 'PhysicalLinkStatus'],
+    ['NewWANAccessType', 'out', 'WANAccessType'],
+    ['NewLayer1UpstreamMaxBitRate', 'out', 'Layer1UpstreamMaxBitRate'],
+    ['NewLayer1DownstreamMaxBitRate', 'out', 'Layer1DownstreamMaxBitRate'],
+    ['NewPhysicalLinkStatus', 'out', 'PhysicalLinkStatus'],
   ],
   // Optional in WANCommonInterfaceConfig:1; upnpc -s and Windows ask. wgpmp counts nothing: 0.
   GetTotalBytesSent: [['NewTotalBytesSent', 'out', 'TotalBytesSent']],
@@ -119,25 +159,45 @@ export const CIF_ACTIONS: Readonly<Record<string, readonly Arg[]>> = {
 /** [name, dataType, allowed values] */
 type Var = readonly [string, string, (readonly string[])?]
 const IP_VARS_V1: readonly Var[] = [
-  ['ConnectionType', 'string'], ['PossibleConnectionTypes', 'string', ['Unconfigured', 'IP_Routed', 'IP_Bridged']],
+  ['ConnectionType', 'string'],
+  ['PossibleConnectionTypes', 'string', ['Unconfigured', 'IP_Routed', 'IP_Bridged']],
   ['ConnectionStatus', 'string', ['Unconfigured', 'Connecting', 'Connected', 'PendingDisconnect', 'Disconnecting', 'Disconnected']],
-  ['Uptime', 'ui4'], ['LastConnectionError', 'string', ['ERROR_NONE']], ['RSIPAvailable', 'boolean'], ['NATEnabled', 'boolean'],
-  ['ExternalIPAddress', 'string'], ['PortMappingNumberOfEntries', 'ui2'], ['PortMappingEnabled', 'boolean'],
-  ['PortMappingLeaseDuration', 'ui4'], ['RemoteHost', 'string'], ['ExternalPort', 'ui2'], ['InternalPort', 'ui2'],
-  ['PortMappingProtocol', 'string', ['TCP', 'UDP']], ['InternalClient', 'string'], ['PortMappingDescription', 'string'],
+  ['Uptime', 'ui4'],
+  ['LastConnectionError', 'string', ['ERROR_NONE']],
+  ['RSIPAvailable', 'boolean'],
+  ['NATEnabled', 'boolean'],
+  ['ExternalIPAddress', 'string'],
+  ['PortMappingNumberOfEntries', 'ui2'],
+  ['PortMappingEnabled', 'boolean'],
+  ['PortMappingLeaseDuration', 'ui4'],
+  ['RemoteHost', 'string'],
+  ['ExternalPort', 'ui2'],
+  ['InternalPort', 'ui2'],
+  ['PortMappingProtocol', 'string', ['TCP', 'UDP']],
+  ['InternalClient', 'string'],
+  ['PortMappingDescription', 'string'],
 ]
 const IP_VARS_V2: readonly Var[] = [...IP_VARS_V1, ['A_ARG_TYPE_Manage', 'boolean'], ['A_ARG_TYPE_PortListing', 'string']]
 const CIF_VARS: readonly Var[] = [
-  ['WANAccessType', 'string', ['DSL', 'POTS', 'Cable', 'Ethernet']], ['Layer1UpstreamMaxBitRate', 'ui4'],
-  ['Layer1DownstreamMaxBitRate', 'ui4'], ['PhysicalLinkStatus', 'string', ['Up', 'Down']],
-  ['TotalBytesSent', 'ui4'], ['TotalBytesReceived', 'ui4'], ['TotalPacketsSent', 'ui4'], ['TotalPacketsReceived', 'ui4'],
+  ['WANAccessType', 'string', ['DSL', 'POTS', 'Cable', 'Ethernet']],
+  ['Layer1UpstreamMaxBitRate', 'ui4'],
+  ['Layer1DownstreamMaxBitRate', 'ui4'],
+  ['PhysicalLinkStatus', 'string', ['Up', 'Down']],
+  ['TotalBytesSent', 'ui4'],
+  ['TotalBytesReceived', 'ui4'],
+  ['TotalPacketsSent', 'ui4'],
+  ['TotalPacketsReceived', 'ui4'],
 ]
 
 function scpd(actions: Readonly<Record<string, readonly Arg[]>>, vars: readonly Var[]): string {
-  const acts = Object.entries(actions).map(([name, args]) =>
-    `<action><name>${name}</name>${args.length === 0 ? '' : `<argumentList>${args.map(([n, d, v]) => `<argument><name>${n}</name><direction>${d}</direction><relatedStateVariable>${v}</relatedStateVariable></argument>`).join('')}</argumentList>`}</action>`)
-  const sv = vars.map(([n, t, allowed]) =>
-    `<stateVariable sendEvents="no"><name>${n}</name><dataType>${t}</dataType>${allowed ? `<allowedValueList>${allowed.map((a) => `<allowedValue>${a}</allowedValue>`).join('')}</allowedValueList>` : ''}</stateVariable>`)
+  const acts = Object.entries(actions).map(
+    ([name, args]) =>
+      `<action><name>${name}</name>${args.length === 0 ? '' : `<argumentList>${args.map(([n, d, v]) => `<argument><name>${n}</name><direction>${d}</direction><relatedStateVariable>${v}</relatedStateVariable></argument>`).join('')}</argumentList>`}</action>`,
+  )
+  const sv = vars.map(
+    ([n, t, allowed]) =>
+      `<stateVariable sendEvents="no"><name>${n}</name><dataType>${t}</dataType>${allowed ? `<allowedValueList>${allowed.map((a) => `<allowedValue>${a}</allowedValue>`).join('')}</allowedValueList>` : ''}</stateVariable>`,
+  )
   return `<?xml version="1.0"?>\n<scpd xmlns="urn:schemas-upnp-org:service-1-0"><specVersion><major>1</major><minor>0</minor></specVersion><actionList>${acts.join('')}</actionList><serviceStateTable>${sv.join('')}</serviceStateTable></scpd>`
 }
 

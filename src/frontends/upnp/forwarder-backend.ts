@@ -25,12 +25,17 @@ const other = (p: Protocol): Protocol => (p === 'tcp' ? 'udp' : 'tcp')
 
 /** UPnP's answer for a refusal: the one place it is chosen (service.ts turns these into error codes). */
 export const upnpRefusalFor = (r: Refusal): UpnpRefusal =>
-  r === 'no-ports' ? 'no-ports'
-  : r === 'client-limit' ? 'client-limit'
-  : r === 'not-a-client' || r === 'bad-client' ? 'not-a-client'
-  : r === 'port-unavailable' ? 'port-unavailable'
-  : r === 'kernel-refused' || r === 'internal-error' ? 'kernel-refused'
-  : 'port-taken'
+  r === 'no-ports'
+    ? 'no-ports'
+    : r === 'client-limit'
+      ? 'client-limit'
+      : r === 'not-a-client' || r === 'bad-client'
+        ? 'not-a-client'
+        : r === 'port-unavailable'
+          ? 'port-unavailable'
+          : r === 'kernel-refused' || r === 'internal-error'
+            ? 'kernel-refused'
+            : 'port-taken'
 
 /** A lease UPnP can show and delete: the client's own, dynamic, IPv4, with a real internal port. */
 const visible = (l: Lease | undefined, client: string): l is Lease =>
@@ -49,13 +54,19 @@ export class ForwarderBackend implements UpnpBackend {
 
   private view(l: Lease): UpnpMapping {
     return {
-      protocol: l.protocol, externalPort: l.externalPort, internalClient: l.client, internalPort: l.targetPort,
-      description: l.description ?? '', secondsLeft: Math.max(1, this.d.forwarder.table.secondsLeft(l)),
+      protocol: l.protocol,
+      externalPort: l.externalPort,
+      internalClient: l.client,
+      internalPort: l.targetPort,
+      description: l.description ?? '',
+      secondsLeft: Math.max(1, this.d.forwarder.table.secondsLeft(l)),
     }
   }
 
   list(client: string): readonly UpnpMapping[] {
-    return this.d.forwarder.table.leasesOf(client).filter((l) => visible(l, client))
+    return this.d.forwarder.table
+      .leasesOf(client)
+      .filter((l) => visible(l, client))
       .sort((a, b) => a.externalPort - b.externalPort || a.protocol.localeCompare(b.protocol))
       .map((l) => this.view(l))
   }
@@ -79,8 +90,14 @@ export class ForwarderBackend implements UpnpBackend {
     }
     const r = await this.d.forwarder.mapReplacing(
       {
-        client: req.client, protocol: req.protocol, internalPort: req.internalPort, suggestedExternalPort: req.externalPort,
-        lifetimeSeconds: req.leaseSeconds === 0 ? cap : req.leaseSeconds, maxLifetimeSeconds: cap, origin: 'upnp', description: req.description,
+        client: req.client,
+        protocol: req.protocol,
+        internalPort: req.internalPort,
+        suggestedExternalPort: req.externalPort,
+        lifetimeSeconds: req.leaseSeconds === 0 ? cap : req.leaseSeconds,
+        maxLifetimeSeconds: cap,
+        origin: 'upnp',
+        description: req.description,
         ...(req.exact ? { exactPort: true } : {}),
       },
       replace,

@@ -43,7 +43,7 @@ export interface Upnp {
 export function packageVersion(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
-      const v = (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string })
+      const v = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string }
       if (v.name === 'wgpmp' && typeof v.version === 'string') return v.version
     } catch {
       // not there: try the next
@@ -67,14 +67,24 @@ export async function startUpnp(o: UpnpOptions): Promise<Upnp> {
   const isClient = (a: string): Promise<boolean> => o.backend.isClient(a)
   const service = new UpnpService({ backend: o.backend, log: o.log, uptimeSeconds: o.uptimeSeconds })
   const http = await startUpnpHttp({
-    host: o.wgAddress, port: o.httpPort, rootDescription: rootDescription(ids, o.version), service, isClient, server, log: o.log,
+    host: o.wgAddress,
+    port: o.httpPort,
+    rootDescription: rootDescription(ids, o.version),
+    service,
+    isClient,
+    server,
+    log: o.log,
     ...(o.onControl ? { onControl: o.onControl } : {}),
   })
   const location = `http://${o.wgAddress}:${http.address.port}${PATHS.root}`
   let ssdp
   try {
     ssdp = await startSsdp({
-      wgAddress: o.wgAddress, ids, isClient, allow: o.allowSearch, log: o.log,
+      wgAddress: o.wgAddress,
+      ids,
+      isClient,
+      allow: o.allowSearch,
+      log: o.log,
       reply: { location, server, maxAge: 1800 },
       ...(o.ssdpPort === undefined ? {} : { port: o.ssdpPort }),
       ...(o.onSearch ? { count: o.onSearch } : {}),

@@ -41,7 +41,10 @@ export interface UpnpServiceOptions {
 const LIST_DEFAULT = 1000
 
 class Fault extends Error {
-  constructor(readonly code: UpnpErrorCode, readonly why: string) {
+  constructor(
+    readonly code: UpnpErrorCode,
+    readonly why: string,
+  ) {
     super(why)
   }
 }
@@ -78,28 +81,48 @@ export class UpnpService {
   /** Runs `req` on `serviceType` for `client` (a verified tunnel address). */
   async control(serviceType: string, client: string, req: SoapRequest): Promise<ControlReply> {
     const v2 = serviceType === SERVICE_IP2
-    const ok = (out: ReadonlyArray<readonly [string, string | number]> = []): ControlReply => ({ status: 200, body: buildResponse(serviceType, req.action, out), action: req.action, error: 0 })
+    const ok = (out: ReadonlyArray<readonly [string, string | number]> = []): ControlReply => ({
+      status: 200,
+      body: buildResponse(serviceType, req.action, out),
+      action: req.action,
+      error: 0,
+    })
     try {
       if (serviceType === SERVICE_CIF) {
         const counter = /^GetTotal(BytesSent|BytesReceived|PacketsSent|PacketsReceived)$/.exec(req.action)
         if (counter) return ok([[`NewTotal${counter[1]!}`, 0]])
         if (req.action !== 'GetCommonLinkProperties') fault(401, 'no such action on WANCommonInterfaceConfig')
-        return ok([['NewWANAccessType', 'Ethernet'], ['NewLayer1UpstreamMaxBitRate', 1_000_000_000], ['NewLayer1DownstreamMaxBitRate', 1_000_000_000], ['NewPhysicalLinkStatus', 'Up']])
+        return ok([
+          ['NewWANAccessType', 'Ethernet'],
+          ['NewLayer1UpstreamMaxBitRate', 1_000_000_000],
+          ['NewLayer1DownstreamMaxBitRate', 1_000_000_000],
+          ['NewPhysicalLinkStatus', 'Up'],
+        ])
       }
       const a = req.args
       const b = this.o.backend
       switch (req.action) {
         case 'GetStatusInfo':
-          return ok([['NewConnectionStatus', 'Connected'], ['NewLastConnectionError', 'ERROR_NONE'], ['NewUptime', Math.max(0, Math.floor(this.o.uptimeSeconds()))]])
+          return ok([
+            ['NewConnectionStatus', 'Connected'],
+            ['NewLastConnectionError', 'ERROR_NONE'],
+            ['NewUptime', Math.max(0, Math.floor(this.o.uptimeSeconds()))],
+          ])
         case 'GetConnectionTypeInfo':
-          return ok([['NewConnectionType', 'IP_Routed'], ['NewPossibleConnectionTypes', 'IP_Routed']])
+          return ok([
+            ['NewConnectionType', 'IP_Routed'],
+            ['NewPossibleConnectionTypes', 'IP_Routed'],
+          ])
         case 'SetConnectionType':
         case 'RequestConnection':
           return ok() // always connected, always IP_Routed: nothing to change
         case 'ForceTermination':
           return fault(606, 'a client cannot take the gateway down')
         case 'GetNATRSIPStatus':
-          return ok([['NewRSIPAvailable', 0], ['NewNATEnabled', 1]])
+          return ok([
+            ['NewRSIPAvailable', 0],
+            ['NewNATEnabled', 1],
+          ])
         case 'GetExternalIPAddress':
           return ok([['NewExternalIPAddress', b.publicAddress()]])
         case 'AddPortMapping':
@@ -107,14 +130,30 @@ export class UpnpService {
           const any = req.action === 'AddAnyPortMapping'
           remoteHostWildcard(a)
           const extText = a.get('NewExternalPort')
-          const ext = !any && (extText === '*' || extText === '0') ? fault(716, 'AddPortMapping needs an external port') : extText === '*' ? 0 : port(a, 'NewExternalPort', any)
+          const ext =
+            !any && (extText === '*' || extText === '0')
+              ? fault(716, 'AddPortMapping needs an external port')
+              : extText === '*'
+                ? 0
+                : port(a, 'NewExternalPort', any)
           const internalPort = port(a, 'NewInternalPort')
           const proto = protocol(a)
           const target = (a.get('NewInternalClient') ?? '').trim()
           if (target !== '' && target !== client) fault(v2 || any ? 606 : 718, 'NewInternalClient is not the requester')
-          const r = await b.add({ client, protocol: proto, externalPort: ext, internalPort, leaseSeconds: lease(a), description: cleanDescription(a.get('NewPortMappingDescription') ?? ''), exact: !any })
+          const r = await b.add({
+            client,
+            protocol: proto,
+            externalPort: ext,
+            internalPort,
+            leaseSeconds: lease(a),
+            description: cleanDescription(a.get('NewPortMappingDescription') ?? ''),
+            exact: !any,
+          })
           if (!r.ok) return fault(refusalCode(r.refusal, v2), `refused: ${r.refusal}`)
-          this.o.log.info({ client, protocol: proto, externalPort: r.externalPort, internalPort, leaseSeconds: r.leaseSeconds, action: req.action }, 'upnp: mapping added')
+          this.o.log.info(
+            { client, protocol: proto, externalPort: r.externalPort, internalPort, leaseSeconds: r.leaseSeconds, action: req.action },
+            'upnp: mapping added',
+          )
           return ok(any ? [['NewReservedPort', r.externalPort]] : [])
         }
         case 'DeletePortMapping': {
@@ -130,15 +169,27 @@ export class UpnpService {
         case 'GetSpecificPortMappingEntry': {
           remoteHostWildcard(a)
           const m = b.get(client, protocol(a), port(a, 'NewExternalPort')) ?? fault(714, 'no such mapping of this client')
-          return ok([['NewInternalPort', m.internalPort], ['NewInternalClient', m.internalClient], ['NewEnabled', 1], ['NewPortMappingDescription', m.description], ['NewLeaseDuration', m.secondsLeft]])
+          return ok([
+            ['NewInternalPort', m.internalPort],
+            ['NewInternalClient', m.internalClient],
+            ['NewEnabled', 1],
+            ['NewPortMappingDescription', m.description],
+            ['NewLeaseDuration', m.secondsLeft],
+          ])
         }
         case 'GetGenericPortMappingEntry': {
           const v = a.get('NewPortMappingIndex') ?? ''
           if (!/^[0-9]{1,10}$/.test(v)) fault(402, 'NewPortMappingIndex is not a number')
-          const m = b.list(client)[Number(v)] ?? fault(713, 'index past the end of this client\'s mappings')
+          const m = b.list(client)[Number(v)] ?? fault(713, "index past the end of this client's mappings")
           return ok([
-            ['NewRemoteHost', ''], ['NewExternalPort', m.externalPort], ['NewProtocol', upper(m.protocol)], ['NewInternalPort', m.internalPort],
-            ['NewInternalClient', m.internalClient], ['NewEnabled', 1], ['NewPortMappingDescription', m.description], ['NewLeaseDuration', m.secondsLeft],
+            ['NewRemoteHost', ''],
+            ['NewExternalPort', m.externalPort],
+            ['NewProtocol', upper(m.protocol)],
+            ['NewInternalPort', m.internalPort],
+            ['NewInternalClient', m.internalClient],
+            ['NewEnabled', 1],
+            ['NewPortMappingDescription', m.description],
+            ['NewLeaseDuration', m.secondsLeft],
           ])
         }
         case 'DeletePortMappingRange':
@@ -157,7 +208,10 @@ export class UpnpService {
           const nText = a.get('NewNumberOfPorts') ?? ''
           if (!/^[0-9]{1,5}$/.test(nText)) fault(402, 'NewNumberOfPorts is not a number')
           const n = Number(nText) === 0 ? LIST_DEFAULT : Math.min(Number(nText), LIST_DEFAULT)
-          const found = b.list(client).filter((m) => m.protocol === proto && m.externalPort >= start && m.externalPort <= end).slice(0, n)
+          const found = b
+            .list(client)
+            .filter((m) => m.protocol === proto && m.externalPort >= start && m.externalPort <= end)
+            .slice(0, n)
           if (found.length === 0) fault(730, 'no mapping of this client in the range')
           return { status: 200, body: buildCdataResponse(serviceType, req.action, 'NewPortListing', portListing(found)), action: req.action, error: 0 }
         }
@@ -178,24 +232,34 @@ export class UpnpService {
 /** The UPnP error for a refused add: IGDv1 clients know 718 (libtorrent retries another port on it), IGDv2 has finer codes. */
 export function refusalCode(r: UpnpRefusal, v2: boolean): UpnpErrorCode {
   switch (r) {
-    case 'port-taken': return 718
-    case 'port-unavailable': return v2 ? 606 : 718
-    case 'no-ports': return 728
-    case 'client-limit': return v2 ? 728 : 501
-    case 'not-a-client': return 606
-    case 'kernel-refused': return 501
+    case 'port-taken':
+      return 718
+    case 'port-unavailable':
+      return v2 ? 606 : 718
+    case 'no-ports':
+      return 728
+    case 'client-limit':
+      return v2 ? 728 : 501
+    case 'not-a-client':
+      return 606
+    case 'kernel-refused':
+      return 501
   }
 }
 
 /** The PortMappingList document of GetListOfPortMappings (WANIPConnection:2 §2.3.22, miniupnpd's layout). */
 export function portListing(ms: readonly UpnpMapping[]): string {
   const esc = (s: string): string => s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'))
-  const entries = ms.map((m) =>
-    '<p:PortMappingEntry><p:NewRemoteHost></p:NewRemoteHost>' +
-    `<p:NewExternalPort>${m.externalPort}</p:NewExternalPort><p:NewProtocol>${upper(m.protocol)}</p:NewProtocol>` +
-    `<p:NewInternalPort>${m.internalPort}</p:NewInternalPort><p:NewInternalClient>${m.internalClient}</p:NewInternalClient>` +
-    `<p:NewEnabled>1</p:NewEnabled><p:NewDescription>${esc(m.description)}</p:NewDescription><p:NewLeaseTime>${m.secondsLeft}</p:NewLeaseTime></p:PortMappingEntry>`)
-  return '<p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ' +
+  const entries = ms.map(
+    (m) =>
+      '<p:PortMappingEntry><p:NewRemoteHost></p:NewRemoteHost>' +
+      `<p:NewExternalPort>${m.externalPort}</p:NewExternalPort><p:NewProtocol>${upper(m.protocol)}</p:NewProtocol>` +
+      `<p:NewInternalPort>${m.internalPort}</p:NewInternalPort><p:NewInternalClient>${m.internalClient}</p:NewInternalClient>` +
+      `<p:NewEnabled>1</p:NewEnabled><p:NewDescription>${esc(m.description)}</p:NewDescription><p:NewLeaseTime>${m.secondsLeft}</p:NewLeaseTime></p:PortMappingEntry>`,
+  )
+  return (
+    '<p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ' +
     'xsi:schemaLocation="urn:schemas-upnp-org:gw:WANIPConnection http://www.upnp.org/schemas/gw/WANIPConnection-v2.xsd">' +
     `${entries.join('')}</p:PortMappingList>`
+  )
 }

@@ -58,13 +58,18 @@ export async function startSsdp(o: SsdpOptions): Promise<SsdpServer> {
   const unicast = createSocket({ type: 'udp4', reuseAddr: true })
   const group = createSocket({ type: 'udp4', reuseAddr: true })
   const closeAll = async (): Promise<void> => {
-    await Promise.all([unicast, group].map((s) => new Promise<void>((resolve) => {
-      try {
-        s.close(() => resolve())
-      } catch {
-        resolve() // never bound
-      }
-    })))
+    await Promise.all(
+      [unicast, group].map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            try {
+              s.close(() => resolve())
+            } catch {
+              resolve() // never bound
+            }
+          }),
+      ),
+    )
   }
   try {
     await bind(unicast, o.wgAddress, port)
@@ -86,16 +91,19 @@ export async function startSsdp(o: SsdpOptions): Promise<SsdpServer> {
       o.count?.('not-a-search')
       return
     }
-    o.isClient(source).then((ok) => {
-      if (!ok) {
-        o.count?.('not-a-client')
-        o.log.debug({ source }, 'ssdp: search from a non-client ignored')
-        return
-      }
-      const replies = buildReplies(search, o.ids, { ...o.reply, date: new Date().toUTCString() })
-      o.count?.(replies.length > 0 ? 'answered' : 'no-match')
-      for (const r of replies) unicast.send(r, rinfo.port, source, (err) => err && o.log.debug({ err, to: source }, 'ssdp: send failed'))
-    }, (err: unknown) => o.log.error({ err, source }, 'ssdp: handler failed'))
+    o.isClient(source).then(
+      (ok) => {
+        if (!ok) {
+          o.count?.('not-a-client')
+          o.log.debug({ source }, 'ssdp: search from a non-client ignored')
+          return
+        }
+        const replies = buildReplies(search, o.ids, { ...o.reply, date: new Date().toUTCString() })
+        o.count?.(replies.length > 0 ? 'answered' : 'no-match')
+        for (const r of replies) unicast.send(r, rinfo.port, source, (err) => err && o.log.debug({ err, to: source }, 'ssdp: send failed'))
+      },
+      (err: unknown) => o.log.error({ err, source }, 'ssdp: handler failed'),
+    )
   }
   for (const s of [unicast, group]) {
     s.on('message', onMessage)

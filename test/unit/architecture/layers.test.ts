@@ -28,13 +28,17 @@ const layerOf = new Map<string, number>(LAYERS.flatMap((names, i) => names.map((
 const unitOf = (rel: string): string => (rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : rel.replace(/\.ts$/, ''))
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  )
 }
 
 /** Relative imports and re-exports of a file, static and dynamic. */
 export function importsOf(text: string): string[] {
   const out: string[] = []
-  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"](\.[^'"]+)['"]/g)) {
+  for (const m of text.matchAll(
+    /(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"](\.[^'"]+)['"]/g,
+  )) {
     const spec = m[1] ?? m[2] ?? m[3]
     if (spec !== undefined) out.push(spec)
   }
@@ -76,7 +80,9 @@ describe('layers of src/', () => {
   it('core imports nothing of ours outside core', () => {
     const core = files.filter((f) => f.rel.startsWith('core/'))
     expect(core.length).toBeGreaterThan(3)
-    for (const f of core) for (const spec of importsOf(f.text)) expect(resolve(join(SRC, dirname(f.rel)), spec).startsWith(join(SRC, 'core')), `${f.rel} imports ${spec}`).toBe(true)
+    for (const f of core)
+      for (const spec of importsOf(f.text))
+        expect(resolve(join(SRC, dirname(f.rel)), spec).startsWith(join(SRC, 'core')), `${f.rel} imports ${spec}`).toBe(true)
   })
 
   it('outside drivers/, nothing asks which driver runs (no instanceof, no name checks): it asks the capabilities', () => {
@@ -90,7 +96,9 @@ describe('layers of src/', () => {
 
   it('the rule catches an upward import, a same-layer import and an unknown folder', () => {
     expect(violations([{ rel: 'mappings/table.ts', text: "import { Forwarder } from '../forwarder/forwarder.js'" }])).toHaveLength(1)
-    expect(violations([{ rel: 'drivers/nft.ts', text: "import type { Lease } from '../mappings/table.js'\nexport { x } from '../host/listening.js'" }])).toHaveLength(2)
+    expect(
+      violations([{ rel: 'drivers/nft.ts', text: "import type { Lease } from '../mappings/table.js'\nexport { x } from '../host/listening.js'" }]),
+    ).toHaveLength(2)
     expect(violations([{ rel: 'frontends/natpmp/service.ts', text: "const m = await import('../../http/api.js')" }])).toHaveLength(1)
     expect(violations([{ rel: 'gadgets/x.ts', text: '' }])).toEqual(['gadgets/x.ts: folder "gadgets" is in no layer (add it to LAYERS)'])
     expect(violations([{ rel: 'forwarder/x.ts', text: "import { a } from '../core/ip.js'\nimport { b } from './forwarder.js'" }])).toEqual([])

@@ -47,7 +47,7 @@ describe('--check: static forwards', () => {
     const r = await check({ static_forwards: { [KEY_A]: ['51800-51830/udp'] } })
     expect(r.errors).toEqual([expect.stringMatching(/^static_forwards\..*: 51800-51830\/udp takes the WireGuard listen port 51820/)])
   })
-  it('refuses a forward that collides with another client\'s', async () => {
+  it("refuses a forward that collides with another client's", async () => {
     const r = await check({ static_forwards: { [KEY_A]: ['8080/tcp'], [KEY_B]: ['8000-8100/both'] } })
     expect(r.errors).toEqual([expect.stringMatching(/^static_forwards\.hBiR.*: 8000-8100\/both collides with 8080\/tcp of another client/)])
   })
@@ -94,6 +94,8 @@ describe('--check: a disabled daemon', () => {
     expect(r.errors).toEqual([])
     expect(r.warnings.join(' ')).toContain('port_forward_enabled is false')
     // enabled, the same host is refused
-    expect((await checkConfig(parseConfig({ port_forward_enabled: true, wg_interface: 'wg9' }), deps({ interfaceExists: () => false }))).errors.join(' ')).toContain('wg_interface')
+    expect(
+      (await checkConfig(parseConfig({ port_forward_enabled: true, wg_interface: 'wg9' }), deps({ interfaceExists: () => false }))).errors.join(' '),
+    ).toContain('wg_interface')
   })
 })

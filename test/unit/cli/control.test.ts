@@ -21,13 +21,33 @@ describe('wgpmp forwards / flush', () => {
   it('without the API, lists the live leases and stored static forwards from the state file', async () => {
     const state = join(dir, 'state.json')
     const lease = (externalPort: number, expiresAtUnixMs: number) => ({
-      client: '10.8.0.2', protocol: 'tcp', internalPort: 8080, externalPort, targetPort: 8080, lifetimeSeconds: 3600, expiresAtUnixMs, createdAtUnixMs: T0 - 1000,
+      client: '10.8.0.2',
+      protocol: 'tcp',
+      internalPort: 8080,
+      externalPort,
+      targetPort: 8080,
+      lifetimeSeconds: 3600,
+      expiresAtUnixMs,
+      createdAtUnixMs: T0 - 1000,
     })
-    await writeFile(state, JSON.stringify({
-      version: 1, epochStartedAtUnixMs: T0 - 10_000,
-      leases: [lease(40000, T0 + 3_599_000), lease(40001, T0 - 1)],
-      static_forwards: [{ id: 'udp-27015-27030', client: 'oLCGdaDSDw-O', protocol: 'udp', external_port: '27015-27030', internal_port: '27015-27030', created_at: '2026-01-01T00:00:00.000Z' }],
-    }))
+    await writeFile(
+      state,
+      JSON.stringify({
+        version: 1,
+        epochStartedAtUnixMs: T0 - 10_000,
+        leases: [lease(40000, T0 + 3_599_000), lease(40001, T0 - 1)],
+        static_forwards: [
+          {
+            id: 'udp-27015-27030',
+            client: 'oLCGdaDSDw-O',
+            protocol: 'udp',
+            external_port: '27015-27030',
+            internal_port: '27015-27030',
+            created_at: '2026-01-01T00:00:00.000Z',
+          },
+        ],
+      }),
+    )
     const out = await listForwards(parseConfig({ state_file: state }), T0)
     expect(out.split('\n').slice(1)).toEqual([
       'CLIENT        PROTO  PUBLIC        TARGET         ORIGIN   LEFT',

@@ -20,8 +20,15 @@ describe('parseConfig', () => {
   it('fills every default', () => {
     const c = parseConfig({ port_forward_enabled: true })
     expect(c).toMatchObject({
-      port_forward_enabled: true, port_forward_min_port: 1024, port_forward_max_port: 65535, wg_interface: 'wg0',
-      wg_address_v4: '10.8.0.1/24', public_interface: 'eth0', port_forward_driver: 'nft', lifetime_min_seconds: 120, lifetime_max_seconds: 7200,
+      port_forward_enabled: true,
+      port_forward_min_port: 1024,
+      port_forward_max_port: 65535,
+      wg_interface: 'wg0',
+      wg_address_v4: '10.8.0.1/24',
+      public_interface: 'eth0',
+      port_forward_driver: 'nft',
+      lifetime_min_seconds: 120,
+      lifetime_max_seconds: 7200,
     })
     expect(c.public_address_v4).toBeUndefined()
     expect(Object.isFrozen(c)).toBe(true)
@@ -71,10 +78,14 @@ describe('loadConfig', () => {
 
 describe('IPv6 keys', () => {
   it('accepts an IPv6 setup and refuses IPv6 with the iptables driver', () => {
-    expect(parseConfig({ wg_address_v6: 'fd42:42::1/64', public_address_v6: '2001:db8:100::1', ipv6_guarded_prefixes: ['2001:db8:200::/64'] }).wg_address_v6).toBe('fd42:42::1/64')
+    expect(
+      parseConfig({ wg_address_v6: 'fd42:42::1/64', public_address_v6: '2001:db8:100::1', ipv6_guarded_prefixes: ['2001:db8:200::/64'] }).wg_address_v6,
+    ).toBe('fd42:42::1/64')
     expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1' }))).toContain('wg_address_v6: not a valid IPv6 address with prefix')
     expect(message(() => parseConfig({ public_address_v6: '10.0.0.1' }))).toContain('public_address_v6: not a valid IPv6 address')
-    expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1/64', port_forward_driver: 'iptables' }))).toContain('IPv6 forwards need port_forward_driver "nft"')
+    expect(message(() => parseConfig({ wg_address_v6: 'fd42:42::1/64', port_forward_driver: 'iptables' }))).toContain(
+      'IPv6 forwards need port_forward_driver "nft"',
+    )
   })
   it('cidr6Network clears host bits', async () => {
     const { cidr6Network, parseCidr6 } = await import('../../../src/core/ip.js')

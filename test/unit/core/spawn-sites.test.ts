@@ -21,7 +21,12 @@ async function tsFiles(dir: string): Promise<string[]> {
 
 describe('process start sites', () => {
   it('the pattern sees every import form it must forbid', () => {
-    for (const line of [`import { spawn } from 'node:child_process'`, `import { execa } from "execa"`, `import cp from 'child_process'`, `await import('node:child_process')`]) {
+    for (const line of [
+      `import { spawn } from 'node:child_process'`,
+      `import { execa } from "execa"`,
+      `import cp from 'child_process'`,
+      `await import('node:child_process')`,
+    ]) {
       expect(STARTS_PROCESSES.test(line), line).toBe(true)
     }
     expect(STARTS_PROCESSES.test(`import { systemExec } from '../core/exec.js'`)).toBe(false)

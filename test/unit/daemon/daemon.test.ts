@@ -56,7 +56,7 @@ describe('daemon over UDP (memory driver, fake clock)', () => {
     expect(again.externalPort).toBe(u.externalPort)
     expect(driver.dump()).toEqual([`tcp/${u.externalPort} -> ${A}:${u.externalPort}`, `udp/${u.externalPort} -> ${A}:${u.externalPort}`])
   })
-  it('another client is denied the first one\'s port and cannot delete it', async () => {
+  it("another client is denied the first one's port and cannot delete it", async () => {
     const { a, b, driver } = await start()
     await a.send(map(2, 8080, 40000, 3600))
     const rb = await b.send(map(2, 8080, 40000, 3600))

@@ -204,7 +204,13 @@ describe('large removals and slow kernels', () => {
     expect(t.driver.sizes.slice(before)).toEqual(chunks(1_200 - DELETE_CHUNK, DELETE_CHUNK))
   })
   it('a port freed by a delete-all is not handed out before its old forward left the kernel', async () => {
-    const t = await start({ max_forwards_per_client: 5000, rate_limit_burst: 100000, rate_limit_per_second: 100000, port_forward_min_port: 30000, port_forward_max_port: 31199 })
+    const t = await start({
+      max_forwards_per_client: 5000,
+      rate_limit_burst: 100000,
+      rate_limit_per_second: 100000,
+      port_forward_min_port: 30000,
+      port_forward_max_port: 31199,
+    })
     await mapMany(t, 1_200, 3600) // every port of the range is A's
     let open!: () => void
     t.driver.gate = new Promise<void>((r) => (open = r))

@@ -143,14 +143,16 @@ describe('GroupCommit as a queue (exclusive work, idle)', () => {
     const a = gc.submit([add(1)])
     let inside = 0
     let overlap = false
-    const work = (name: string, fail = false) => async () => {
-      overlap ||= ++inside > 1
-      driver.log.push(name)
-      await settle(20)
-      inside--
-      if (fail) throw new Error(`${name} failed`)
-      return name
-    }
+    const work =
+      (name: string, fail = false) =>
+      async () => {
+        overlap ||= ++inside > 1
+        driver.log.push(name)
+        await settle(20)
+        inside--
+        if (fail) throw new Error(`${name} failed`)
+        return name
+      }
     const e1 = gc.exclusive(work('e1', true))
     const e2 = gc.exclusive(work('e2'))
     driver.release()
@@ -203,10 +205,13 @@ describe('GroupCommit as a queue (exclusive work, idle)', () => {
     const a = gc.submit([add(1)])
     const queued = gc.submit([add(2)]) // already in the state the rebuild writes
     let releaseE: () => void = () => {}
-    const e = gc.exclusive(() => {
-      driver.log.push('rebuild')
-      return new Promise<void>((r) => (releaseE = r))
-    }, { absorbQueued: true })
+    const e = gc.exclusive(
+      () => {
+        driver.log.push('rebuild')
+        return new Promise<void>((r) => (releaseE = r))
+      },
+      { absorbQueued: true },
+    )
     driver.release()
     await a
     await settle(10)

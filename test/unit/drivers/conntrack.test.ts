@@ -1,26 +1,26 @@
 /** conntrack flush: argv, exit-code handling, listing parser (captured output) and the bounded big-batch path. */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import {
-  conntrackFlushArgs,
-  conntrackListArgs,
-  flushConntrack,
-  parseConntrackList,
-  parseDeleteResult,
-} from '../../../src/drivers/conntrack.js'
+import { conntrackFlushArgs, conntrackListArgs, flushConntrack, parseConntrackList, parseDeleteResult } from '../../../src/drivers/conntrack.js'
 import type { Forward, Protocol } from '../../../src/core/forward.js'
 import { WgpmpError } from '../../../src/core/errors.js'
 import type { Exec, ExecResult } from '../../../src/core/exec.js'
 
 const PUB = '198.51.100.1'
-const fwd = (protocol: Protocol, externalPort: number, internalAddress = '10.8.0.2', internalPort = externalPort): Forward => ({ protocol, externalPort, internalAddress, internalPort })
+const fwd = (protocol: Protocol, externalPort: number, internalAddress = '10.8.0.2', internalPort = externalPort): Forward => ({
+  protocol,
+  externalPort,
+  internalAddress,
+  internalPort,
+})
 const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/conntrack/${name}`, import.meta.url), 'utf8')
 
 // What conntrack-tools 1.4.7 printed in the lab (see test/fixtures/conntrack/README.md).
 const NONE: ExecResult = { exitCode: 1, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.' }
 const ONE: ExecResult = {
   exitCode: 0,
-  stdout: 'tcp      6 431999 ESTABLISHED src=198.51.100.254 dst=198.51.100.1 sport=51720 dport=40002 src=10.8.0.2 dst=198.51.100.254 sport=8082 dport=51720 [ASSURED] mark=0 use=1',
+  stdout:
+    'tcp      6 431999 ESTABLISHED src=198.51.100.254 dst=198.51.100.1 sport=51720 dport=40002 src=10.8.0.2 dst=198.51.100.254 sport=8082 dport=51720 [ASSURED] mark=0 use=1',
   stderr: 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been deleted.',
 }
 
@@ -38,7 +38,17 @@ function scripted(answer: (args: readonly string[]) => ExecResult | Error) {
 describe('conntrackFlushArgs', () => {
   it('matches the original destination and the DNAT target (checked against conntrack 1.4.7 in the lab)', () => {
     expect(conntrackFlushArgs(fwd('tcp', 40002, '10.8.0.2', 8082), PUB)).toEqual([
-      '-D', '-p', 'tcp', '--orig-dst', PUB, '--dport', '40002', '--reply-src', '10.8.0.2', '--reply-port-src', '8082',
+      '-D',
+      '-p',
+      'tcp',
+      '--orig-dst',
+      PUB,
+      '--dport',
+      '40002',
+      '--reply-src',
+      '10.8.0.2',
+      '--reply-port-src',
+      '8082',
     ])
     expect(conntrackFlushArgs(fwd('udp', 51413), PUB).slice(0, 3)).toEqual(['-D', '-p', 'udp'])
     expect(conntrackListArgs('udp', PUB)).toEqual(['-L', '-p', 'udp', '--orig-dst', PUB, '--dst-nat'])
@@ -51,8 +61,10 @@ describe('parseDeleteResult', () => {
     expect(parseDeleteResult(ONE)).toEqual({ ok: true, deleted: 1 })
   })
   it('any other failure is an error with its first line', () => {
-    expect(parseDeleteResult({ exitCode: 1, stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted\nmore' }))
-      .toEqual({ ok: false, error: 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted' })
+    expect(parseDeleteResult({ exitCode: 1, stderr: 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted\nmore' })).toEqual({
+      ok: false,
+      error: 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted',
+    })
     expect(parseDeleteResult({ exitCode: 2, stderr: '' })).toEqual({ ok: false, error: 'exit code 2' })
     // exit 1 that claims deletions is not the "nothing matched" case
     expect(parseDeleteResult({ exitCode: 1, stderr: '3 flow entries have been deleted.' }).ok).toBe(false)
@@ -70,7 +82,11 @@ describe('parseConntrackList', () => {
     ])
   })
   it('skips the summary line, other protocols and half lines', () => {
-    expect(parseConntrackList('conntrack v1.4.7 (conntrack-tools): 9 flow entries have been shown.\nicmp 1 29 src=1.1.1.1 dst=2.2.2.2 type=8 code=0 id=1 src=2.2.2.2 dst=1.1.1.1 type=0 code=0 id=1\ntcp 6 1 SYN_SENT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2')).toEqual([])
+    expect(
+      parseConntrackList(
+        'conntrack v1.4.7 (conntrack-tools): 9 flow entries have been shown.\nicmp 1 29 src=1.1.1.1 dst=2.2.2.2 type=8 code=0 id=1 src=2.2.2.2 dst=1.1.1.1 type=0 code=0 id=1\ntcp 6 1 SYN_SENT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2',
+      ),
+    ).toEqual([])
   })
 })
 
@@ -117,7 +133,12 @@ describe('flushConntrack', () => {
       running--
       return NONE
     }
-    const r = await flushConntrack(exec, Array.from({ length: 20 }, (_, i) => fwd('tcp', 1000 + i)), PUB, { concurrency: 3 })
+    const r = await flushConntrack(
+      exec,
+      Array.from({ length: 20 }, (_, i) => fwd('tcp', 1000 + i)),
+      PUB,
+      { concurrency: 3 },
+    )
     expect(r.processes).toBe(20)
     expect(peak).toBe(3)
   })
@@ -125,11 +146,23 @@ describe('flushConntrack', () => {
   it('a batch of 10,000 lists once per protocol and deletes only forwards with flows, at most maxProcesses', async () => {
     const forwards = Array.from({ length: 10_000 }, (_, i) => fwd(i % 2 ? 'udp' : 'tcp', 10_000 + i, '10.8.0.2', 20_000 + i))
     const listing = (p: Protocol, ports: number[]): string =>
-      ports.map((e) => `${p} ${p === 'tcp' ? 6 : 17} 100 src=203.0.113.9 dst=${PUB} sport=5555 dport=${e} src=10.8.0.2 dst=203.0.113.9 sport=${e + 10_000} dport=5555 mark=0 use=1`).join('\n')
+      ports
+        .map(
+          (e) =>
+            `${p} ${p === 'tcp' ? 6 : 17} 100 src=203.0.113.9 dst=${PUB} sport=5555 dport=${e} src=10.8.0.2 dst=203.0.113.9 sport=${e + 10_000} dport=5555 mark=0 use=1`,
+        )
+        .join('\n')
     const { exec, calls } = scripted((args) => {
       if (args[0] === '-L') {
         return args[2] === 'tcp'
-          ? { exitCode: 0, stdout: listing('tcp', [10_000, 10_002, 19_998]) + '\n' + 'tcp 6 100 ESTABLISHED src=203.0.113.9 dst=198.51.100.1 sport=1 dport=10004 src=10.8.0.9 dst=203.0.113.9 sport=30004 dport=1 mark=0 use=1', stderr: '' }
+          ? {
+              exitCode: 0,
+              stdout:
+                listing('tcp', [10_000, 10_002, 19_998]) +
+                '\n' +
+                'tcp 6 100 ESTABLISHED src=203.0.113.9 dst=198.51.100.1 sport=1 dport=10004 src=10.8.0.9 dst=203.0.113.9 sport=30004 dport=1 mark=0 use=1',
+              stderr: '',
+            }
           : { exitCode: 0, stdout: listing('udp', [10_001]), stderr: '' }
       }
       return ONE

@@ -225,10 +225,7 @@ describe('parsing iptables-save', () => {
   })
 
   it('turns the DNAT chain back into sorted forwards; null without the chain', () => {
-    expect(parseForwards(parseIptablesSave(SAVED_NAT, 'nat'))).toEqual([
-      f('tcp', 8080, '10.8.0.2', 80),
-      f('udp', 40000, '10.8.0.3', 51820),
-    ])
+    expect(parseForwards(parseIptablesSave(SAVED_NAT, 'nat'))).toEqual([f('tcp', 8080, '10.8.0.2', 80), f('udp', 40000, '10.8.0.3', 51820)])
     expect(parseForwards(parseIptablesSave(SAVED_FILTER, 'filter'))).toBeNull()
     expect(parseForwards(parseIptablesSave(SAVED_NAT, 'nat'), { chainPrefix: 'X' })).toBeNull()
   })
@@ -243,7 +240,10 @@ describe('parsing iptables-save', () => {
       '-p tcp -m tcp --dport 0 -j DNAT --to-destination 10.0.0.1:2',
       '-p tcp -m tcp --dport',
     ]) {
-      expect(codeOf(() => parseDnatRule(spec)), spec).toBe('WGPMP_KERNEL_UNEXPECTED')
+      expect(
+        codeOf(() => parseDnatRule(spec)),
+        spec,
+      ).toBe('WGPMP_KERNEL_UNEXPECTED')
     }
     const dup = `*nat\n:WGPMP-DNAT - [0:0]\n-A WGPMP-DNAT -p udp -m udp --dport 1 -j DNAT --to-destination 10.0.0.1:2\n-A WGPMP-DNAT -p udp -m udp --dport 1 -j DNAT --to-destination 10.0.0.3:4\nCOMMIT\n`
     expect(codeOf(() => parseForwards(parseIptablesSave(dup, 'nat')))).toBe('WGPMP_KERNEL_UNEXPECTED')
@@ -286,7 +286,10 @@ describe('IptablesDriver with a scripted exec', () => {
     })
     const d = new IptablesDriver({ exec: s.exec })
     const e: unknown = await d.apply([add(f('udp', 5, '10.8.0.5', 6))]).catch((x: unknown) => x)
-    expect(e).toMatchObject({ code: 'WGPMP_KERNEL_REFUSED', cause: { exitCode: 1, line: '-A WGPMP-ACCEPT -p udp -m conntrack --ctreplsrc 10.8.0.5 --ctorigdstport 5 --ctreplsrcport 6 -j ACCEPT' } })
+    expect(e).toMatchObject({
+      code: 'WGPMP_KERNEL_REFUSED',
+      cause: { exitCode: 1, line: '-A WGPMP-ACCEPT -p udp -m conntrack --ctreplsrc 10.8.0.5 --ctorigdstport 5 --ctreplsrcport 6 -j ACCEPT' },
+    })
     expect(s.calls.map((c) => c.input)).toEqual([
       undefined,
       '*nat\n-A WGPMP-DNAT -p udp -m udp --dport 5 -j DNAT --to-destination 10.8.0.5:6\nCOMMIT\n',
@@ -318,7 +321,10 @@ describe('buildIptablesRebuild', () => {
   it('flushes the forward chains and writes every forward again, one transaction per table', async () => {
     const { buildIptablesRebuild } = await import('../../../src/drivers/iptables.js')
     const b = buildIptablesRebuild([{ protocol: 'tcp', externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }])
-    expect(b.nat.split('\n').filter((l) => l.startsWith('-'))).toEqual(['-F WGPMP-DNAT', expect.stringMatching(/^-A WGPMP-DNAT -p tcp .*--dport 8080 .*--to-destination 10\.8\.0\.2:80/)])
+    expect(b.nat.split('\n').filter((l) => l.startsWith('-'))).toEqual([
+      '-F WGPMP-DNAT',
+      expect.stringMatching(/^-A WGPMP-DNAT -p tcp .*--dport 8080 .*--to-destination 10\.8\.0\.2:80/),
+    ])
     expect(b.nat.trim().endsWith('COMMIT')).toBe(true)
     expect(b.filter.split('\n').filter((l) => l.startsWith('-'))[0]).toBe('-F WGPMP-ACCEPT')
   })

@@ -9,11 +9,21 @@ const udp51413: Forward = { protocol: 'udp', externalPort: 51413, internalAddres
 
 describe('buildBatch', () => {
   it('adds: one create command, one element per forward (golden)', () => {
-    expect(buildBatch([{ op: 'add', forward: tcp8080 }, { op: 'add', forward: udp51413 }])).toEqual(golden('add-tcp-8080-udp-51413.json'))
+    expect(
+      buildBatch([
+        { op: 'add', forward: tcp8080 },
+        { op: 'add', forward: udp51413 },
+      ]),
+    ).toEqual(golden('add-tcp-8080-udp-51413.json'))
   })
   it('puts deletes before creates so one batch can move a port to another client (golden)', () => {
     const moved: Forward = { ...tcp8080, internalAddress: '10.8.0.3', internalPort: 8080 }
-    expect(buildBatch([{ op: 'add', forward: moved }, { op: 'delete', forward: tcp8080 }])).toEqual(golden('move-tcp-8080.json'))
+    expect(
+      buildBatch([
+        { op: 'add', forward: moved },
+        { op: 'delete', forward: tcp8080 },
+      ]),
+    ).toEqual(golden('move-tcp-8080.json'))
   })
   it('is empty for no changes', () => {
     expect(buildBatch([])).toEqual({ nftables: [] })
@@ -28,7 +38,13 @@ describe('IPv6', () => {
   const v6: Forward = { protocol: 'udp', externalPort: 6881, internalAddress: 'fd42:42::2', internalPort: 6881 }
   const pin: Forward = { protocol: 'tcp', externalPort: 443, internalAddress: '2001:db8:200::3', internalPort: 443, pinhole: true }
   it('an IPv6 forward goes to the _v6 maps, a pinhole to pinholes_v6, IPv4 ones stay apart', () => {
-    expect(buildBatch([{ op: 'add', forward: v6 }, { op: 'add', forward: pin }, { op: 'delete', forward: tcp8080 }])).toEqual({
+    expect(
+      buildBatch([
+        { op: 'add', forward: v6 },
+        { op: 'add', forward: pin },
+        { op: 'delete', forward: tcp8080 },
+      ]),
+    ).toEqual({
       nftables: [
         { delete: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v4', elem: [{ concat: ['tcp', 8080] }] } } },
         { create: { element: { family: 'inet', table: 'wgpmp', name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } } },
@@ -37,12 +53,14 @@ describe('IPv6', () => {
     })
   })
   it('list output with all three kinds parses back', () => {
-    const out = JSON.stringify({ nftables: [
-      { map: { name: 'forwards_v4', elem: [[{ concat: ['tcp', 8080] }, { concat: ['10.8.0.2', 80] }]] } },
-      { map: { name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } },
-      { set: { name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } },
-      { set: { name: 'public_v6', elem: ['2001:db8:100::1'] } },
-    ] })
+    const out = JSON.stringify({
+      nftables: [
+        { map: { name: 'forwards_v4', elem: [[{ concat: ['tcp', 8080] }, { concat: ['10.8.0.2', 80] }]] } },
+        { map: { name: 'forwards_v6', elem: [[{ concat: ['udp', 6881] }, { concat: ['fd42:42::2', 6881] }]] } },
+        { set: { name: 'pinholes_v6', elem: [{ concat: ['2001:db8:200::3', 'tcp', 443] }] } },
+        { set: { name: 'public_v6', elem: ['2001:db8:100::1'] } },
+      ],
+    })
     expect(parseForwardsMap(out)).toEqual([tcp8080, v6, pin])
   })
 })
@@ -70,6 +88,8 @@ describe('parseForwardsMap', () => {
     expect(parseForwardsMap('{"nftables":[{"map":{"name":"forwards_v4"}}]}')).toEqual([])
   })
   it('fills public_v6 when given', () => {
-    expect(buildBaseScript('', { publicV4: [], publicV6: ['2001:db8:100::1'], wgInterfaces: [] })).toContain('add element inet wgpmp public_v6 { 2001:db8:100::1 }')
+    expect(buildBaseScript('', { publicV4: [], publicV6: ['2001:db8:100::1'], wgInterfaces: [] })).toContain(
+      'add element inet wgpmp public_v6 { 2001:db8:100::1 }',
+    )
   })
 })

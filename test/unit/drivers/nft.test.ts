@@ -21,13 +21,23 @@ function scripted(expected: { argv: string[]; input?: string; result?: Partial<E
 }
 
 /** Debian's libnftables1 (a dependency of nftables, which scripts/install-deps.sh installs). */
-const hasLibnftables = ['/usr/lib/x86_64-linux-gnu/libnftables.so.1', '/usr/lib/aarch64-linux-gnu/libnftables.so.1', '/lib/x86_64-linux-gnu/libnftables.so.1'].some((p) => existsSync(p))
+const hasLibnftables = [
+  '/usr/lib/x86_64-linux-gnu/libnftables.so.1',
+  '/usr/lib/aarch64-linux-gnu/libnftables.so.1',
+  '/lib/x86_64-linux-gnu/libnftables.so.1',
+].some((p) => existsSync(p))
 
 const fwd = { protocol: 'tcp' as const, externalPort: 8080, internalAddress: '10.8.0.2', internalPort: 80 }
 
 describe('NftDriver (spawn mode, scripted exec)', () => {
   it('loads the base ruleset in one nft -f transaction', async () => {
-    const exec = scripted([{ argv: ['nft', '-f', '-'], input: 'table inet wgpmp {}\ndelete table inet wgpmp\ntable inet wgpmp { }\nadd element inet wgpmp public_v4 { 198.51.100.1 }\nadd element inet wgpmp wg_ifnames { "wg0" }\n' }])
+    const exec = scripted([
+      {
+        argv: ['nft', '-f', '-'],
+        input:
+          'table inet wgpmp {}\ndelete table inet wgpmp\ntable inet wgpmp { }\nadd element inet wgpmp public_v4 { 198.51.100.1 }\nadd element inet wgpmp wg_ifnames { "wg0" }\n',
+      },
+    ])
     const d = new NftDriver({ exec, mode: 'spawn', baseRuleset: 'table inet wgpmp { }' })
     await d.ensureBase({ publicV4: ['198.51.100.1'], wgInterfaces: ['wg0'] })
     exec.done()
@@ -117,16 +127,22 @@ describe('NftDriver session fallback', () => {
     expect(d.mode).toBe('spawn')
     expect(d.fallback).toMatch(/^session: nft session exited \(127\)/)
     await d.apply([{ op: 'delete', forward: fwd }])
-    expect(calls).toEqual([[nft, '-j', '-f'], [nft, '-j', '-f']])
+    expect(calls).toEqual([
+      [nft, '-j', '-f'],
+      [nft, '-j', '-f'],
+    ])
   })
 })
 
 describe('NftLib', () => {
   it('a library that is not there is a WGPMP_EXEC_FAILED error naming it', async () => {
-    await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({ code: 'WGPMP_EXEC_FAILED', message: expect.stringContaining('libwgpmp-test-missing.so.9') as string })
+    await expect(NftLib.open('libwgpmp-test-missing.so.9')).rejects.toMatchObject({
+      code: 'WGPMP_EXEC_FAILED',
+      message: expect.stringContaining('libwgpmp-test-missing.so.9') as string,
+    })
   })
   // A command libnftables rejects while parsing never reaches the kernel: no root, no netns needed.
-  it.runIf(hasLibnftables)('returns nft\'s error text for a bad document, one call after another, and rejects once closed', async () => {
+  it.runIf(hasLibnftables)("returns nft's error text for a bad document, one call after another, and rejects once closed", async () => {
     const lib = await NftLib.open()
     const bad = JSON.stringify({ nftables: [{ frobnicate: { table: { family: 'inet', name: 'wgpmp' } } }] })
     const [a, b] = await Promise.all([lib.run(bad), lib.run('{"nftables": [')])

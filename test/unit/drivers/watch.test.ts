@@ -10,15 +10,20 @@ import { FakeClock } from '../../../src/core/clock.js'
 // nft 1.0.6, captured in a namespace: `nft -j monitor tables` / `nft -j monitor rules` during
 // `nft flush ruleset` and `nft flush table`.
 const DELETE_OURS = '{"delete": {"table": {"family": "inet", "name": "wgpmp", "handle": 1}}}'
-const DELETE_OUR_RULE = '{"delete": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 2, "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}}'
+const DELETE_OUR_RULE =
+  '{"delete": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 2, "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}}'
 const DELETE_OTHER_RULE = '{"delete": {"rule": {"family": "ip", "table": "filter", "chain": "input", "handle": 7, "expr": []}}}'
 const ADD_OUR_RULE = '{"add": {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 4, "expr": []}}}'
-const CHAINS = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"chain": {"family": "ip", "table": "filter", "name": "input", "handle": 1}}]}'
-const CHAINS_WITHOUT_OURS = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "ip", "table": "filter", "name": "prerouting", "handle": 1}}]}'
+const CHAINS =
+  '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"chain": {"family": "ip", "table": "filter", "name": "input", "handle": 1}}]}'
+const CHAINS_WITHOUT_OURS =
+  '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "ip", "table": "filter", "name": "prerouting", "handle": 1}}]}'
 const DELETE_OTHER = '{"delete": {"table": {"family": "ip", "name": "other", "handle": 2}}}'
 const ADD_OURS = '{"add": {"table": {"family": "inet", "name": "wgpmp", "handle": 3}}}'
-const CHAIN_OK = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 5}}, {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 9, "expr": []}}]}'
-const CHAIN_EMPTY = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 5}}]}'
+const CHAIN_OK =
+  '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 5}}, {"rule": {"family": "inet", "table": "wgpmp", "chain": "prerouting", "handle": 9, "expr": []}}]}'
+const CHAIN_EMPTY =
+  '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "wgpmp", "name": "prerouting", "handle": 5}}]}'
 const NOT_FOUND: ExecResult = { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory\nlist chain inet wgpmp prerouting\n                 ^^^^^' }
 const OK: ExecResult = { exitCode: 0, stdout: CHAIN_OK, stderr: '' }
 

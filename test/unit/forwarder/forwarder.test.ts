@@ -34,7 +34,10 @@ function setup(o: { chunk?: number } = {}) {
     },
   })
   return {
-    table, forwarder, batches, events,
+    table,
+    forwarder,
+    batches,
+    events,
     changed: () => changed,
     refuse: (v: boolean) => (refuse = v),
     hold: (p: Promise<void> | null): void => {
@@ -97,7 +100,10 @@ describe('Forwarder', () => {
   it('a PCP delete with another nonce is refused and leaves the mapping', async () => {
     const t = setup()
     await t.forwarder.map({ ...req(A, 80), origin: 'pcp', nonce: 'a'.repeat(24) })
-    expect(await t.forwarder.delete({ client: A, protocols: ['tcp'], internalPort: 80, nonce: 'b'.repeat(24), via: 'pcp' })).toEqual({ ok: false, refusal: 'nonce-mismatch' })
+    expect(await t.forwarder.delete({ client: A, protocols: ['tcp'], internalPort: 80, nonce: 'b'.repeat(24), via: 'pcp' })).toEqual({
+      ok: false,
+      refusal: 'nonce-mismatch',
+    })
     expect(t.table.size).toBe(1)
   })
 

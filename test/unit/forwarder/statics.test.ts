@@ -22,7 +22,8 @@ class FakeSink implements StaticSink {
     const k = `${protocol}/${externalPort}`
     const h = this.held.get(k)
     if (this.reserved.has(externalPort)) return { ok: false, reason: 'reserved' }
-    if (h) return h.static && h.address === address && h.internalPort === internalPort ? { ok: true, changes: [], undo: () => {} } : { ok: false, reason: 'taken' }
+    if (h)
+      return h.static && h.address === address && h.internalPort === internalPort ? { ok: true, changes: [], undo: () => {} } : { ok: false, reason: 'taken' }
     this.held.set(k, { address, internalPort, static: true })
     return { ok: true, changes: [{ op: 'add', forward: { protocol, externalPort, internalAddress: address, internalPort } }], undo: () => this.held.delete(k) }
   }
@@ -49,7 +50,10 @@ describe('StaticForwards', () => {
     const sink = new FakeSink()
     const batches: ForwardChange[][] = []
     let refuse = false
-    const addresses = new Map([['alice', '10.8.0.2'], ['bob', '10.8.0.3']])
+    const addresses = new Map([
+      ['alice', '10.8.0.2'],
+      ['bob', '10.8.0.3'],
+    ])
     const store = new StaticForwardStore(records, () => Promise.resolve())
     const sf = new StaticForwards({
       store,
@@ -59,7 +63,10 @@ describe('StaticForwards', () => {
         if (c.length > 0) batches.push([...c])
         return Promise.resolve()
       },
-      addressesOf: (id) => { const a = addresses.get(id); return a === undefined ? [] : [a] },
+      addressesOf: (id) => {
+        const a = addresses.get(id)
+        return a === undefined ? [] : [a]
+      },
       log: silentLogger(),
       now: () => new Date('2026-05-01T12:00:00Z'),
     })
@@ -69,18 +76,33 @@ describe('StaticForwards', () => {
   it('a client with an IPv6 address gets the forward on both addresses; a pinhole that cannot translate is skipped there', async () => {
     const { FakeClock } = await import('../../../src/core/clock.js')
     const { MappingTable } = await import('../../../src/mappings/table.js')
-    const table = new MappingTable({ clock: new FakeClock(0), minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, isPinholeClient: (a) => a.startsWith('2001:') })
+    const table = new MappingTable({
+      clock: new FakeClock(0),
+      minPort: 1024,
+      maxPort: 65535,
+      minLifetimeSeconds: 120,
+      maxLifetimeSeconds: 7200,
+      isPinholeClient: (a) => a.startsWith('2001:'),
+    })
     const batches: ForwardChange[][] = []
-    const addrs = new Map([['alice', ['10.8.0.2', 'fd42:42::2']], ['bob', ['10.8.0.3', '2001:db8:200::3']]])
+    const addrs = new Map([
+      ['alice', ['10.8.0.2', 'fd42:42::2']],
+      ['bob', ['10.8.0.3', '2001:db8:200::3']],
+    ])
     const sf = new StaticForwards({
-      store: new StaticForwardStore([], () => Promise.resolve()), sink: table, log: silentLogger(),
+      store: new StaticForwardStore([], () => Promise.resolve()),
+      sink: table,
+      log: silentLogger(),
       commit: (c) => (batches.push([...c]), Promise.resolve()),
       addressesOf: (id) => addrs.get(id) ?? [],
     })
     expect((await sf.create('alice', spec('8080:80/tcp'))).ok).toBe(true)
     expect(batches.at(-1)!.map((c) => `${c.forward.internalAddress}:${c.forward.internalPort}`)).toEqual(['10.8.0.2:80', 'fd42:42::2:80'])
     expect((await sf.create('bob', spec('443/tcp'))).ok).toBe(true)
-    expect(batches.at(-1)!.map((c) => [c.forward.internalAddress, c.forward.pinhole === true])).toEqual([['10.8.0.3', false], ['2001:db8:200::3', true]])
+    expect(batches.at(-1)!.map((c) => [c.forward.internalAddress, c.forward.pinhole === true])).toEqual([
+      ['10.8.0.3', false],
+      ['2001:db8:200::3', true],
+    ])
     expect((await sf.create('bob', spec('9090:90/tcp'))).ok).toBe(true) // a pinhole cannot map 9090 to 90: IPv4 only
     expect(batches.at(-1)!.map((c) => c.forward.internalAddress)).toEqual(['10.8.0.3'])
     expect(await sf.delete('alice', 'tcp-8080')).toBe('deleted')
@@ -99,7 +121,11 @@ describe('StaticForwards', () => {
   it('409s: overlapping static forward, NAT-PMP-held port, reserved port; 404 unknown client', async () => {
     const { sf, sink } = setup()
     await sf.create('alice', spec('8080:80/tcp'))
-    expect(await sf.create('bob', spec('8000-8100/both'))).toEqual({ ok: false, refusal: 'port-unavailable', message: '8000-8100/both overlaps the static forward 8080:80/tcp' })
+    expect(await sf.create('bob', spec('8000-8100/both'))).toEqual({
+      ok: false,
+      refusal: 'port-unavailable',
+      message: '8000-8100/both overlaps the static forward 8080:80/tcp',
+    })
     sink.held.set('udp/9000', { address: '10.8.0.3', internalPort: 9000, static: false })
     expect(await sf.create('alice', spec('9000/udp'))).toEqual({ ok: false, refusal: 'port-unavailable', message: 'udp port 9000 is already forwarded' })
     expect(await sf.create('alice', spec('51820/udp'))).toEqual({ ok: false, refusal: 'port-unavailable', message: 'udp port 51820 is reserved' })
@@ -145,7 +171,7 @@ describe('StaticForwards', () => {
     expect(await sf.activate('bob')).toEqual({ installed: 0, conflicts: [{ protocol: 'tcp', port: 443, reason: 'taken' }] })
   })
 
-  it('deactivate withdraws a client\'s static ports in one batch and activate brings them back', async () => {
+  it("deactivate withdraws a client's static ports in one batch and activate brings them back", async () => {
     const { sf, sink, batches } = setup()
     sf.setConfigForwards(new Map([['alice', [spec('443/both')]]]))
     await sf.create('alice', spec('7000-7004/udp'))

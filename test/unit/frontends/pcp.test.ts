@@ -20,12 +20,29 @@ afterEach(async () => {
 })
 
 /** libtorrent's MAP request shape (see test/fixtures/packets/pcp/). */
-const mapReq = (o: { client?: string; protocol?: number; internalPort?: number; suggested?: number; lifetime?: number; nonce?: Uint8Array; options?: PcpOption[]; suggestedAddress?: string } = {}) =>
+const mapReq = (
+  o: {
+    client?: string
+    protocol?: number
+    internalPort?: number
+    suggested?: number
+    lifetime?: number
+    nonce?: Uint8Array
+    options?: PcpOption[]
+    suggestedAddress?: string
+  } = {},
+) =>
   encodePcpRequest({
     opcode: PcpOpcode.Map,
     lifetimeSeconds: o.lifetime ?? 3600,
     clientAddress: o.client ?? A,
-    map: { nonce: o.nonce ?? NONCE, protocol: o.protocol ?? 17, internalPort: o.internalPort ?? 6881, suggestedExternalPort: o.suggested ?? 6881, suggestedExternalAddress: o.suggestedAddress ?? '0.0.0.0' },
+    map: {
+      nonce: o.nonce ?? NONCE,
+      protocol: o.protocol ?? 17,
+      internalPort: o.internalPort ?? 6881,
+      suggestedExternalPort: o.suggested ?? 6881,
+      suggestedExternalAddress: o.suggestedAddress ?? '0.0.0.0',
+    },
     ...(o.options ? { options: o.options } : {}),
   })
 
@@ -38,7 +55,7 @@ async function pcp(c: TestClient, bytes: Uint8Array) {
 }
 
 describe('PCP over UDP', () => {
-  it('answers libtorrent\'s 60-byte MAP with the 60-byte reply it checks: nonce, protocol, ports, address', async () => {
+  it("answers libtorrent's 60-byte MAP with the 60-byte reply it checks: nonce, protocol, ports, address", async () => {
     const { a, driver } = await start()
     const r = await pcp(a, mapReq())
     expect(r.length).toBe(60)
@@ -69,7 +86,7 @@ describe('PCP over UDP', () => {
     expect(del).toMatchObject({ result: 0, lifetimeSeconds: 0 })
     expect(driver.dump()).toEqual([])
   })
-  it('protocol 0, port 0, lifetime 0 deletes all of the client\'s mappings', async () => {
+  it("protocol 0, port 0, lifetime 0 deletes all of the client's mappings", async () => {
     const { a, b, driver } = await start()
     await pcp(a, mapReq({ protocol: 6, internalPort: 1000 }))
     await pcp(a, mapReq({ protocol: 17, internalPort: 2000, nonce: Uint8Array.from({ length: 12 }, () => 7) }))
@@ -102,8 +119,26 @@ describe('PCP over UDP', () => {
   it('answers ANNOUNCE with success and the epoch; PEER with UNSUPP_OPCODE', async () => {
     const { a, clock } = await start()
     clock.advance(7_000)
-    expect(await pcp(a, encodePcpRequest({ opcode: PcpOpcode.Announce, lifetimeSeconds: 0, clientAddress: A }))).toMatchObject({ opcode: 0, result: 0, epochSeconds: 7, length: 24 })
-    const peer = encodePcpRequest({ opcode: PcpOpcode.Peer, lifetimeSeconds: 60, clientAddress: A, peer: { nonce: NONCE, protocol: 6, internalPort: 1, suggestedExternalPort: 0, suggestedExternalAddress: '0.0.0.0', remotePeerPort: 80, remotePeerAddress: '203.0.113.9' } })
+    expect(await pcp(a, encodePcpRequest({ opcode: PcpOpcode.Announce, lifetimeSeconds: 0, clientAddress: A }))).toMatchObject({
+      opcode: 0,
+      result: 0,
+      epochSeconds: 7,
+      length: 24,
+    })
+    const peer = encodePcpRequest({
+      opcode: PcpOpcode.Peer,
+      lifetimeSeconds: 60,
+      clientAddress: A,
+      peer: {
+        nonce: NONCE,
+        protocol: 6,
+        internalPort: 1,
+        suggestedExternalPort: 0,
+        suggestedExternalAddress: '0.0.0.0',
+        remotePeerPort: 80,
+        remotePeerAddress: '203.0.113.9',
+      },
+    })
     expect((await pcp(a, peer)).result).toBe(PcpResult.UnsuppOpcode)
   })
   it('answers PCP version 1 with UNSUPP_VERSION so the client can adapt', async () => {

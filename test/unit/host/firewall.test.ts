@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import type { Exec, ExecResult } from '../../../src/core/exec.js'
-import { ACCEPT_COMMENT, HostFirewall, findForwardBlocks, isIptablesNftTable, parseIptablesS, parseNftRuleset, type FwTable } from '../../../src/host/firewall.js'
+import {
+  ACCEPT_COMMENT,
+  HostFirewall,
+  findForwardBlocks,
+  isIptablesNftTable,
+  parseIptablesS,
+  parseNftRuleset,
+  type FwTable,
+} from '../../../src/host/firewall.js'
 import { silentLogger } from '../../../src/log.js'
 import { FakeClock } from '../../../src/core/clock.js'
 
@@ -19,7 +27,9 @@ describe('parseNftRuleset (nft -j list ruleset, nft 1.0.6 captures)', () => {
     expect(fwd).toMatchObject({ hook: 'forward', policy: 'drop' })
     expect(fwd.rules.map((r) => r.handle)).toEqual([5, 2, 3, 4])
     expect(fwd.rules[0]).toMatchObject({ comment: ACCEPT_COMMENT, verdict: { kind: 'accept' }, matches: [{ key: 'ctstatus', values: ['DNAT'] }] })
-    const ours = JSON.stringify({ nftables: [{ table: { family: 'inet', name: 'wgpmp' } }, { chain: { family: 'inet', table: 'wgpmp', name: 'forward', hook: 'forward', policy: 'drop' } }] })
+    const ours = JSON.stringify({
+      nftables: [{ table: { family: 'inet', name: 'wgpmp' } }, { chain: { family: 'inet', table: 'wgpmp', name: 'forward', hook: 'forward', policy: 'drop' } }],
+    })
     expect(parseNftRuleset(ours)).toEqual([])
   })
 
@@ -40,7 +50,15 @@ describe('parseNftRuleset (nft -j list ruleset, nft 1.0.6 captures)', () => {
 describe('findForwardBlocks', () => {
   it('ufw with DEFAULT_FORWARD_POLICY=DROP drops the first packet of a forward by policy; the fix is the iptables accept', () => {
     expect(findForwardBlocks(tablesOf('ufw-drop'), IFS)).toEqual([
-      { backend: 'iptables', family: 'ip', table: 'filter', chain: 'FORWARD', packet: 'inbound', by: 'policy drop', fix: 'iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT' },
+      {
+        backend: 'iptables',
+        family: 'ip',
+        table: 'filter',
+        chain: 'FORWARD',
+        packet: 'inbound',
+        by: 'policy drop',
+        fix: 'iptables -I FORWARD -m conntrack --ctstate DNAT -j ACCEPT',
+      },
     ])
   })
 
@@ -54,11 +72,11 @@ describe('findForwardBlocks', () => {
     expect(findForwardBlocks(tablesOf('ufw-drop-fixed'), IFS)).toEqual([])
   })
 
-  it('Docker\'s FORWARD policy DROP blocks a host-side forward to wg0', () => {
+  it("Docker's FORWARD policy DROP blocks a host-side forward to wg0", () => {
     expect(findForwardBlocks(tablesOf('docker-drop'), IFS)).toMatchObject([{ chain: 'FORWARD', packet: 'inbound', by: 'policy drop' }])
   })
 
-  it('wg-easy\'s default PostUp (-o wg0 / -i wg0 ACCEPT) after Docker\'s rules accepts both directions', () => {
+  it("wg-easy's default PostUp (-o wg0 / -i wg0 ACCEPT) after Docker's rules accepts both directions", () => {
     expect(findForwardBlocks(tablesOf('docker-wg-easy'), IFS)).toEqual([])
     // The same rules for another interface do not.
     expect(findForwardBlocks(tablesOf('docker-wg-easy'), { wgInterface: 'wg1', publicInterface: 'eth0' })).toHaveLength(1)
@@ -66,25 +84,51 @@ describe('findForwardBlocks', () => {
 
   it('native nftables: policy drop with only wg0 -> eth0 accepted drops the inbound packet; the fix names the chain', () => {
     expect(findForwardBlocks(parseNftRuleset(fx('nft-drop.json')), IFS)).toEqual([
-      { backend: 'nft', family: 'inet', table: 'filter', chain: 'forward', packet: 'inbound', by: 'policy drop', fix: 'nft insert rule inet filter forward ct status dnat accept' },
+      {
+        backend: 'nft',
+        family: 'inet',
+        table: 'filter',
+        chain: 'forward',
+        packet: 'inbound',
+        by: 'policy drop',
+        fix: 'nft insert rule inet filter forward ct status dnat accept',
+      },
     ])
     expect(findForwardBlocks(parseNftRuleset(fx('nft-drop-fixed.json')), IFS)).toEqual([])
   })
 
   it('a drop rule (not the policy) that our traffic reaches is named; the reply direction is checked too', () => {
-    const t = parseIptablesS('-P FORWARD ACCEPT\n-A FORWARD -i eth0 -o wg0 -m conntrack --ctstate NEW -j ACCEPT\n-A FORWARD -i wg0 -j REJECT --reject-with icmp-port-unreachable\n', 'ip', 'iptables')
+    const t = parseIptablesS(
+      '-P FORWARD ACCEPT\n-A FORWARD -i eth0 -o wg0 -m conntrack --ctstate NEW -j ACCEPT\n-A FORWARD -i wg0 -j REJECT --reject-with icmp-port-unreachable\n',
+      'ip',
+      'iptables',
+    )
     expect(findForwardBlocks([t], IFS)).toMatchObject([{ packet: 'reply', by: '-A FORWARD -i wg0 -j REJECT --reject-with icmp-port-unreachable' }])
   })
 
   it('negation, wildcards, goto and return are followed', () => {
     const t = parseIptablesS(
-      ['-P FORWARD DROP', '-N a', '-N b', '-A FORWARD ! -i eth0 -j ACCEPT', '-A FORWARD -o wg+ -g a', '-A a -j b', '-A b -p udp -j RETURN', '-A b -j ACCEPT'].join('\n'),
-      'ip', 'iptables',
+      [
+        '-P FORWARD DROP',
+        '-N a',
+        '-N b',
+        '-A FORWARD ! -i eth0 -j ACCEPT',
+        '-A FORWARD -o wg+ -g a',
+        '-A a -j b',
+        '-A b -p udp -j RETURN',
+        '-A b -j ACCEPT',
+      ].join('\n'),
+      'ip',
+      'iptables',
     )
     // tcp: a -> b -> ACCEPT; udp: b returns, a ends, goto returns past FORWARD's rest: policy drop.
     expect(findForwardBlocks([t], IFS)).toMatchObject([{ packet: 'inbound', by: 'policy drop' }])
     // With the reply direction accepted and the goto accepting everything: nothing blocks.
-    const tcpOnly = parseIptablesS(['-P FORWARD DROP', '-N a', '-A FORWARD -i wg0 -j ACCEPT', '-A FORWARD -o wg+ -g a', '-A a -j ACCEPT'].join('\n'), 'ip', 'iptables')
+    const tcpOnly = parseIptablesS(
+      ['-P FORWARD DROP', '-N a', '-A FORWARD -i wg0 -j ACCEPT', '-A FORWARD -o wg+ -g a', '-A a -j ACCEPT'].join('\n'),
+      'ip',
+      'iptables',
+    )
     expect(findForwardBlocks([tcpOnly], IFS)).toEqual([])
   })
 
@@ -104,7 +148,8 @@ describe('HostFirewall (scripted exec)', () => {
       calls.push(`${file} ${args.join(' ')}`)
       const a = args.join(' ')
       if (file === 'iptables-legacy') return Promise.resolve({ stdout: '', stderr: 'not found', exitCode: 127 })
-      if (a === '-j list tables') return Promise.resolve(ok(JSON.stringify({ nftables: [{ table: { family: 'inet', name: 'filter' } }, { table: { family: 'inet', name: 'wgpmp' } }] })))
+      if (a === '-j list tables')
+        return Promise.resolve(ok(JSON.stringify({ nftables: [{ table: { family: 'inet', name: 'filter' } }, { table: { family: 'inet', name: 'wgpmp' } }] })))
       if (a === '-j list table inet filter' || a === '-j list chain inet filter forward') {
         return Promise.resolve(ok(inserted ? fx('nft-drop-fixed.json') : fx('nft-drop.json')))
       }

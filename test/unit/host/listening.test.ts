@@ -110,7 +110,11 @@ describe('ListeningPortsCache', () => {
   it('counts UDP and TCP ports alike; a failed read keeps the last ports and is returned', async () => {
     const clock = new FakeClock(0)
     let fail = false
-    const cache = new ListeningPortsCache({ clock, maxAgeMs: 0, read: () => (fail ? Promise.reject(new Error('EACCES')) : Promise.resolve(ports([22], [51820]))) })
+    const cache = new ListeningPortsCache({
+      clock,
+      maxAgeMs: 0,
+      read: () => (fail ? Promise.reject(new Error('EACCES')) : Promise.resolve(ports([22], [51820]))),
+    })
     expect(await cache.refresh()).toBeNull()
     expect(cache.has(22) && cache.has(51820)).toBe(true)
     fail = true

@@ -58,7 +58,16 @@ describe('auth', () => {
     ['empty bearer', { token: '' }],
     ['basic scheme', { token: null, headers: { authorization: `Basic ${Buffer.from('x:' + TOKEN).toString('base64')}` } }],
   ] as const)('%s: 401 with no detail, on every protected route', async (_n, o) => {
-    for (const [m, p] of [['GET', '/api/clients'], ['GET', '/api/portforwards'], ['GET', forwardsPath(SEEDBOX)], ['POST', forwardsPath(SEEDBOX)], ['DELETE', `${forwardsPath(PHONE)}/tcp-443`], ['GET', '/metrics'], ['GET', '/api/nope'], ['GET', '/nope']] as const) {
+    for (const [m, p] of [
+      ['GET', '/api/clients'],
+      ['GET', '/api/portforwards'],
+      ['GET', forwardsPath(SEEDBOX)],
+      ['POST', forwardsPath(SEEDBOX)],
+      ['DELETE', `${forwardsPath(PHONE)}/tcp-443`],
+      ['GET', '/metrics'],
+      ['GET', '/api/nope'],
+      ['GET', '/nope'],
+    ] as const) {
       const r = await call(m, p, { ...o, ...(m === 'POST' ? { body: '{}' } : {}) })
       expect([m, p, r.status, r.text]).toEqual([m, p, 401, '{"error":"unauthorized"}'])
       expect(r.headers['www-authenticate']).toBe('Bearer')
@@ -131,7 +140,11 @@ describe('reading', () => {
     const r = await call('GET', '/api/portforwards')
     expect(r.status).toBe(200)
     expect(valid('GET /api/portforwards 200', r.json)).toBe(true)
-    expect((r.json as { id: string; origin: string }[]).map((f) => [f.id, f.origin])).toEqual([['pmp-1', 'nat-pmp'], ['pmp-2', 'nat-pmp'], ['tcp-443', 'static']])
+    expect((r.json as { id: string; origin: string }[]).map((f) => [f.id, f.origin])).toEqual([
+      ['pmp-1', 'nat-pmp'],
+      ['pmp-2', 'nat-pmp'],
+      ['tcp-443', 'static'],
+    ])
   })
 
   it('DELETE /api/portforwards flushes every lease and keeps static forwards', async () => {
@@ -146,7 +159,19 @@ describe('reading', () => {
     const r = await call('GET', forwardsPath(PHONE))
     expect(valid('GET /api/clients/{id}/portforwards 200', r.json)).toBe(true)
     expect(r.json).toEqual([
-      { id: 'tcp-443', client_id: PHONE, protocol: 'tcp', external_port: 443, internal_port: 8443, client_address: '10.8.0.3', origin: 'static', lifetime_seconds: null, seconds_left: null, created_at: expect.any(String) as string, removable: false },
+      {
+        id: 'tcp-443',
+        client_id: PHONE,
+        protocol: 'tcp',
+        external_port: 443,
+        internal_port: 8443,
+        client_address: '10.8.0.3',
+        origin: 'static',
+        lifetime_seconds: null,
+        seconds_left: null,
+        created_at: expect.any(String) as string,
+        removable: false,
+      },
     ])
     for (const id of ['AAAAAAAAAAAA', '%ZZ', 'a%2Fb', 'x'.repeat(65)]) {
       const n = await call('GET', forwardsPath(id))
@@ -171,7 +196,17 @@ describe('POST /api/clients/{id}/portforwards', () => {
     const r = await post(forwardsPath(SEEDBOX), { protocol: 'tcp', external_port: 8080, internal_port: 80 })
     expect(r.status).toBe(201)
     expect(valid('POST /api/clients/{id}/portforwards 201', r.json)).toBe(true)
-    expect(r.json).toMatchObject({ id: 'tcp-8080', client_id: SEEDBOX, protocol: 'tcp', external_port: 8080, internal_port: 80, client_address: '10.8.0.2', origin: 'static', lifetime_seconds: null, removable: true })
+    expect(r.json).toMatchObject({
+      id: 'tcp-8080',
+      client_id: SEEDBOX,
+      protocol: 'tcp',
+      external_port: 8080,
+      internal_port: 80,
+      client_address: '10.8.0.2',
+      origin: 'static',
+      lifetime_seconds: null,
+      removable: true,
+    })
     const range = await post(forwardsPath(SEEDBOX), { protocol: 'both', external_port: '27015-27030' })
     expect(range.json).toMatchObject({ id: 'both-27015-27030', external_port: '27015-27030', internal_port: '27015-27030' })
     expect(fake.batches.at(-1)).toHaveLength(32)
@@ -219,7 +254,9 @@ describe('POST /api/clients/{id}/portforwards', () => {
   })
 
   it('415 without a JSON content type, 413 above 64 KiB, 404 for an unknown client', async () => {
-    expect((await call('POST', forwardsPath(SEEDBOX), { body: 'protocol=tcp', headers: { 'content-type': 'application/x-www-form-urlencoded' } })).status).toBe(415)
+    expect((await call('POST', forwardsPath(SEEDBOX), { body: 'protocol=tcp', headers: { 'content-type': 'application/x-www-form-urlencoded' } })).status).toBe(
+      415,
+    )
     const big = await post(forwardsPath(SEEDBOX), JSON.stringify({ protocol: 'tcp', external_port: 80, pad: 'x'.repeat(70_000) }))
     expect([big.status, big.json]).toEqual([413, { error: 'body larger than 65536 bytes' }])
     expect((await post(forwardsPath('AAAAAAAAAAAA'), { protocol: 'tcp', external_port: 80 })).status).toBe(404)
@@ -227,7 +264,11 @@ describe('POST /api/clients/{id}/portforwards', () => {
 
   it('413 for a chunked body without a length, and the server keeps serving', async () => {
     const chunks = Readable.from(Array.from({ length: 20 }, () => Buffer.alloc(8192, 0x20)))
-    const r = await request(base + forwardsPath(SEEDBOX), { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: chunks }).catch((e: unknown) => e)
+    const r = await request(base + forwardsPath(SEEDBOX), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: chunks,
+    }).catch((e: unknown) => e)
     if (!(r instanceof Error)) expect((r as { statusCode: number }).statusCode).toBe(413)
     expect((await call('GET', '/api/clients')).status).toBe(200)
   })
@@ -251,7 +292,7 @@ describe('DELETE /api/clients/{id}/portforwards/{forwardId}', () => {
     expect((await post(forwardsPath(PHONE), { protocol: 'udp', external_port: 27020 })).status).toBe(201)
   })
 
-  it('404 for an unknown client, another client\'s forward, or a malformed id; 409 for a config forward', async () => {
+  it("404 for an unknown client, another client's forward, or a malformed id; 409 for a config forward", async () => {
     expect((await call('DELETE', `${forwardsPath('AAAAAAAAAAAA')}/tcp-443`)).json).toEqual({ error: 'unknown client' })
     expect((await call('DELETE', `${forwardsPath(SEEDBOX)}/tcp-443`)).json).toEqual({ error: 'unknown forward' })
     expect((await call('DELETE', `${forwardsPath(SEEDBOX)}/%ZZ`)).status).toBe(404)
@@ -293,4 +334,3 @@ describe('robustness', () => {
     await expect(call('GET', '/api/clients')).rejects.toThrow()
   })
 })
-

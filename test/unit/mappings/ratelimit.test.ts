@@ -112,7 +112,10 @@ describe('RateLimiter', () => {
     count(4, () => rl.allow('x'))
     count(2, () => rl.allow('y'))
     rl.allow('z')
-    expect(rl.topDroppers()).toEqual([{ client: 'x', drops: 3 }, { client: 'y', drops: 1 }])
+    expect(rl.topDroppers()).toEqual([
+      { client: 'x', drops: 3 },
+      { client: 'y', drops: 1 },
+    ])
     expect(rl.topDroppers(1)).toEqual([{ client: 'x', drops: 3 }])
     rl.forget('x')
     expect(rl.drops('x')).toBe(0)

@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import type { ForwardChange, Protocol } from '../../../src/core/forward.js'
-import { forwardId, formatRange, formatSpec, overlaps, parseConfigStaticForwards, parseForwardSpec, reserveStatic, specFromBody, type StaticForwardSpec, type StaticSink, type StaticSinkOutcome } from '../../../src/mappings/static.js'
+import {
+  forwardId,
+  formatRange,
+  formatSpec,
+  overlaps,
+  parseConfigStaticForwards,
+  parseForwardSpec,
+  reserveStatic,
+  specFromBody,
+  type StaticForwardSpec,
+  type StaticSink,
+  type StaticSinkOutcome,
+} from '../../../src/mappings/static.js'
 
 const spec = (text: string): StaticForwardSpec => {
   const r = parseForwardSpec(text)
@@ -16,7 +28,8 @@ class FakeSink implements StaticSink {
     const k = `${protocol}/${externalPort}`
     const h = this.held.get(k)
     if (this.reserved.has(externalPort)) return { ok: false, reason: 'reserved' }
-    if (h) return h.static && h.address === address && h.internalPort === internalPort ? { ok: true, changes: [], undo: () => {} } : { ok: false, reason: 'taken' }
+    if (h)
+      return h.static && h.address === address && h.internalPort === internalPort ? { ok: true, changes: [], undo: () => {} } : { ok: false, reason: 'taken' }
     this.held.set(k, { address, internalPort, static: true })
     return { ok: true, changes: [{ op: 'add', forward: { protocol, externalPort, internalAddress: address, internalPort } }], undo: () => this.held.delete(k) }
   }
@@ -39,7 +52,10 @@ describe('parsing', () => {
     ['  1000-1999:31000-31999/TCP ', 'tcp', [1000, 1999], [31000, 31999]],
     ['65535/udp', 'udp', [65535, 65535], [65535, 65535]],
   ])('%s', (text, protocol, ext, int) => {
-    expect(parseForwardSpec(text)).toEqual({ ok: true, spec: { protocol, external: { first: ext[0], last: ext[1] }, internal: { first: int[0], last: int[1] } } })
+    expect(parseForwardSpec(text)).toEqual({
+      ok: true,
+      spec: { protocol, external: { first: ext[0], last: ext[1] }, internal: { first: int[0], last: int[1] } },
+    })
   })
 
   it.each([
@@ -93,7 +109,10 @@ describe('reserveStatic', () => {
 
   it('maps a range port by port with the internal offset', () => {
     const r = reserveStatic(new FakeSink(), '10.8.0.2', spec('1000-1002:2000-2002/tcp'))
-    expect(r.ok && r.changes.map((c) => [c.forward.externalPort, c.forward.internalPort])).toEqual([[1000, 2000], [1001, 2001], [1002, 2002]])
+    expect(r.ok && r.changes.map((c) => [c.forward.externalPort, c.forward.internalPort])).toEqual([
+      [1000, 2000],
+      [1001, 2001],
+      [1002, 2002],
+    ])
   })
 })
-

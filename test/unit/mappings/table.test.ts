@@ -8,12 +8,17 @@ const B = '10.8.0.3'
 function make(over: Partial<ConstructorParameters<typeof MappingTable>[0]> = {}) {
   const clock = new FakeClock(1_000)
   let seed = 7
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+  const random = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
   const table = new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, random, ...over })
   return { clock, table }
 }
 const req = (over: Partial<MapRequest> = {}): MapRequest => ({
-  client: A, protocol: 'tcp', internalPort: 8080, suggestedExternalPort: 0, lifetimeSeconds: 3600, ...over,
+  client: A,
+  protocol: 'tcp',
+  internalPort: 8080,
+  suggestedExternalPort: 0,
+  lifetimeSeconds: 3600,
+  ...over,
 })
 function mapOk(t: MappingTable, r: MapRequest) {
   const o = t.map(r)
@@ -89,16 +94,26 @@ describe('MappingTable', () => {
     expect(table.size).toBe(0)
     expect(table.remove(A, 'tcp', 8080).changes).toEqual([]) // deleting what is not there succeeds, changes nothing
   })
-  it('internal port 0 with lifetime 0 deletes all of the client\'s mappings of that protocol only', () => {
+  it("internal port 0 with lifetime 0 deletes all of the client's mappings of that protocol only", () => {
     const { table } = make()
     mapOk(table, req({ internalPort: 1 }))
     mapOk(table, req({ internalPort: 2 }))
     mapOk(table, req({ internalPort: 3, protocol: 'udp' }))
     mapOk(table, req({ client: B, internalPort: 1 }))
-    expect(table.remove(A, 'tcp', 0).removed.map((l) => l.internalPort).sort()).toEqual([1, 2])
-    expect(table.leases().map((l) => `${l.client}/${l.protocol}/${l.internalPort}`).sort()).toEqual([`${A}/udp/3`, `${B}/tcp/1`])
+    expect(
+      table
+        .remove(A, 'tcp', 0)
+        .removed.map((l) => l.internalPort)
+        .sort(),
+    ).toEqual([1, 2])
+    expect(
+      table
+        .leases()
+        .map((l) => `${l.client}/${l.protocol}/${l.internalPort}`)
+        .sort(),
+    ).toEqual([`${A}/udp/3`, `${B}/tcp/1`])
   })
-  it('isolates clients: B cannot delete or renew A\'s mapping', () => {
+  it("isolates clients: B cannot delete or renew A's mapping", () => {
     const { table } = make()
     const a = mapOk(table, req({ suggestedExternalPort: 40000 }))
     expect(table.remove(B, 'tcp', 8080).removed).toEqual([])
@@ -161,7 +176,8 @@ describe('MappingTable', () => {
   })
   it('scales: 20,000 leases, then every port of a small range full', () => {
     const { table } = make()
-    for (let i = 0; i < 20_000; i++) mapOk(table, req({ client: `10.8.${(i >> 8) & 255}.${(i & 255) + 1 > 254 ? 1 : (i & 255) + 1}`, internalPort: 1 + (i % 60000) }))
+    for (let i = 0; i < 20_000; i++)
+      mapOk(table, req({ client: `10.8.${(i >> 8) & 255}.${(i & 255) + 1 > 254 ? 1 : (i & 255) + 1}`, internalPort: 1 + (i % 60000) }))
     expect(new Set(table.leases().map((l) => `${l.protocol}/${l.externalPort}`)).size).toBe(table.size)
   })
 
@@ -198,7 +214,10 @@ describe('MappingTable', () => {
     expect(p.lease.origin).toBe('pcp')
     expect(table.map(req({ origin: 'pcp', nonce: 'bb' }))).toEqual({ ok: false, reason: 'nonce-mismatch' })
     mapOk(table, req({ client: B, internalPort: 1, suggestedExternalPort: 42000 }))
-    expect(table.map(req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42000, exactPort: true }))).toEqual({ ok: false, reason: 'port-unavailable' })
+    expect(table.map(req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42000, exactPort: true }))).toEqual({
+      ok: false,
+      reason: 'port-unavailable',
+    })
     expect(mapOk(table, req({ internalPort: 2, origin: 'pcp', nonce: 'cc', suggestedExternalPort: 42001, exactPort: true })).lease.externalPort).toBe(42001)
   })
 
@@ -218,14 +237,19 @@ describe('MappingTable', () => {
     const { table } = make()
     const p = mapOk(table, req({ client: '2001:db8:200::3', internalPort: 6881, suggestedExternalPort: 1, pinhole: true }))
     expect(p.lease.externalPort).toBe(6881)
-    expect(p.changes).toEqual([{ op: 'add', forward: { protocol: 'tcp', externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true } }])
+    expect(p.changes).toEqual([
+      { op: 'add', forward: { protocol: 'tcp', externalPort: 6881, internalAddress: '2001:db8:200::3', internalPort: 6881, pinhole: true } },
+    ])
     // A pinhole holds no shared port: another global client may open 6881 on its own address.
     expect(mapOk(table, req({ client: '2001:db8:200::4', internalPort: 6881, pinhole: true })).lease.externalPort).toBe(6881)
     expect(table.remove('2001:db8:200::3', 'tcp', 6881).changes).toEqual([{ op: 'delete', forward: p.changes[0]!.forward }])
   })
   it('IPv6 static forwards: NAT66 from the public address for a ULA client, a pinhole (same port only) for a global one', () => {
     const { table } = make({ isPinholeClient: (a) => a.startsWith('2001:') })
-    expect(table.addStatic('fd42:42::2', 'tcp', 8080, 80)).toMatchObject({ ok: true, changes: [{ op: 'add', forward: { internalAddress: 'fd42:42::2', externalPort: 8080, internalPort: 80 } }] })
+    expect(table.addStatic('fd42:42::2', 'tcp', 8080, 80)).toMatchObject({
+      ok: true,
+      changes: [{ op: 'add', forward: { internalAddress: 'fd42:42::2', externalPort: 8080, internalPort: 80 } }],
+    })
     expect(table.addStatic('fd42:42::9', 'tcp', 8080, 80)).toEqual({ ok: false, reason: 'taken' })
     expect(table.addStatic('2001:db8:200::3', 'udp', 27015, 27015)).toMatchObject({ ok: true, changes: [{ op: 'add', forward: { pinhole: true } }] })
     expect(table.addStatic('2001:db8:200::3', 'tcp', 8080, 80)).toEqual({ ok: false, reason: 'taken' }) // a pinhole cannot translate

@@ -11,10 +11,17 @@ import { formatTestResults, notifyTest, testEvent } from '../../../src/notify/in
 import { headerValue, ntfyChannel } from '../../../src/notify/ntfy.js'
 import { safeUrl, sign, webhookChannel } from '../../../src/notify/webhook.js'
 
-interface Got { headers: IncomingMessage['headers']; body: string }
+interface Got {
+  headers: IncomingMessage['headers']
+  body: string
+}
 const servers: Server[] = []
 afterEach(async () => {
-  for (const s of servers.splice(0)) await new Promise((r) => { s.closeAllConnections(); s.close(r) })
+  for (const s of servers.splice(0))
+    await new Promise((r) => {
+      s.closeAllConnections()
+      s.close(r)
+    })
 })
 /** An HTTP server answering the statuses in turn (then 200); 'hang' never answers. */
 async function receiver(statuses: (number | 'hang')[] = []): Promise<{ url: string; got: Got[] }> {
@@ -65,7 +72,9 @@ describe('webhook', () => {
     expect(r.got).toHaveLength(1)
     const h = await receiver(['hang', 'hang'])
     const t = performance.now()
-    await expect(webhookChannel({ name: 'w', url: h.url, secret: null, retries: 1, timeoutMs: 200, sleep: noSleep }).send(event)).rejects.toThrow(/gave up after 2 attempts/)
+    await expect(webhookChannel({ name: 'w', url: h.url, secret: null, retries: 1, timeoutMs: 200, sleep: noSleep }).send(event)).rejects.toThrow(
+      /gave up after 2 attempts/,
+    )
     expect(performance.now() - t).toBeLessThan(3000)
   })
   it('never shows credentials or query strings', () => {
@@ -74,7 +83,7 @@ describe('webhook', () => {
 })
 
 describe('ntfy', () => {
-  it('publishes in ntfy\'s format: text body, title, tags, priority and a bearer token', async () => {
+  it("publishes in ntfy's format: text body, title, tags, priority and a bearer token", async () => {
     const r = await receiver()
     await ntfyChannel({ name: 'ntfy-1', url: r.url, token: 'tk_abc', sleep: noSleep }).send(event)
     const g = r.got[0]!
@@ -106,7 +115,11 @@ describe('command', () => {
     expect(await readFile(join(dir, 'arg2'), 'utf8')).toBe('$(touch pwned) ; *\n')
   })
   it('a digest has WGPMP_EVENT=digest and the count', () => {
-    expect(envOf({ kind: 'digest', events: [event.kind === 'event' ? event.event : testEvent()], dropped: 0 })).toEqual({ WGPMP_EVENT: 'digest', WGPMP_COUNT: '1', WGPMP_DROPPED: '0' })
+    expect(envOf({ kind: 'digest', events: [event.kind === 'event' ? event.event : testEvent()], dropped: 0 })).toEqual({
+      WGPMP_EVENT: 'digest',
+      WGPMP_COUNT: '1',
+      WGPMP_DROPPED: '0',
+    })
   })
   it('a hook past its timeout is killed and the delivery fails; so does a non-zero exit', async () => {
     const t = performance.now()
@@ -124,7 +137,11 @@ describe('notify-test', () => {
     const dir = await mkdtemp(join(tmpdir(), 'wgpmp-nt-'))
     await writeFile(join(dir, 'secret'), 'k3y\n')
     const rs = await notifyTest({ webhooks: [{ url: ok.url, secret_file: join(dir, 'secret') }], ntfy: [{ url: bad.url }], commands: [['/bin/true']] })
-    expect(rs.map((r) => [r.channel, r.ok])).toEqual([['webhook-1', true], ['ntfy-1', false], ['command-1', true]])
+    expect(rs.map((r) => [r.channel, r.ok])).toEqual([
+      ['webhook-1', true],
+      ['ntfy-1', false],
+      ['command-1', true],
+    ])
     expect(JSON.parse(ok.got[0]!.body)).toMatchObject({ test: true })
     expect(ok.got[0]!.headers['x-wgpmp-signature']).toBe(sign('k3y', ok.got[0]!.body))
     const text = formatTestResults(rs)
@@ -132,6 +149,8 @@ describe('notify-test', () => {
     expect(text).toMatch(/^ntfy-1 +FAILED .*HTTP 500/m)
   }, 20_000)
   it('an unreadable secret file is a config error naming the key', async () => {
-    await expect(notifyTest({ webhooks: [{ url: 'http://127.0.0.1:9/x', secret_file: '/nonexistent/secret' }] })).rejects.toThrow(/secret_file \/nonexistent\/secret: cannot read/)
+    await expect(notifyTest({ webhooks: [{ url: 'http://127.0.0.1:9/x', secret_file: '/nonexistent/secret' }] })).rejects.toThrow(
+      /secret_file \/nonexistent\/secret: cannot read/,
+    )
   })
 })

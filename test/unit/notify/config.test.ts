@@ -13,7 +13,15 @@ const err = (notifications: unknown): string => {
 
 describe('notifications config', () => {
   it('defaults: no channels, limits filled', () => {
-    expect(parseConfig({}).notifications).toEqual({ webhooks: [], ntfy: [], commands: [], command_timeout_seconds: 10, rate_limit_per_minute: 10, coalesce_ms: 1000, queue_size: 10000 })
+    expect(parseConfig({}).notifications).toEqual({
+      webhooks: [],
+      ntfy: [],
+      commands: [],
+      command_timeout_seconds: 10,
+      rate_limit_per_minute: 10,
+      coalesce_ms: 1000,
+      queue_size: 10000,
+    })
   })
   it('accepts every channel', () => {
     const n = parseConfig({

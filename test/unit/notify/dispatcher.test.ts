@@ -7,8 +7,17 @@ import type { WgpmpEvent } from '../../../src/notify/events.js'
 import { payloadOf, titleOf, textOf } from '../../../src/notify/format.js'
 
 const ev = (port: number, type: WgpmpEvent['type'] = 'forward.created'): WgpmpEvent => ({
-  type, time: '2026-12-01T10:00:00.000Z', client_id: 'abc', client_name: 'laptop', client_address: '10.8.0.2', protocol: 'udp',
-  public_address: '198.51.100.1', external_port: port, internal_port: port, origin: 'static', lifetime_seconds: null,
+  type,
+  time: '2026-12-01T10:00:00.000Z',
+  client_id: 'abc',
+  client_name: 'laptop',
+  client_address: '10.8.0.2',
+  protocol: 'udp',
+  public_address: '198.51.100.1',
+  external_port: port,
+  internal_port: port,
+  origin: 'static',
+  lifetime_seconds: null,
 })
 
 /** A channel that records, and whose deliveries finish only when the test says so (or at once). */
@@ -16,7 +25,10 @@ function recorder(name: string, opts: { hold?: boolean; fail?: boolean } = {}): 
   const got: Message[] = []
   let waiting: (() => void)[] = []
   return {
-    name, kind: 'webhook', target: name, got,
+    name,
+    kind: 'webhook',
+    target: name,
+    got,
     send(m) {
       got.push(m)
       if (opts.fail) return Promise.reject(new Error('down'))
@@ -108,7 +120,12 @@ describe('Dispatcher', () => {
     const ok = recorder('ok')
     const counts = new Map<string, number>()
     const d = new Dispatcher({
-      channels: [dead, ok], clock, log: silentLogger(), coalesceMs: 0, queueSize: 5, ratePerMinute: 600,
+      channels: [dead, ok],
+      clock,
+      log: silentLogger(),
+      coalesceMs: 0,
+      queueSize: 5,
+      ratePerMinute: 600,
       count: (c, o, n) => counts.set(`${c} ${o}`, (counts.get(`${c} ${o}`) ?? 0) + n),
     })
     for (let i = 0; i < 20; i++) {
@@ -143,9 +160,16 @@ describe('Dispatcher', () => {
     expect(counts).toEqual(['failed 1', 'failed 1'])
   })
 
-  it('emit never throws, even when a channel\'s send throws synchronously', () => {
+  it("emit never throws, even when a channel's send throws synchronously", () => {
     const clock = new FakeClock()
-    const bad: Channel = { name: 'bad', kind: 'command', target: 'x', send: () => { throw new Error('sync') } }
+    const bad: Channel = {
+      name: 'bad',
+      kind: 'command',
+      target: 'x',
+      send: () => {
+        throw new Error('sync')
+      },
+    }
     const d = new Dispatcher({ channels: [bad], clock, log: silentLogger(), coalesceMs: 0 })
     expect(() => {
       d.emit(ev(1))

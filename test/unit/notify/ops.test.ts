@@ -17,7 +17,20 @@ afterEach(async () => {
 
 describe('pretty logs', () => {
   it('one readable line per record, fields after the message, component first, name not repeated', () => {
-    const line = prettyLine(JSON.stringify({ level: 30, time: Date.UTC(2026, 11, 1, 12, 0, 1, 234), pid: 1, hostname: 'h', name: 'wgpmp', component: 'natpmp', msg: 'lease created', client: '10.8.0.2', clientName: 'my laptop', externalPort: 43956 }))
+    const line = prettyLine(
+      JSON.stringify({
+        level: 30,
+        time: Date.UTC(2026, 11, 1, 12, 0, 1, 234),
+        pid: 1,
+        hostname: 'h',
+        name: 'wgpmp',
+        component: 'natpmp',
+        msg: 'lease created',
+        client: '10.8.0.2',
+        clientName: 'my laptop',
+        externalPort: 43956,
+      }),
+    )
     expect(line).toBe('12:00:01.234 INFO  natpmp: lease created client=10.8.0.2 clientName="my laptop" externalPort=43956')
   })
   it('writes through createLogger with format pretty, and JSON otherwise', () => {
@@ -67,9 +80,16 @@ describe('probe', () => {
     expect(r.message).toMatch(/host firewall drops/)
   })
   it('a forward of an absent client is not probed; "both" probes TCP on the first port', async () => {
-    expect((await probeView({ protocol: 'udp', external_port: 1, client_address: null, public_address: null }, { localV4: '127.0.0.1', localV6: null })).outcome).toBe('error')
+    expect(
+      (await probeView({ protocol: 'udp', external_port: 1, client_address: null, public_address: null }, { localV4: '127.0.0.1', localV6: null })).outcome,
+    ).toBe('error')
     const port = await listen()
-    expect(await probeView({ protocol: 'both', external_port: `${port}-${port + 1}`, client_address: '10.8.0.2', public_address: '127.0.0.1' }, { localV4: '127.0.0.1', localV6: null })).toMatchObject({ outcome: 'answered', protocol: 'tcp' })
+    expect(
+      await probeView(
+        { protocol: 'both', external_port: `${port}-${port + 1}`, client_address: '10.8.0.2', public_address: '127.0.0.1' },
+        { localV4: '127.0.0.1', localV6: null },
+      ),
+    ).toMatchObject({ outcome: 'answered', protocol: 'tcp' })
   })
   it('LastSeen keeps the newest request per address, bounded', () => {
     const s = new LastSeen(2)
@@ -98,15 +118,49 @@ describe('metrics_listen', () => {
 
 describe('CLI tables', () => {
   it('forwards: client name, public address:port, target, origin, time left', () => {
-    const row = rowOfView({ id: 'pmp-1', client_id: 'abc', protocol: 'tcp', external_port: 43956, internal_port: 8080, client_address: '10.8.0.2', origin: 'nat-pmp', lifetime_seconds: 3600, seconds_left: 61, created_at: '', removable: false, public_address: '198.51.100.1' }, new Map([['abc', 'laptop']]))
-    expect(formatRows([row])).toBe('CLIENT  PROTO  PUBLIC              TARGET         ORIGIN   LEFT\nlaptop  tcp    198.51.100.1:43956  10.8.0.2:8080  nat-pmp  1m01s\n')
+    const row = rowOfView(
+      {
+        id: 'pmp-1',
+        client_id: 'abc',
+        protocol: 'tcp',
+        external_port: 43956,
+        internal_port: 8080,
+        client_address: '10.8.0.2',
+        origin: 'nat-pmp',
+        lifetime_seconds: 3600,
+        seconds_left: 61,
+        created_at: '',
+        removable: false,
+        public_address: '198.51.100.1',
+      },
+      new Map([['abc', 'laptop']]),
+    )
+    expect(formatRows([row])).toBe(
+      'CLIENT  PROTO  PUBLIC              TARGET         ORIGIN   LEFT\nlaptop  tcp    198.51.100.1:43956  10.8.0.2:8080  nat-pmp  1m01s\n',
+    )
   })
   it('clients: name, id, address, state, handshake, last request', () => {
     const now = Date.UTC(2026, 11, 1, 12)
-    const text = formatClients([
-      { id: 'abc', name: 'laptop', public_key: 'k', addresses: ['10.8.0.2'], endpoint: null, connected: true, latest_handshake: new Date(now - 30_000).toISOString(), rx_bytes: 0, tx_bytes: 0, last_request: new Date(now - 120_000).toISOString() },
-      { id: 'def', name: null, public_key: 'k2', addresses: [], endpoint: null, connected: false, latest_handshake: null, rx_bytes: 0, tx_bytes: 0 },
-    ], now)
-    expect(text).toBe('NAME    ID   ADDRESS   STATE         HANDSHAKE  LAST REQUEST\nlaptop  abc  10.8.0.2  connected     30s ago    2m ago\n-       def  -         disconnected  -          -\n')
+    const text = formatClients(
+      [
+        {
+          id: 'abc',
+          name: 'laptop',
+          public_key: 'k',
+          addresses: ['10.8.0.2'],
+          endpoint: null,
+          connected: true,
+          latest_handshake: new Date(now - 30_000).toISOString(),
+          rx_bytes: 0,
+          tx_bytes: 0,
+          last_request: new Date(now - 120_000).toISOString(),
+        },
+        { id: 'def', name: null, public_key: 'k2', addresses: [], endpoint: null, connected: false, latest_handshake: null, rx_bytes: 0, tx_bytes: 0 },
+      ],
+      now,
+    )
+    expect(text).toBe(
+      'NAME    ID   ADDRESS   STATE         HANDSHAKE  LAST REQUEST\nlaptop  abc  10.8.0.2  connected     30s ago    2m ago\n-       def  -         disconnected  -          -\n',
+    )
   })
 })

@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Opcode, ResultCode } from '../../../src/protocol/constants.js'
-import {
-  decodeRequest,
-  decodeResponse,
-  encodeErrorReply,
-  encodeMapResponse,
-  encodePublicAddressResponse,
-  encodeRequest,
-} from '../../../src/protocol/natpmp.js'
+import { decodeRequest, decodeResponse, encodeErrorReply, encodeMapResponse, encodePublicAddressResponse, encodeRequest } from '../../../src/protocol/natpmp.js'
 
 const hex = (s: TemplateStringsArray): Uint8Array => Uint8Array.from(Buffer.from(s.join('').replace(/\s+/g, ''), 'hex'))
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -74,7 +67,7 @@ describe('decodeRequest', () => {
   })
   it('never throws on random input (seeded)', () => {
     let seed = 42
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
     let answered = 0
     for (let i = 0; i < 20_000; i++) {
       const len = Math.floor(rnd() * 24)
@@ -115,7 +108,12 @@ describe('encode', () => {
     }
     expect(decodeResponse(encodePublicAddressResponse(0, 9, '203.0.113.7'))).toEqual({ op: 0, result: 0, epochSeconds: 9, publicV4: '203.0.113.7' })
     expect(decodeResponse(encodeMapResponse({ op: 1, result: 0, internalPort: 5, externalPort: 6, lifetimeSeconds: 7 }, 8))).toEqual({
-      op: 1, result: 0, epochSeconds: 8, internalPort: 5, externalPort: 6, lifetimeSeconds: 7,
+      op: 1,
+      result: 0,
+      epochSeconds: 8,
+      internalPort: 5,
+      externalPort: 6,
+      lifetimeSeconds: 7,
     })
     expect(decodeResponse(encodeErrorReply({ op: 0, result: 1 }, 3))).toEqual({ op: 0, result: 1, epochSeconds: 3 })
   })

@@ -129,13 +129,7 @@ function libtorrentOnReply(
 function bitcoinAccepts(reply: Uint8Array, nonce: Uint8Array, port: number): boolean {
   if (reply.byteLength < 60) return false
   const v = dv(reply)
-  return (
-    v.getUint8(0) === 2 &&
-    v.getUint8(1) === 0x81 &&
-    toHex(reply.subarray(24, 36)) === toHex(nonce) &&
-    v.getUint8(36) === 6 &&
-    v.getUint16(40) === port
-  )
+  return v.getUint8(0) === 2 && v.getUint8(1) === 0x81 && toHex(reply.subarray(24, 36)) === toHex(nonce) && v.getUint8(36) === 6 && v.getUint16(40) === port
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,9 +309,7 @@ describe('PCP golden packets', () => {
     })
     const reply = pcpErrorReplyFor(req.raw, PcpResult.UnsuppOpcode, EPOCH)
     expectErrorReplyTo(PEER_REQ, reply, PcpResult.UnsuppOpcode)
-    expect(reply === null ? '' : toHex(reply)).toBe(
-      toHex(hex`02 82 00 04  00000708 000004d2 000000000000000000000000`) + toHex(PEER_REQ.subarray(24)),
-    )
+    expect(reply === null ? '' : toHex(reply)).toBe(toHex(hex`02 82 00 04  00000708 000004d2 000000000000000000000000`) + toHex(PEER_REQ.subarray(24)))
   })
 
   it('THIRD_PARTY is valid in PEER', () => {
@@ -635,7 +627,10 @@ describe('PCP encoding', () => {
       lifetimeSeconds: 60,
       epochSeconds: 1,
       body: LT_REPLY.subarray(24),
-      options: [{ code: 0xc3, data: hex`aabbcc` }, { code: PcpOptionCode.PreferFailure, data: new Uint8Array(0) }],
+      options: [
+        { code: 0xc3, data: hex`aabbcc` },
+        { code: PcpOptionCode.PreferFailure, data: new Uint8Array(0) },
+      ],
     })
     expect(toHex(out.subarray(60))).toBe('c3000003aabbcc00' + '02000000')
   })
@@ -769,12 +764,23 @@ describe('PCP address helpers', () => {
     expect(formatIpv6(new Uint8Array(3))).toBe('')
   })
 
-  it.each(['', ':', ':::', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '12345::', 'g::', '1:2:3:4:5:6:7::8', '::1.2.3', '1.2.3.4::', '::ffff:1.2.3.4:5', 'fe80::1%eth0'])(
-    'rejects IPv6 text %j',
-    (text) => {
-      expect(parseIpv6(text)).toBeNull()
-    },
-  )
+  it.each([
+    '',
+    ':',
+    ':::',
+    '1::2::3',
+    '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7',
+    '12345::',
+    'g::',
+    '1:2:3:4:5:6:7::8',
+    '::1.2.3',
+    '1.2.3.4::',
+    '::ffff:1.2.3.4:5',
+    'fe80::1%eth0',
+  ])('rejects IPv6 text %j', (text) => {
+    expect(parseIpv6(text)).toBeNull()
+  })
 
   it.each(['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-4', ' 1.2.3.4', '1.2.3.4 ', 'a.b.c.d'])('rejects IPv4 text %j', (text) => {
     expect(parseIpv4(text)).toBeNull()
@@ -825,9 +831,9 @@ describe('PCP decode fuzzing', () => {
 
   const packetArb = fc.oneof(
     fc.uint8Array({ maxLength: 1200 }),
-    fc.tuple(fc.constantFrom(0, 1, 2, 3, 255), fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 1150 })).map(([v, op, tail]) =>
-      concat(Uint8Array.of(v, op), tail),
-    ),
+    fc
+      .tuple(fc.constantFrom(0, 1, 2, 3, 255), fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 1150 }))
+      .map(([v, op, tail]) => concat(Uint8Array.of(v, op), tail)),
     structuredArb,
   )
 

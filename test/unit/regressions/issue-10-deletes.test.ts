@@ -28,7 +28,13 @@ async function burst(port: number, packets: Uint8Array[]) {
     })
   })
   for (const p of packets) sock.send(p, port, '127.0.0.1')
-  return { done: done.then(() => { sock.close(); return replies }), count: () => replies.length }
+  return {
+    done: done.then(() => {
+      sock.close()
+      return replies
+    }),
+    count: () => replies.length,
+  }
 }
 
 describe('issue 10 §5: deletes of different ports share kernel batches', () => {
@@ -39,7 +45,10 @@ describe('issue 10 §5: deletes of different ports share kernel batches', () => 
     let open!: () => void
     t.driver.gate = new Promise<void>((r) => (open = r))
     const before = t.driver.batches
-    const b = await burst(t.daemon.udpAddress!.port, Array.from({ length: 40 }, (_, i) => map(7000 + i, 0)))
+    const b = await burst(
+      t.daemon.udpAddress!.port,
+      Array.from({ length: 40 }, (_, i) => map(7000 + i, 0)),
+    )
     await new Promise((r) => setTimeout(r, 100))
     expect(t.driver.dump()).toHaveLength(40) // nothing answered, nothing removed while the kernel is held
     t.driver.gate = null
@@ -49,7 +58,7 @@ describe('issue 10 §5: deletes of different ports share kernel batches', () => 
     expect(t.driver.dump()).toEqual([])
     expect(t.driver.batches - before).toBeLessThanOrEqual(3)
   })
-  it('a one-port delete arriving during a delete-all is answered only after the delete-all\'s commit', async () => {
+  it("a one-port delete arriving during a delete-all is answered only after the delete-all's commit", async () => {
     t = await startTestDaemon({ rate_limit_per_second: 1000, rate_limit_burst: 1000 })
     for (let i = 0; i < 5; i++) await t.a.send(map(7000 + i, 3600))
     let open!: () => void

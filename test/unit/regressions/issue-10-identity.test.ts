@@ -16,10 +16,19 @@ const running: TestDaemon[] = []
 afterEach(async () => {
   for (const t of running.splice(0)) await t.stop().catch(() => {})
 })
-const map = (internalPort: number, suggested: number, lifetime: number) => encodeRequest({ op: 2, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
+const map = (internalPort: number, suggested: number, lifetime: number) =>
+  encodeRequest({ op: 2, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
 function sink() {
   const lines: Record<string, unknown>[] = []
-  const log = createLogger('debug', new Writable({ write(chunk: Buffer, _e, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb() } }))
+  const log = createLogger(
+    'debug',
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>)
+        cb()
+      },
+    }),
+  )
   return { lines, log }
 }
 /** Crash (no close) and restart on the same state, with `over` config and the peers set by `peers`. */
@@ -36,11 +45,13 @@ async function crashAndRestart(t: TestDaemon, over: Parameters<typeof startTestD
 }
 
 describe('issue 10 §4: restored leases belong to the same peer', () => {
-  it('a new peer (another key) on the removed peer\'s address does not inherit its leases; the log says why', async () => {
+  it("a new peer (another key) on the removed peer's address does not inherit its leases; the log says why", async () => {
     const t = await startTestDaemon()
     running.push(t)
     const p = (await t.b.send(map(8080, 40000, 3600))).externalPort!
-    const { t2, lines } = await crashAndRestart(t, {}, (ps) => { ps.list = [peer(KEY_A, A, Math.floor(t.wall.t / 1000)), peer(KEY_C, B, Math.floor(t.wall.t / 1000))] })
+    const { t2, lines } = await crashAndRestart(t, {}, (ps) => {
+      ps.list = [peer(KEY_A, A, Math.floor(t.wall.t / 1000)), peer(KEY_C, B, Math.floor(t.wall.t / 1000))]
+    })
     expect(t2.driver.dump()).toEqual([])
     const warn = lines.find((l) => l.msg === 'saved leases not restored')
     expect(warn).toMatchObject({ dropped: { 'other-peer': 1 } })
@@ -99,8 +110,15 @@ describe('issue 10 §4: an interface restart is not a disconnection', () => {
     const { lines, log } = sink()
     let fail = true
     const sync = new PeerSync({
-      source: { refresh: () => (fail ? Promise.reject(new Error('wg show wg0 dump: exit 1: Unable to access interface: No such device')) : Promise.resolve([peer(KEY_A, A, 1)])) },
-      tracker: new PeerTracker({ clock }), clock, intervalMs: 2000, onEvents: () => Promise.resolve(), log,
+      source: {
+        refresh: () =>
+          fail ? Promise.reject(new Error('wg show wg0 dump: exit 1: Unable to access interface: No such device')) : Promise.resolve([peer(KEY_A, A, 1)]),
+      },
+      tracker: new PeerTracker({ clock }),
+      clock,
+      intervalMs: 2000,
+      onEvents: () => Promise.resolve(),
+      log,
     })
     for (let i = 0; i < 10; i++) await sync.refresh()
     fail = false

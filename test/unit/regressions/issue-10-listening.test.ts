@@ -17,7 +17,7 @@ tcp   LISTEN 0      4096                   *:8080             *:*
 `
 const sorted = (p: ListeningPorts) => ({ tcp: [...p.tcp].sort((a, b) => a - b), udp: [...p.udp].sort((a, b) => a - b) })
 
-describe('issue 10 §5: the host\'s listening sockets from sock_diag (ss)', () => {
+describe("issue 10 §5: the host's listening sockets from sock_diag (ss)", () => {
   it('parses ss -l output: TCP LISTEN and UDP UNCONN ports, any address form', () => {
     expect(sorted(parseSsListening(SS))).toEqual({ tcp: [22, 5352, 8080], udp: [53, 546, 5351, 51820] })
   })

@@ -11,10 +11,20 @@ const D = '10.8.0.3'
 const HOLD = 86_400
 function make(over: Partial<TableOptions> = {}, clock = new FakeClock(1_000)) {
   let seed = 3
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
-  return { clock, table: new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 60, maxLifetimeSeconds: 7200, random, portHoldSeconds: HOLD, ...over }) }
+  const random = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
+  return {
+    clock,
+    table: new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 60, maxLifetimeSeconds: 7200, random, portHoldSeconds: HOLD, ...over }),
+  }
 }
-const req = (over: Partial<MapRequest> = {}): MapRequest => ({ client: C, protocol: 'tcp', internalPort: 8080, suggestedExternalPort: 0, lifetimeSeconds: 60, ...over })
+const req = (over: Partial<MapRequest> = {}): MapRequest => ({
+  client: C,
+  protocol: 'tcp',
+  internalPort: 8080,
+  suggestedExternalPort: 0,
+  lifetimeSeconds: 60,
+  ...over,
+})
 const port = (t: MappingTable, r: MapRequest): number => {
   const o = t.map(r)
   if (!o.ok) throw new Error(`refused: ${o.reason}`)
@@ -89,9 +99,10 @@ afterEach(async () => {
   await t?.stop()
   t = null
 })
-const map = (internalPort: number, suggested: number, lifetime: number) => encodeRequest({ op: 2, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
+const map = (internalPort: number, suggested: number, lifetime: number) =>
+  encodeRequest({ op: 2, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
 
-describe('issue 10 §3: the daemon keeps a client\'s port across a lapse and a restart', () => {
+describe("issue 10 §3: the daemon keeps a client's port across a lapse and a restart", () => {
   it('a lease that lapsed, then a crash and restart: the client gets its port back, another client does not', async () => {
     const t1 = await startTestDaemon({ lifetime_min_seconds: 60 })
     const p = (await t1.a.send(map(8080, 40000, 60))).externalPort!

@@ -13,7 +13,7 @@ const D = '10.8.0.3'
 function make() {
   const clock = new FakeClock(1_000)
   let seed = 11
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+  const random = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
   return { clock, table: new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 60, maxLifetimeSeconds: 7200, random }) }
 }
 const req = (over: Partial<MapRequest>): MapRequest => ({ client: C, protocol: 'udp', internalPort: 0, suggestedExternalPort: 1, lifetimeSeconds: 60, ...over })
@@ -55,7 +55,7 @@ describe('issue 10 §1, table: a symmetric lease is renewed by its external port
   })
 })
 
-describe('issue 10 §1, table: a request meets the client\'s own static forward', () => {
+describe("issue 10 §1, table: a request meets the client's own static forward", () => {
   it('internal P with a static forward E -> P gets E, the lifetime clamped, and stores nothing', () => {
     const { table } = make()
     expect(table.addStatic(C, 'tcp', 8443, 443).ok).toBe(true)
@@ -68,7 +68,7 @@ describe('issue 10 §1, table: a request meets the client\'s own static forward'
     expect(del.changes).toEqual([])
     expect(table.byExternal('tcp', 8443)?.origin).toBe('static')
   })
-  it('only the static forward\'s own client and protocol meet it; removing the static forward ends it', () => {
+  it("only the static forward's own client and protocol meet it; removing the static forward ends it", () => {
     const { table } = make()
     table.addStatic(C, 'tcp', 8443, 443)
     expect(ok(table, req({ client: D, protocol: 'tcp', internalPort: 443 })).lease.externalPort).not.toBe(8443)
@@ -85,9 +85,10 @@ afterEach(async () => {
   await t?.stop()
   t = null
 })
-const natpmp = (op: 1 | 2, internalPort: number, suggested: number, lifetime: number) => encodeRequest({ op, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
+const natpmp = (op: 1 | 2, internalPort: number, suggested: number, lifetime: number) =>
+  encodeRequest({ op, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime })
 
-describe('issue 10 §1, daemon: gluetun\'s ProtonVPN port forwarder keeps its port', () => {
+describe("issue 10 §1, daemon: gluetun's ProtonVPN port forwarder keeps its port", () => {
   it('first port 0/1/60 for UDP then TCP, then four keep-alives (internal X, external X) all answer X', async () => {
     t = await startTestDaemon({ lifetime_min_seconds: 60 })
     const addr = await t.a.send(encodeRequest({ op: 0 }))
@@ -107,7 +108,12 @@ describe('issue 10 §1, daemon: gluetun\'s ProtonVPN port forwarder keeps its po
       t.clock.advance(45_000)
       for (const op of [1, 2] as const) {
         const r = await t.a.send(natpmp(op, x, x, 60))
-        expect({ result: r.result, internalPort: r.internalPort, externalPort: r.externalPort, lifetimeSeconds: r.lifetimeSeconds }).toEqual({ result: 0, internalPort: x, externalPort: x, lifetimeSeconds: 60 })
+        expect({ result: r.result, internalPort: r.internalPort, externalPort: r.externalPort, lifetimeSeconds: r.lifetimeSeconds }).toEqual({
+          result: 0,
+          internalPort: x,
+          externalPort: x,
+          lifetimeSeconds: 60,
+        })
       }
     }
     // Still one forward per protocol, both on X, after 180 s (three times the 60 s lifetime).
@@ -117,18 +123,31 @@ describe('issue 10 §1, daemon: gluetun\'s ProtonVPN port forwarder keeps its po
   it('a PCP MAP for internal X renews the symmetric lease too (internal port echoed as sent)', async () => {
     t = await startTestDaemon({ lifetime_min_seconds: 60 })
     const x = (await t.a.send(natpmp(1, 0, 1, 60))).externalPort!
-    const raw = await t.a.sendRaw(encodePcpRequest({
-      opcode: PcpOpcode.Map, lifetimeSeconds: 60, clientAddress: A,
-      map: { nonce: new Uint8Array(12).fill(7), protocol: 17, internalPort: x, suggestedExternalPort: x, suggestedExternalAddress: '0.0.0.0' },
-    }))
+    const raw = await t.a.sendRaw(
+      encodePcpRequest({
+        opcode: PcpOpcode.Map,
+        lifetimeSeconds: 60,
+        clientAddress: A,
+        map: { nonce: new Uint8Array(12).fill(7), protocol: 17, internalPort: x, suggestedExternalPort: x, suggestedExternalAddress: '0.0.0.0' },
+      }),
+    )
     const r = decodePcpResponse(raw!)!
-    expect({ result: r.result, internalPort: r.map?.internalPort, externalPort: r.map?.assignedExternalPort }).toEqual({ result: 0, internalPort: x, externalPort: x })
+    expect({ result: r.result, internalPort: r.map?.internalPort, externalPort: r.map?.assignedExternalPort }).toEqual({
+      result: 0,
+      internalPort: x,
+      externalPort: x,
+    })
     expect(t.daemon.table!.size).toBe(1)
   })
   it('a client with a static forward to its port P asking NAT-PMP for P gets the static port; a delete leaves it', async () => {
     t = await startTestDaemon({ static_forwards: { [KEY_A]: ['8443:443/tcp'] } })
     const r = await t.a.send(natpmp(2, 443, 0, 3600))
-    expect({ result: r.result, internalPort: r.internalPort, externalPort: r.externalPort, lifetimeSeconds: r.lifetimeSeconds }).toEqual({ result: 0, internalPort: 443, externalPort: 8443, lifetimeSeconds: 3600 })
+    expect({ result: r.result, internalPort: r.internalPort, externalPort: r.externalPort, lifetimeSeconds: r.lifetimeSeconds }).toEqual({
+      result: 0,
+      internalPort: 443,
+      externalPort: 8443,
+      lifetimeSeconds: 3600,
+    })
     const del = await t.a.send(natpmp(2, 443, 0, 0))
     expect(del.result).toBe(0)
     expect(t.driver.dump()).toEqual([`tcp/8443 -> ${A}:443`])

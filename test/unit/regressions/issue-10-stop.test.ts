@@ -17,11 +17,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 describe('issue 10 §7: the UDP socket stops cleanly under load', () => {
   it('requests in flight at close finish and are answered; requests after it are not taken; nothing throws', async () => {
     let started = 0
-    const srv = await startUdpServer('127.0.0.1', 0, async (msg) => {
-      started++
-      await sleep(50)
-      return msg
-    }, silentLogger())
+    const srv = await startUdpServer(
+      '127.0.0.1',
+      0,
+      async (msg) => {
+        started++
+        await sleep(50)
+        return msg
+      },
+      silentLogger(),
+    )
     const c = await client()
     for (let i = 0; i < 5; i++) c.sock.send(`req${i}`, srv.address.port, '127.0.0.1')
     await sleep(20)
@@ -39,10 +44,15 @@ describe('issue 10 §7: the UDP socket stops cleanly under load', () => {
     process.on('uncaughtException', onErr)
     process.on('unhandledRejection', onErr)
     try {
-      const srv = await startUdpServer('127.0.0.1', 0, async (msg) => {
-        await sleep(150)
-        return msg
-      }, silentLogger())
+      const srv = await startUdpServer(
+        '127.0.0.1',
+        0,
+        async (msg) => {
+          await sleep(150)
+          return msg
+        },
+        silentLogger(),
+      )
       const c = await client()
       c.sock.send('slow', srv.address.port, '127.0.0.1')
       await sleep(20)

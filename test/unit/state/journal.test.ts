@@ -6,15 +6,33 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../../src/log.js'
 import { loadDurableState } from '../../../src/state/durable.js'
-import { applyJournal, checkStatePath, crc32, decodeRecords, encodeRecord, Journal, journalPath, readJournals, type JournalEntry } from '../../../src/state/journal.js'
+import {
+  applyJournal,
+  checkStatePath,
+  crc32,
+  decodeRecords,
+  encodeRecord,
+  Journal,
+  journalPath,
+  readJournals,
+  type JournalEntry,
+} from '../../../src/state/journal.js'
 import type { LeaseRecord } from '../../../src/state/store.js'
 import { encodeRequest } from '../../../src/protocol/natpmp.js'
 import { A, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js'
 
 const T0 = 1_760_000_000_000
 const rec = (o: Partial<LeaseRecord> = {}): LeaseRecord => ({
-  client: '10.8.0.2', protocol: 'tcp', internalPort: 8080, externalPort: 40001, targetPort: 8080,
-  lifetimeSeconds: 7200, expiresAtUnixMs: T0 + 60_000, createdAtUnixMs: T0 - 1000, origin: 'nat-pmp', ...o,
+  client: '10.8.0.2',
+  protocol: 'tcp',
+  internalPort: 8080,
+  externalPort: 40001,
+  targetPort: 8080,
+  lifetimeSeconds: 7200,
+  expiresAtUnixMs: T0 + 60_000,
+  createdAtUnixMs: T0 - 1000,
+  origin: 'nat-pmp',
+  ...o,
 })
 const put = (o: Partial<LeaseRecord> = {}): JournalEntry => ({ op: 'put', lease: rec(o) })
 const dirs: string[] = []
@@ -71,7 +89,10 @@ describe('replay', () => {
       put({ client: '10.8.0.3', externalPort: 40005 }),
     ]
     const once = applyJournal(snap, entries)
-    expect(once.leases.map((l) => `${l.client}/${l.internalPort}->${l.externalPort}@${l.expiresAtUnixMs - T0}`)).toEqual(['10.8.0.2/8080->40001@120000', '10.8.0.3/8080->40005@60000'])
+    expect(once.leases.map((l) => `${l.client}/${l.internalPort}->${l.externalPort}@${l.expiresAtUnixMs - T0}`)).toEqual([
+      '10.8.0.2/8080->40001@120000',
+      '10.8.0.3/8080->40005@60000',
+    ])
     expect(applyJournal({ leases: once.leases }, entries).leases).toEqual(once.leases)
   })
 })

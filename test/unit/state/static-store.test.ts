@@ -97,4 +97,3 @@ describe('writeFileAtomic and StaticForwardStore', () => {
     expect(s.list()).toEqual([f])
   })
 })
-

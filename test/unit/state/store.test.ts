@@ -24,12 +24,29 @@ import {
 
 const T0 = 1_760_000_000_000 // a wall time, unix ms
 const lease = (o: Partial<Lease> = {}): Lease => ({
-  id: 1, client: '10.8.0.2', protocol: 'udp', internalPort: 51413, externalPort: 40000, targetPort: 51413, pinhole: false,
-  origin: 'nat-pmp', lifetimeSeconds: 3600, createdAt: 5_000, expiresAt: 5_000 + 3_600_000, ...o,
+  id: 1,
+  client: '10.8.0.2',
+  protocol: 'udp',
+  internalPort: 51413,
+  externalPort: 40000,
+  targetPort: 51413,
+  pinhole: false,
+  origin: 'nat-pmp',
+  lifetimeSeconds: 3600,
+  createdAt: 5_000,
+  expiresAt: 5_000 + 3_600_000,
+  ...o,
 })
 const rec = (o: Partial<LeaseRecord> = {}): LeaseRecord => ({
-  client: '10.8.0.2', protocol: 'tcp', internalPort: 8080, externalPort: 40001, targetPort: 8080,
-  lifetimeSeconds: 7200, expiresAtUnixMs: T0 + 60_000, createdAtUnixMs: T0 - 1000, ...o,
+  client: '10.8.0.2',
+  protocol: 'tcp',
+  internalPort: 8080,
+  externalPort: 40001,
+  targetPort: 8080,
+  lifetimeSeconds: 7200,
+  expiresAtUnixMs: T0 + 60_000,
+  createdAtUnixMs: T0 - 1000,
+  ...o,
 })
 const doc = (leases: LeaseRecord[] = [rec()]): PersistedState => ({ version: 1, epochStartedAtUnixMs: T0 - 10_000, leases })
 
@@ -37,12 +54,19 @@ describe('conversions', () => {
   it('toPersisted turns clock ms into unix ms at the given instant', () => {
     const clock = new FakeClock(65_000) // 60 s after the lease was created
     expect(toPersisted(lease(), clock, T0)).toEqual({
-      client: '10.8.0.2', protocol: 'udp', internalPort: 51413, externalPort: 40000, targetPort: 51413,
-      lifetimeSeconds: 3600, expiresAtUnixMs: T0 + 3_540_000, createdAtUnixMs: T0 - 60_000, origin: 'nat-pmp',
+      client: '10.8.0.2',
+      protocol: 'udp',
+      internalPort: 51413,
+      externalPort: 40000,
+      targetPort: 51413,
+      lifetimeSeconds: 3600,
+      expiresAtUnixMs: T0 + 3_540_000,
+      createdAtUnixMs: T0 - 60_000,
+      origin: 'nat-pmp',
     })
   })
 
-  it('keeps a PCP lease\'s origin and nonce across a restart', () => {
+  it("keeps a PCP lease's origin and nonce across a restart", () => {
     const clock = new FakeClock(65_000)
     const r = toPersisted(lease({ origin: 'pcp', nonce: '0102030405060708090a0b0c' }), clock, T0)
     expect(r).toMatchObject({ origin: 'pcp', nonce: '0102030405060708090a0b0c' })
@@ -55,8 +79,15 @@ describe('conversions', () => {
     const after = new FakeClock(12) // a new process: the monotonic clock starts anew
     const back = fromPersisted(r, after, T0 + 40_000) // 40 s of downtime
     expect(back).toEqual({
-      client: '10.8.0.2', protocol: 'udp', internalPort: 51413, externalPort: 40000, targetPort: 51413,
-      lifetimeSeconds: 3600, expiresAt: 12 + 3_500_000, createdAt: 12 - 100_000, origin: 'nat-pmp',
+      client: '10.8.0.2',
+      protocol: 'udp',
+      internalPort: 51413,
+      externalPort: 40000,
+      targetPort: 51413,
+      lifetimeSeconds: 3600,
+      expiresAt: 12 + 3_500_000,
+      createdAt: 12 - 100_000,
+      origin: 'nat-pmp',
     })
   })
 
@@ -86,7 +117,12 @@ describe('conversions', () => {
 
   it('snapshot keeps NAT-PMP and PCP leases in table order, not static ones; restorable drops expired and duplicate ports', () => {
     const clock = new FakeClock(5_000)
-    const s = snapshot([lease({ externalPort: 40002 }), lease({ origin: 'static', externalPort: 1 }), lease({ protocol: 'tcp', externalPort: 40009 })], 0, clock, T0)
+    const s = snapshot(
+      [lease({ externalPort: 40002 }), lease({ origin: 'static', externalPort: 1 }), lease({ protocol: 'tcp', externalPort: 40009 })],
+      0,
+      clock,
+      T0,
+    )
     expect(s.leases.map((l) => `${l.protocol}/${l.externalPort}`)).toEqual(['udp/40002', 'tcp/40009'])
     expect(s).toMatchObject({ version: 1, epochStartedAtUnixMs: T0 - 5_000, savedAtUnixMs: T0 })
     const r = restorable(doc([rec(), rec({ client: '10.8.0.3' }), rec({ externalPort: 5, expiresAtUnixMs: T0 - 1 })]), new FakeClock(0), T0)
@@ -170,7 +206,14 @@ describe('StateStore', () => {
     const clock = new FakeClock()
     const { writes, write } = manualWrite()
     let n = 0
-    const store = new StateStore({ path: '/x/leases.json', clock, log: silentLogger(), write, now: () => T0, snapshot: () => doc(Array.from({ length: n }, (_, i) => rec({ externalPort: 1000 + i }))) })
+    const store = new StateStore({
+      path: '/x/leases.json',
+      clock,
+      log: silentLogger(),
+      write,
+      now: () => T0,
+      snapshot: () => doc(Array.from({ length: n }, (_, i) => rec({ externalPort: 1000 + i }))),
+    })
     for (let i = 0; i < 1000; i++) {
       n++
       store.changed()
@@ -224,7 +267,15 @@ describe('StateStore', () => {
     const clock = new FakeClock()
     const { writes, write } = manualWrite()
     const lines: string[] = []
-    const log = createLogger('error', new Writable({ write(chunk: Buffer, _enc, cb) { lines.push((JSON.parse(chunk.toString()) as { msg: string }).msg); cb() } }))
+    const log = createLogger(
+      'error',
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push((JSON.parse(chunk.toString()) as { msg: string }).msg)
+          cb()
+        },
+      }),
+    )
     const store = new StateStore({ path: '/x', clock, log, write, snapshot: () => doc() })
     store.changed()
     clock.advance(200)
@@ -270,8 +321,13 @@ describe('renderState', () => {
     const clock = new FakeClock(5_000.4)
     const many = Array.from({ length: 1_234 }, (_, i) =>
       lease({
-        id: i, externalPort: 1024 + i, internalPort: i % 7 === 0 ? 0 : 1024 + i, protocol: i % 2 ? 'udp' : 'tcp',
-        origin: i % 3 === 0 ? 'pcp' : 'nat-pmp', createdAt: 1000.6 + i, expiresAt: 9_999.5 + i * 1000,
+        id: i,
+        externalPort: 1024 + i,
+        internalPort: i % 7 === 0 ? 0 : 1024 + i,
+        protocol: i % 2 ? 'udp' : 'tcp',
+        origin: i % 3 === 0 ? 'pcp' : 'nat-pmp',
+        createdAt: 1000.6 + i,
+        expiresAt: 9_999.5 + i * 1000,
         ...(i % 3 === 0 ? { nonce: '0123456789abcdef01234567' } : {}),
         ...(i % 5 === 0 ? { client: 'fd00:8::2' } : {}),
         ...(i % 10 === 0 ? { client: '2001:db8::2', pinhole: true } : {}),
@@ -295,7 +351,14 @@ describe('renderState', () => {
       const clock = new FakeClock(5_000)
       const leases = Array.from({ length: 1_100 }, (_, i) => lease({ id: i, externalPort: 2000 + i }))
       const path = join(dir, 'leases.json')
-      const store = new StateStore({ path, clock, log: silentLogger(), now: () => T0, snapshot: () => snapshot(leases, 0, clock, T0), render: (t) => renderStateChunks(leases, 0, clock, t) })
+      const store = new StateStore({
+        path,
+        clock,
+        log: silentLogger(),
+        now: () => T0,
+        snapshot: () => snapshot(leases, 0, clock, T0),
+        render: (t) => renderStateChunks(leases, 0, clock, t),
+      })
       store.changed()
       await store.flush()
       expect(await readFile(path, 'utf8')).toBe(JSON.stringify(snapshot(leases, 0, clock, T0)) + '\n')

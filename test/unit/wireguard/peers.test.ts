@@ -67,7 +67,11 @@ describe('identity', () => {
   })
 
   it('addressOf keeps single hosts: IPv4 /32s first, then IPv6 /128s in canonical form', () => {
-    expect(addressOf({ allowedIps: ['10.8.0.2/32', 'FD00:0::2/128', '192.168.50.0/24', 'fd00::/64', '10.8.0.9/32'] })).toEqual(['10.8.0.2', '10.8.0.9', 'fd00::2'])
+    expect(addressOf({ allowedIps: ['10.8.0.2/32', 'FD00:0::2/128', '192.168.50.0/24', 'fd00::/64', '10.8.0.9/32'] })).toEqual([
+      '10.8.0.2',
+      '10.8.0.9',
+      'fd00::2',
+    ])
     expect(addressOf({ allowedIps: [] })).toEqual([])
   })
 })

@@ -30,18 +30,31 @@ describe('parseWgConfClients (wg-easy v15 wg0.conf)', () => {
     expect([...m.keys()]).toEqual([K1, K2, K3])
     expect(m.get(K1)).toEqual({ name: 'seedbox <qbittorrent>', id: '1' })
     // The id is the last parenthesised group: a name may contain parentheses itself.
-    expect(m.get(K2)).toEqual({ name: 'Alice\'s phone (old)', id: '3' })
+    expect(m.get(K2)).toEqual({ name: "Alice's phone (old)", id: '3' })
     expect(m.get(K3)).toEqual({ name: 'Ümlaut Laptop 💻', id: '12' })
   })
 
   it('skips peers without a Client comment, bad keys and empty names; a comment does not leak to a later peer', () => {
     const text = [
-      '[Interface]', 'PrivateKey = x',
-      '# Client: orphan (9)', '[Interface]', // a comment followed by another section: dropped
-      '[Peer]', `PublicKey = ${K1}`,
-      '# Client:  (4)', '[Peer]', `PublicKey = ${K2}`,
-      '# Client: bad key (5)', '[Peer]', 'PublicKey = not-a-key',
-      '', '# Client: no id', '# an unrelated comment', '', '[Peer]', `AllowedIPs = 10.8.0.9/32`, `PublicKey = ${K3}`,
+      '[Interface]',
+      'PrivateKey = x',
+      '# Client: orphan (9)',
+      '[Interface]', // a comment followed by another section: dropped
+      '[Peer]',
+      `PublicKey = ${K1}`,
+      '# Client:  (4)',
+      '[Peer]',
+      `PublicKey = ${K2}`,
+      '# Client: bad key (5)',
+      '[Peer]',
+      'PublicKey = not-a-key',
+      '',
+      '# Client: no id',
+      '# an unrelated comment',
+      '',
+      '[Peer]',
+      `AllowedIPs = 10.8.0.9/32`,
+      `PublicKey = ${K3}`,
     ].join('\r\n')
     const m = parseWgConfClients(text)
     expect(m.has(K1)).toBe(false)
@@ -71,7 +84,13 @@ describe('WgNameSource: re-read when the file changes', () => {
     expect(src.nameOf(K1)).toBe('alice')
     expect(src.idOf(K1)).toBe('1')
     expect((await src.poll()).changed).toBe(false) // unchanged file: not re-read
-    await writeFile(path, conf([['alice laptop', 1, K1], ['bob', 2, K2]]))
+    await writeFile(
+      path,
+      conf([
+        ['alice laptop', 1, K1],
+        ['bob', 2, K2],
+      ]),
+    )
     expect((await src.poll()).changed).toBe(true)
     expect([src.nameOf(K1), src.nameOf(K2)]).toEqual(['alice laptop', 'bob'])
     await writeFile(path, conf([['bob', 2, K2]]))
@@ -121,10 +140,22 @@ describe('WgNameSource: re-read when the file changes', () => {
 })
 
 describe('renames reach tracked peers', () => {
-  const peer = (publicKey: string): Peer => ({ publicKey, hasPresharedKey: false, endpoint: null, allowedIps: ['10.8.0.2/32'], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: null })
+  const peer = (publicKey: string): Peer => ({
+    publicKey,
+    hasPresharedKey: false,
+    endpoint: null,
+    allowedIps: ['10.8.0.2/32'],
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: null,
+  })
 
   it('PeerTracker.renamePeers asks nameOf again and returns only the renamed', () => {
-    const names = new Map([[K1, 'a'], [K2, 'b']])
+    const names = new Map([
+      [K1, 'a'],
+      [K2, 'b'],
+    ])
     const t = new PeerTracker({ clock: new FakeClock(0), nameOf: (k) => names.get(k) ?? null })
     t.update([peer(K1), { ...peer(K2), allowedIps: ['10.8.0.3/32'] }])
     names.set(K1, 'a2')
@@ -148,9 +179,20 @@ describe('renames reach tracked peers', () => {
     const t = await startTestDaemon({ wg_config_file: path }, { log: createLogger('info', sink), ...({ wgEasyNames: undefined } as unknown as Partial<Deps>) })
     try {
       expect(lines.find((l) => l.msg === 'peer added' && l.clientName === 'first name')).toBeDefined()
-      await writeFile(path, conf([['renamed', 1, KEY_A], ['added later', 2, KEY_B]]))
+      await writeFile(
+        path,
+        conf([
+          ['renamed', 1, KEY_A],
+          ['added later', 2, KEY_B],
+        ]),
+      )
       await t.daemon.refreshPeers()
-      expect(lines.filter((l) => l.msg === 'peer renamed').map((l) => l.clientName).sort()).toEqual(['added later', 'renamed'])
+      expect(
+        lines
+          .filter((l) => l.msg === 'peer renamed')
+          .map((l) => l.clientName)
+          .sort(),
+      ).toEqual(['added later', 'renamed'])
     } finally {
       await t.stop()
       await rm(dir, { recursive: true, force: true })

@@ -75,7 +75,13 @@ describe('parseWgDump on bad input', () => {
   const iface = server[0]!
   const peer = server[1]!
   const withPeer = (line: string): string => `${iface}\n${line}\n`
-  const swap = (i: number, v: string): string => withPeer(peer.split('\t').map((f, j) => (j === i ? v : f)).join('\t'))
+  const swap = (i: number, v: string): string =>
+    withPeer(
+      peer
+        .split('\t')
+        .map((f, j) => (j === i ? v : f))
+        .join('\t'),
+    )
 
   it.each([
     ['empty', '', 1, /empty output/],

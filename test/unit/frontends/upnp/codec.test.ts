@@ -16,7 +16,10 @@ const REPLY = { location: 'http://10.8.0.1:2869/rootDesc.xml', server: 'Linux/6.
 
 describe('SSDP codec', () => {
   it('parses the M-SEARCHes of miniupnpc and libtorrent', () => {
-    expect(parseMSearch(bytes(MINIUPNPC('urn:schemas-upnp-org:device:InternetGatewayDevice:1')))).toEqual({ st: 'urn:schemas-upnp-org:device:InternetGatewayDevice:1', mx: 2 })
+    expect(parseMSearch(bytes(MINIUPNPC('urn:schemas-upnp-org:device:InternetGatewayDevice:1')))).toEqual({
+      st: 'urn:schemas-upnp-org:device:InternetGatewayDevice:1',
+      mx: 2,
+    })
     expect(parseMSearch(bytes(LIBTORRENT))).toEqual({ st: 'upnp:rootdevice', mx: 3 })
   })
 
@@ -42,14 +45,15 @@ describe('SSDP codec', () => {
     expect(sts('urn:schemas-upnp-org:device:MediaServer:1')).toEqual([])
   })
 
-  it('golden: the reply to miniupnpc\'s IGD:1 search', () => {
+  it("golden: the reply to miniupnpc's IGD:1 search", () => {
     const [r, ...more] = buildReplies(parseMSearch(bytes(MINIUPNPC('urn:schemas-upnp-org:device:InternetGatewayDevice:1')))!, ids, REPLY)
     expect(more).toEqual([])
     expect(r!.toString('latin1')).toBe(
       'HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nDATE: Tue, 01 Dec 2026 10:00:00 GMT\r\nEXT:\r\n' +
-      'LOCATION: http://10.8.0.1:2869/rootDesc.xml\r\nSERVER: Linux/6.1 UPnP/1.1 wgpmp/0.1.0\r\n' +
-      'ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n' +
-      `USN: ${ids.root}::urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nBOOTID.UPNP.ORG: 1\r\nCONFIGID.UPNP.ORG: 1\r\n\r\n`)
+        'LOCATION: http://10.8.0.1:2869/rootDesc.xml\r\nSERVER: Linux/6.1 UPnP/1.1 wgpmp/0.1.0\r\n' +
+        'ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n' +
+        `USN: ${ids.root}::urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nBOOTID.UPNP.ORG: 1\r\nCONFIGID.UPNP.ORG: 1\r\n\r\n`,
+    )
   })
 
   it('device UUIDs are stable for one WireGuard address and differ for another', () => {
@@ -65,7 +69,14 @@ describe('descriptions', () => {
     for (const doc of [root, SCPD_CIF, SCPD_IP1, SCPD_IP2]) expect(XMLValidator.validate(doc)).toBe(true)
   })
   it('root: IGD:1 > WANDevice:1 (WANCommonInterfaceConfig:1) > WANConnectionDevice:1 (WANIPConnection:1 first, then :2), no eventing URLs', () => {
-    const order = ['device:InternetGatewayDevice:1', 'device:WANDevice:1', 'service:WANCommonInterfaceConfig:1', 'device:WANConnectionDevice:1', 'service:WANIPConnection:1', 'service:WANIPConnection:2']
+    const order = [
+      'device:InternetGatewayDevice:1',
+      'device:WANDevice:1',
+      'service:WANCommonInterfaceConfig:1',
+      'device:WANConnectionDevice:1',
+      'service:WANIPConnection:1',
+      'service:WANIPConnection:2',
+    ]
     const at = order.map((t) => root.indexOf(`urn:schemas-upnp-org:${t}<`))
     expect(at.every((i) => i > 0)).toBe(true)
     expect([...at].sort((a, b) => a - b)).toEqual(at)
@@ -78,7 +89,13 @@ describe('descriptions', () => {
     expect(actions(SCPD_IP1)).toEqual([...ACTIONS_OF[SERVICE_IP1]!])
     expect(actions(SCPD_IP2)).toEqual(expect.arrayContaining(['AddAnyPortMapping', 'DeletePortMappingRange', 'GetListOfPortMappings', 'AddPortMapping']))
     expect(actions(SCPD_IP1)).not.toContain('AddAnyPortMapping')
-    expect(actions(SCPD_CIF)).toEqual(['GetCommonLinkProperties', 'GetTotalBytesSent', 'GetTotalBytesReceived', 'GetTotalPacketsSent', 'GetTotalPacketsReceived'])
+    expect(actions(SCPD_CIF)).toEqual([
+      'GetCommonLinkProperties',
+      'GetTotalBytesSent',
+      'GetTotalBytesReceived',
+      'GetTotalPacketsSent',
+      'GetTotalPacketsReceived',
+    ])
   })
 })
 
@@ -87,8 +104,21 @@ const envelope = (action: string, inner: string, ns = SERVICE_IP1): string =>
 
 describe('SOAP parsing', () => {
   it('takes the action from SOAPAction (quoted or not) and the arguments by local name', () => {
-    const r = parseSoapRequest(envelope('DeletePortMapping', '<NewRemoteHost></NewRemoteHost><NewExternalPort>8080</NewExternalPort><NewProtocol>TCP</NewProtocol>'), `"${SERVICE_IP1}#DeletePortMapping"`)
-    expect(r).toEqual({ ok: true, value: { action: 'DeletePortMapping', args: new Map([['NewRemoteHost', ''], ['NewExternalPort', '8080'], ['NewProtocol', 'TCP']]) } })
+    const r = parseSoapRequest(
+      envelope('DeletePortMapping', '<NewRemoteHost></NewRemoteHost><NewExternalPort>8080</NewExternalPort><NewProtocol>TCP</NewProtocol>'),
+      `"${SERVICE_IP1}#DeletePortMapping"`,
+    )
+    expect(r).toEqual({
+      ok: true,
+      value: {
+        action: 'DeletePortMapping',
+        args: new Map([
+          ['NewRemoteHost', ''],
+          ['NewExternalPort', '8080'],
+          ['NewProtocol', 'TCP'],
+        ]),
+      },
+    })
     expect(actionFromHeader(`${SERVICE_IP1}#GetStatusInfo`)).toEqual({ serviceType: SERVICE_IP1, action: 'GetStatusInfo' })
   })
   it('other prefixes and a default namespace work the same (matching is by local name)', () => {
@@ -98,7 +128,10 @@ describe('SOAP parsing', () => {
     expect(parseSoapRequest(dflt, undefined)).toMatchObject({ ok: true, value: { action: 'GetStatusInfo' } })
   })
   it('decodes the predefined entities and character references, and takes a bare & as text (miniupnpc does not escape)', () => {
-    const r = parseSoapRequest(envelope('AddPortMapping', '<NewPortMappingDescription>a &amp; b &lt;c&gt; &#233;&#x41; & d</NewPortMappingDescription>'), `"${SERVICE_IP1}#AddPortMapping"`)
+    const r = parseSoapRequest(
+      envelope('AddPortMapping', '<NewPortMappingDescription>a &amp; b &lt;c&gt; &#233;&#x41; & d</NewPortMappingDescription>'),
+      `"${SERVICE_IP1}#AddPortMapping"`,
+    )
     expect(r.ok && r.value.args.get('NewPortMappingDescription')).toBe('a & b <c> éA & d')
     expect(decodeText('&foo; &#0; &#xD800;')).toBe('&foo; &#0; &#xD800;')
   })
@@ -114,11 +147,16 @@ describe('SOAP parsing', () => {
     expect(parseSoapRequest('<s:Envelope><s:Body><u:GetStatusInfo></s:Body>', undefined)).toMatchObject({ ok: false, error: 402 })
     expect(parseSoapRequest('<a>b</a>', undefined)).toMatchObject({ ok: false, error: 402 })
     expect(parseSoapRequest('<Envelope><Body><A/><B/></Body></Envelope>', undefined)).toMatchObject({ ok: false, error: 402 })
-    expect(parseSoapRequest(envelope('AddPortMapping', `<NewPortMappingDescription>${'x'.repeat(20_000)}</NewPortMappingDescription>`), undefined)).toMatchObject({ ok: false, error: 402 })
+    expect(
+      parseSoapRequest(envelope('AddPortMapping', `<NewPortMappingDescription>${'x'.repeat(20_000)}</NewPortMappingDescription>`), undefined),
+    ).toMatchObject({ ok: false, error: 402 })
     // miniupnpc 2.2.4 sends a description with "<" unescaped: not XML, and refused as such
-    expect(parseSoapRequest(envelope('AddPortMapping', '<NewPortMappingDescription>a <b></NewPortMappingDescription>'), undefined)).toMatchObject({ ok: false, error: 402 })
+    expect(parseSoapRequest(envelope('AddPortMapping', '<NewPortMappingDescription>a <b></NewPortMappingDescription>'), undefined)).toMatchObject({
+      ok: false,
+      error: 402,
+    })
   })
-  it('faults carry the code and the spec\'s description', () => {
+  it("faults carry the code and the spec's description", () => {
     for (const code of [402, 501, 606, 713, 714, 715, 716, 718, 724, 725, 726, 727, 728, 729] as const) {
       const f = buildFault(code)
       expect(f).toContain(`<errorCode>${code}</errorCode><errorDescription>${UPNP_ERRORS[code]}</errorDescription>`)

@@ -31,8 +31,14 @@ export class FakeBackend extends ForwarderBackend {
   constructor(o: FakeBackendOptions) {
     const clock = new FakeClock()
     const table = new MappingTable({
-      clock, minPort: o.minPort ?? 1024, maxPort: o.maxPort ?? 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200,
-      maxPerClient: o.maxPerClient ?? 128, isReserved: (p) => (o.reserved ?? []).includes(p), random: () => 0.5,
+      clock,
+      minPort: o.minPort ?? 1024,
+      maxPort: o.maxPort ?? 65535,
+      minLifetimeSeconds: 120,
+      maxLifetimeSeconds: 7200,
+      maxPerClient: o.maxPerClient ?? 128,
+      isReserved: (p) => (o.reserved ?? []).includes(p),
+      random: () => 0.5,
     })
     const state = { self: null as FakeBackend | null }
     const forwarder = new Forwarder({

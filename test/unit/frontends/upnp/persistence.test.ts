@@ -9,7 +9,8 @@ import { MappingTable } from '../../../../src/mappings/table.js'
 import { loadState, renderState, restorable, snapshot } from '../../../../src/state/store.js'
 import { dynamicOrigin as persistedOrigin } from '../../../../src/core/forward.js'
 
-const table = (clock: FakeClock) => new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, upnpMaxLifetimeSeconds: 604800 })
+const table = (clock: FakeClock) =>
+  new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 120, maxLifetimeSeconds: 7200, upnpMaxLifetimeSeconds: 604800 })
 
 describe('UPnP leases persist', () => {
   it('each origin is saved by its own name (an unknown one is no longer saved as nat-pmp by accident)', () => {
@@ -22,7 +23,16 @@ describe('UPnP leases persist', () => {
   it('a upnp lease with a description is written, validated on load, and restored with both', async () => {
     const clock = new FakeClock()
     const t = table(clock)
-    const out = t.map({ client: '10.8.0.2', protocol: 'tcp', internalPort: 6881, suggestedExternalPort: 6881, lifetimeSeconds: 0 + 604800, maxLifetimeSeconds: 604800, origin: 'upnp', description: 'Tom & "Jerry" <3' })
+    const out = t.map({
+      client: '10.8.0.2',
+      protocol: 'tcp',
+      internalPort: 6881,
+      suggestedExternalPort: 6881,
+      lifetimeSeconds: 0 + 604800,
+      maxLifetimeSeconds: 604800,
+      origin: 'upnp',
+      description: 'Tom & "Jerry" <3',
+    })
     expect(out.ok && out.lease.lifetimeSeconds).toBe(604800) // past maxLifetimeSeconds 7200: the UPnP cap applies
     t.map({ client: '10.8.0.2', protocol: 'udp', internalPort: 6881, suggestedExternalPort: 6881, lifetimeSeconds: 3600 }) // nat-pmp, no description
     const now = 1_800_000_000_000
@@ -49,7 +59,15 @@ describe('UPnP leases persist', () => {
     const clock = new FakeClock()
     const t = table(clock)
     t.map({ client: '10.8.0.2', protocol: 'tcp', internalPort: 80, suggestedExternalPort: 8080, lifetimeSeconds: 3600 })
-    const r = t.map({ client: '10.8.0.2', protocol: 'tcp', internalPort: 80, suggestedExternalPort: 8080, lifetimeSeconds: 3600, origin: 'upnp', description: 'web' })
+    const r = t.map({
+      client: '10.8.0.2',
+      protocol: 'tcp',
+      internalPort: 80,
+      suggestedExternalPort: 8080,
+      lifetimeSeconds: 3600,
+      origin: 'upnp',
+      description: 'web',
+    })
     expect(t.get('10.8.0.2', 'tcp', 80)).toMatchObject({ origin: 'upnp', description: 'web' })
     if (r.ok) r.undo()
     expect(t.get('10.8.0.2', 'tcp', 80)?.origin).toBe('nat-pmp')
@@ -59,7 +77,15 @@ describe('UPnP leases persist', () => {
   it('the API view carries origin upnp and the description as given (the page sets it as text)', () => {
     const clock = new FakeClock()
     const t = table(clock)
-    const out = t.map({ client: '10.8.0.2', protocol: 'tcp', internalPort: 80, suggestedExternalPort: 8080, lifetimeSeconds: 3600, origin: 'upnp', description: '<img src=x onerror=alert(1)>' })
+    const out = t.map({
+      client: '10.8.0.2',
+      protocol: 'tcp',
+      internalPort: 80,
+      suggestedExternalPort: 8080,
+      lifetimeSeconds: 3600,
+      origin: 'upnp',
+      description: '<img src=x onerror=alert(1)>',
+    })
     if (!out.ok) throw new Error('not mapped')
     expect(leaseView(out.lease, 'peer', clock.now(), Date.now())).toMatchObject({ origin: 'upnp', description: '<img src=x onerror=alert(1)>' })
   })

@@ -26,8 +26,15 @@ function setup(o: Partial<FakeBackendOptions> = {}) {
 }
 /** libtorrent's AddPortMapping arguments (src/frontends/upnp.cpp create_port_mapping). */
 const ltAdd = (client: string, ext: number, o: Record<string, string | number> = {}) => ({
-  NewRemoteHost: '', NewExternalPort: ext, NewProtocol: 'TCP', NewInternalPort: 6881, NewInternalClient: client, NewEnabled: 1,
-  NewPortMappingDescription: `libtorrent/2.0.8 at ${client}:6881`, NewLeaseDuration: 3600, ...o,
+  NewRemoteHost: '',
+  NewExternalPort: ext,
+  NewProtocol: 'TCP',
+  NewInternalPort: 6881,
+  NewInternalClient: client,
+  NewEnabled: 1,
+  NewPortMappingDescription: `libtorrent/2.0.8 at ${client}:6881`,
+  NewLeaseDuration: 3600,
+  ...o,
 })
 
 describe('golden: miniupnpc 2.2.4 (upnpc) exchanges replayed byte for byte', () => {
@@ -40,10 +47,17 @@ describe('golden: miniupnpc 2.2.4 (upnpc) exchanges replayed byte for byte', () 
     // test/fixtures/upnp/capture.ts recorded these with 127.0.0.1 as the one client.
     const backend = new FakeBackend({ clients: ['127.0.0.1'], publicAddress: '203.0.113.7' })
     server = await startUpnpHttp({
-      host: '127.0.0.1', port: 0, rootDescription: rootDescription(deviceIds('10.8.0.1'), '0.1.0'),
-      service: new UpnpService({ backend, log, uptimeSeconds: () => 42 }), isClient: async (a) => backend.isClient(a), server: 'Linux/6.1 UPnP/1.1 wgpmp/0.1.0', log,
+      host: '127.0.0.1',
+      port: 0,
+      rootDescription: rootDescription(deviceIds('10.8.0.1'), '0.1.0'),
+      service: new UpnpService({ backend, log, uptimeSeconds: () => 42 }),
+      isClient: async (a) => backend.isClient(a),
+      server: 'Linux/6.1 UPnP/1.1 wgpmp/0.1.0',
+      log,
     })
-    const names = readdirSync(FIXTURES).filter((f) => f.endsWith('.request.txt')).sort()
+    const names = readdirSync(FIXTURES)
+      .filter((f) => f.endsWith('.request.txt'))
+      .sort()
     expect(names.length).toBeGreaterThanOrEqual(19)
     for (const name of names) {
       const req = readFileSync(new URL(name, FIXTURES), 'utf8')
@@ -81,18 +95,23 @@ describe('IGD actions', () => {
     expect((await call(A, 'ForceTermination')).error).toBe(606)
   })
 
-  it('libtorrent\'s AddPortMapping maps, a retry renews, the kernel sees one add, the lease carries origin upnp and the description', async () => {
+  it("libtorrent's AddPortMapping maps, a retry renews, the kernel sees one add, the lease carries origin upnp and the description", async () => {
     const { call, backend } = setup()
     expect((await call(A, 'AddPortMapping', ltAdd(A, 6881))).status).toBe(200)
     expect((await call(A, 'AddPortMapping', ltAdd(A, 6881))).status).toBe(200)
     expect(backend.commits).toEqual([[{ op: 'add', forward: { protocol: 'tcp', externalPort: 6881, internalAddress: A, internalPort: 6881 } }]])
     const l = backend.table.get(A, 'tcp', 6881)!
     expect(l).toMatchObject({ origin: 'upnp', description: `libtorrent/2.0.8 at ${A}:6881`, lifetimeSeconds: 3600 })
-    expect((await call(A, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 6881, NewProtocol: 'TCP' })).out)
-      .toEqual({ NewInternalPort: '6881', NewInternalClient: A, NewEnabled: '1', NewPortMappingDescription: `libtorrent/2.0.8 at ${A}:6881`, NewLeaseDuration: '3600' })
+    expect((await call(A, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 6881, NewProtocol: 'TCP' })).out).toEqual({
+      NewInternalPort: '6881',
+      NewInternalClient: A,
+      NewEnabled: '1',
+      NewPortMappingDescription: `libtorrent/2.0.8 at ${A}:6881`,
+      NewLeaseDuration: '3600',
+    })
   })
 
-  it('self-scoped: another client\'s address is 718 on v1 and 606 on v2 (miniupnpd secure_mode), empty means the requester', async () => {
+  it("self-scoped: another client's address is 718 on v1 and 606 on v2 (miniupnpd secure_mode), empty means the requester", async () => {
     const { call, backend } = setup()
     expect((await call(A, 'AddPortMapping', ltAdd(B, 7000))).error).toBe(718)
     expect((await call(A, 'AddPortMapping', ltAdd(B, 7000), SERVICE_IP2)).error).toBe(606)
@@ -102,7 +121,7 @@ describe('IGD actions', () => {
     expect(backend.table.get(A, 'tcp', 6881)?.externalPort).toBe(7000)
   })
 
-  it('a client never takes, sees or deletes another client\'s port: 718 on add, 714 on lookup and delete, 713 past its own list', async () => {
+  it("a client never takes, sees or deletes another client's port: 718 on add, 714 on lookup and delete, 713 past its own list", async () => {
     const { call } = setup()
     expect((await call(A, 'AddPortMapping', ltAdd(A, 7000))).status).toBe(200)
     expect((await call(B, 'AddPortMapping', ltAdd(B, 7000))).error).toBe(718)
@@ -174,29 +193,48 @@ describe('IGD actions', () => {
     expect((await call(A, 'AddAnyPortMapping', ltAdd(A, 7001, { NewInternalPort: 2 }), SERVICE_IP2)).error).toBe(728)
   })
 
-  it('v2: GetListOfPortMappings lists only the requester\'s mappings in range, DeletePortMappingRange deletes them; 730 when none, 733 for a reversed range', async () => {
+  it("v2: GetListOfPortMappings lists only the requester's mappings in range, DeletePortMappingRange deletes them; 730 when none, 733 for a reversed range", async () => {
     const { call, backend } = setup()
-    for (const [c, ext, ip] of [[A, 7000, 1], [A, 7005, 2], [A, 9000, 3], [B, 7002, 4]] as const) await call(c, 'AddPortMapping', ltAdd(c, ext, { NewInternalPort: ip }))
-    const list = await call(A, 'GetListOfPortMappings', { NewStartPort: 7000, NewEndPort: 7999, NewProtocol: 'TCP', NewManage: 1, NewNumberOfPorts: 0 }, SERVICE_IP2)
+    for (const [c, ext, ip] of [
+      [A, 7000, 1],
+      [A, 7005, 2],
+      [A, 9000, 3],
+      [B, 7002, 4],
+    ] as const)
+      await call(c, 'AddPortMapping', ltAdd(c, ext, { NewInternalPort: ip }))
+    const list = await call(
+      A,
+      'GetListOfPortMappings',
+      { NewStartPort: 7000, NewEndPort: 7999, NewProtocol: 'TCP', NewManage: 1, NewNumberOfPorts: 0 },
+      SERVICE_IP2,
+    )
     expect([...list.body.matchAll(/<p:NewExternalPort>(\d+)</g)].map((m) => m[1])).toEqual(['7000', '7005'])
     expect(list.body).toContain('<NewPortListing><![CDATA[<p:PortMappingList')
-    expect((await call(A, 'GetListOfPortMappings', { NewStartPort: 7999, NewEndPort: 7000, NewProtocol: 'TCP', NewManage: 1, NewNumberOfPorts: 0 }, SERVICE_IP2)).error).toBe(733)
+    expect(
+      (await call(A, 'GetListOfPortMappings', { NewStartPort: 7999, NewEndPort: 7000, NewProtocol: 'TCP', NewManage: 1, NewNumberOfPorts: 0 }, SERVICE_IP2))
+        .error,
+    ).toBe(733)
     expect((await call(A, 'DeletePortMappingRange', { NewStartPort: 7000, NewEndPort: 7999, NewProtocol: 'TCP', NewManage: 1 }, SERVICE_IP2)).status).toBe(200)
     expect(backend.table.leasesOf(A).map((l) => l.externalPort)).toEqual([9000])
     expect(backend.table.leasesOf(B).map((l) => l.externalPort)).toEqual([7002])
     expect((await call(A, 'DeletePortMappingRange', { NewStartPort: 7000, NewEndPort: 7999, NewProtocol: 'TCP', NewManage: 1 }, SERVICE_IP2)).error).toBe(730)
   })
 
-  it('nat-upnp\'s request shape (SOAPAction JSON-quoted, NewEnabled 1, ttl 1800) parses and maps', async () => {
+  it("nat-upnp's request shape (SOAPAction JSON-quoted, NewEnabled 1, ttl 1800) parses and maps", async () => {
     // indutny/node-nat-upnp lib/nat-upnp/device.js Device.prototype.run + client.js portMapping
-    const body = '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +
+    const body =
+      '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +
       `<u:AddPortMapping xmlns:u="${SERVICE_IP1}"><NewRemoteHost></NewRemoteHost><NewExternalPort>12345</NewExternalPort><NewProtocol>TCP</NewProtocol>` +
       `<NewInternalPort>12345</NewInternalPort><NewInternalClient>${A}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>node:nat:upnp</NewPortMappingDescription>` +
       '<NewLeaseDuration>1800</NewLeaseDuration></u:AddPortMapping></s:Body></s:Envelope>'
     const parsed = parseSoapRequest(body, JSON.stringify(`${SERVICE_IP1}#AddPortMapping`))
     expect(parsed.ok).toBe(true)
     const { backend } = setup()
-    const r = await new UpnpService({ backend, log, uptimeSeconds: () => 0 }).control(SERVICE_IP1, A, parsed.ok ? parsed.value : { action: '', args: new Map() })
+    const r = await new UpnpService({ backend, log, uptimeSeconds: () => 0 }).control(
+      SERVICE_IP1,
+      A,
+      parsed.ok ? parsed.value : { action: '', args: new Map() },
+    )
     expect(r.status).toBe(200)
     expect(backend.table.get(A, 'tcp', 12345)).toMatchObject({ externalPort: 12345, description: 'node:nat:upnp', origin: 'upnp' })
   })
