@@ -41,13 +41,10 @@ import type { Logger } from './log.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
 import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards } from './mappings/static.js'
-import { MappingTable, type PortHold } from './mappings/table.js'
+import { MappingTable } from './mappings/table.js'
 import { NATPMP_PORT } from './protocol/constants.js'
 import { startUdpServer, type UdpServer } from './server/udp.js'
-import { StaticForwardStore } from './state/static-store.js'
-import { loadDurableState } from './state/durable.js'
-import { Journal } from './state/journal.js'
-import { epochFromUnixMs, renderStateChunks, snapshot, StateStore, toPersisted, type HoldRecord, type SnapshotExtra } from './state/store.js'
+import { DurableState } from './state/durable-state.js'
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, WgPeerSource, type PeerSource } from './wireguard/peers.js'
 import { WgNameSource } from './wireguard/wg-conf.js'
@@ -153,31 +150,10 @@ async function build(
   hostPorts.startBackground(200)
   components.add('host ports', () => hostPorts.stop())
 
-  // --- state: the snapshot (state_file) and the journal beside it: every lease change is on disk
-  // before its reply; restart = snapshot + journal replay. A FIFO or device as state_file is refused.
-  const loaded = await loadDurableState(config.state_file, clock.wall())
-  if (loaded.error) log.error({ err: loaded.error, movedTo: loaded.movedTo }, 'state file unreadable; starting with no saved leases')
-  if (loaded.torn.length > 0) log.info({ torn: loaded.torn }, 'journal ends in a torn record (a crash mid-write); it was never acknowledged and is skipped')
-  if (loaded.lost !== null)
-    (loaded.fresh ? log.info.bind(log) : log.warn.bind(log))({ why: loaded.lost }, 'saved state lost or absent; the epoch restarts at 0 (RFC 6886 §3.6)')
-  const saved = loaded.state
-  // The epoch keeps counting across restarts because leases survive them (RFC 6886 §3.6), unless state was lost.
-  const epochStart = saved && loaded.lost === null ? epochFromUnixMs(saved.epochStartedAtUnixMs, clock, clock.wall()) : clock.now()
-  let state: StateStore | null = null
-  const journal = new Journal({
-    statePath: config.state_file,
-    gen: loaded.nextGen,
-    log: log.child({ component: 'journal' }),
-    onFailure: () => state?.changed(),
-  })
-  const staticStore = new StaticForwardStore(
-    saved?.static_forwards ?? [],
-    async () => {
-      state?.changed()
-      await state?.flush()
-    },
-    config.state_file,
-  )
+  // --- state: snapshot + journal; every lease change is on disk before its reply ---
+  const state = await DurableState.open({ path: config.state_file, clock, log })
+  const { saved, epochStart } = state
+  components.add('state', () => state.close()) // the journal synced, then the final snapshot: the next start restores the leases
 
   // --- notifications: channels (secret files) read before the kernel is touched ---
   let metricsRef: ReturnType<typeof createMetrics> | null = null
@@ -236,43 +212,10 @@ async function build(
     isReserved: (p) => reserved.has(p) || hostPorts.has(p),
     isPinholeClient: (a) => isV6(a) && !isUniqueLocal(a),
     // Every lease change is staged in the journal; the kernel commit waits for it on disk.
-    onChange: (op, l, hold) =>
-      journal.stage(
-        op === 'put'
-          ? { op, lease: toPersisted(l, clock, clock.wall(), peerOf(l.client)) }
-          : { op, client: l.client, protocol: l.protocol, internalPort: l.internalPort, ...(hold ? { hold: holdRecord(hold) } : {}) },
-      ),
+    onChange: (op, l, hold) => state.stage(op, l, hold),
     portHoldSeconds: config.port_hold_seconds,
   })
-  const peerOf = (address: string): string | undefined => tracker.peerByAddress(address)?.id
-  const holdRecord = (h: PortHold): HoldRecord => {
-    const peer = peerOf(h.client)
-    return {
-      client: h.client,
-      internalPort: h.internalPort,
-      externalPort: h.externalPort,
-      untilUnixMs: Math.max(0, Math.round(clock.wall() + (h.until - clock.now()))),
-      ...(peer === undefined ? {} : { peer }),
-    }
-  }
-  const extra = (): SnapshotExtra => ({ journal: journal.generation, peerOf, holds: table.holds().map(holdRecord) })
-  state = new StateStore({
-    path: config.state_file,
-    clock,
-    now: () => clock.wall(),
-    log: log.child({ component: 'state' }),
-    snapshot: (t) => snapshot(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
-    render: (t) => renderStateChunks(table.leases(), epochStart, clock, t, staticStore.records(), extra()),
-    // The snapshot is compaction (the journal made every change durable before its reply): rotate
-    // the journal, write the snapshot naming the new generation, delete the older ones.
-    prepare: () => journal.rotate(),
-    done: (gen) => journal.removeBefore(gen),
-    // At most one compaction per 10 s, wider as the state grows (50,000 leases: one per 10 s).
-    coalesceMs: () => Math.max(10_000, Math.round(table.size / 5)),
-  })
-  const store = state
-  components.add('state', () => store.close()) // leases stay in the state file: the next start restores them
-  components.add('journal', () => journal.close()) // whatever was in flight is on disk before the final snapshot
+  state.attach(table, (a) => tracker.peerByAddress(a)?.id)
 
   // --- peers: who may ask ---
   const names = configNames(config.clients)
@@ -331,12 +274,12 @@ async function build(
   })
   components.add('group commit', () => batcher.idle())
   components.add('flows', () => flows.close())
-  const commit = kernelCommit({ batcher, durable: () => journal.sync(), flows, stateChanged: () => store.changed() })
+  const commit = kernelCommit({ batcher, durable: () => state.sync(), flows, stateChanged: () => state.changed() })
   const chunk = driver.capabilities.bulkDeleteChunk
   let expiry: ExpiryScheduler | null = null
   const changed = (): void => {
     expiry?.reschedule()
-    store.changed()
+    state.changed()
   }
   let peerSync: PeerSync | null = null
   const isClient = admission({
@@ -363,7 +306,7 @@ async function build(
   expiry = exp
   components.add('expiry', () => exp.stop())
   const statics = new StaticForwards({
-    store: staticStore,
+    store: state.statics,
     sink: table,
     commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)),
     log: log.child({ component: 'static' }),
@@ -398,12 +341,11 @@ async function build(
 
   // --- restart: ensureBase replaced what the kernel held, so after this it holds exactly the live set ---
   if (saved) {
-    await restoreLeases(saved, { table, clock, commit, peerAt: (a) => tracker.peerByAddress(a), replayed: loaded.replayed, log })
+    await restoreLeases(saved, { table, clock, commit, peerAt: (a) => tracker.peerByAddress(a), replayed: state.replayed, log })
     exp.reschedule()
   }
   // Compact at start: the replayed journal goes into a fresh snapshot, older generations are deleted.
-  store.changed()
-  await store.flush().catch(() => {})
+  await state.flushNow().catch(() => {})
   await endLeftoverFlows(previous, { table, flows, log })
 
   // --- front-ends ---
