@@ -21,11 +21,7 @@ import { Forwarder } from './forwarder/forwarder.js'
 import { peerPolicy } from './forwarder/peer-policy.js'
 import { endLeftoverFlows, restoreLeases } from './forwarder/restore.js'
 import { StaticForwards } from './forwarder/statics.js'
-import type { FrontendContext } from './frontends/context.js'
-import { pmpDispatch } from './frontends/dispatch.js'
-import { NatPmpService } from './frontends/natpmp/service.js'
-import { PcpService } from './frontends/pcp/service.js'
-import { ForwarderBackend, packageVersion, startUpnp } from './frontends/upnp/index.js'
+import { startFrontends } from './frontends/start.js'
 import { publicAddresses, wgListenPort } from './host/addresses.js'
 import { HostFirewall } from './host/firewall.js'
 import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
@@ -39,11 +35,8 @@ import { LeaseEvents } from './notify/emit.js'
 import { startNotifications } from './notify/index.js'
 import type { Logger } from './log.js'
 import { ExpiryScheduler } from './mappings/expiry.js'
-import { RateLimiter } from './mappings/ratelimit.js'
 import { parseConfigStaticForwards } from './mappings/static.js'
 import { MappingTable } from './mappings/table.js'
-import { NATPMP_PORT } from './protocol/constants.js'
-import { startUdpServer, type UdpServer } from './server/udp.js'
 import { DurableState } from './state/durable-state.js'
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, WgPeerSource, type PeerSource } from './wireguard/peers.js'
@@ -348,69 +341,27 @@ async function build(
   await state.flushNow().catch(() => {})
   await endLeftoverFlows(previous, { table, flows, log })
 
-  // --- front-ends ---
-  const frontend = (component: string, count: (op: number, r: number) => void): FrontendContext => ({
-    forwarder,
-    count,
-    log: log.child({ component }),
-    epochSeconds: () => Math.floor((clock.now() - epochStart) / 1000),
-    publicAddress: (client) => (!isV6(client) ? pub.v4 : isUniqueLocal(client) ? pub.v6 : client),
-  })
-  const natpmp = new NatPmpService(frontend('natpmp', (op, r) => metrics.countRequest(op, r)))
-  const pcp = config.pcp_enabled ? new PcpService(frontend('pcp', (op, r) => metrics.countPcpRequest(op, r))) : null
-  const limiter = new RateLimiter({ clock, ratePerSecond: config.rate_limit_per_second, burst: config.rate_limit_burst })
+  // --- front-ends: NAT-PMP, PCP, UPnP, all on the forwarder ---
   const lastSeen = new LastSeen()
-  const handle = pmpDispatch({
-    natpmp,
-    pcp,
-    allow: (src) => limiter.allow(src),
-    dropped: (why) => metrics.countDrop(why),
-    seen: (from) => lastSeen.note(from, clock.wall()), // the page's "last request"
+  const { udp, udp6 } = await startFrontends({
+    forwarder,
+    clock,
+    epochStart,
+    publicV4: pub.v4,
+    publicV6: pub.v6,
+    log,
+    components,
+    wg: { interface: config.wg_interface, v4: wg.address, v6: wg6?.address ?? null, v4Cidr: config.wg_address_v4, v6Cidr: config.wg_address_v6 },
+    pcp: config.pcp_enabled,
+    rate: { perSecond: config.rate_limit_per_second, burst: config.rate_limit_burst },
+    upnp: { enabled: config.upnp_enabled, httpPort: config.upnp_http_port, leaseCapSeconds: config.upnp_permanent_lease_seconds },
+    listen: deps.listen,
+    listenV6: deps.listenV6,
+    upnpListen: deps.upnpListen,
+    count: { natpmp: (op, r) => metrics.countRequest(op, r), pcp: (op, r) => metrics.countPcpRequest(op, r), drop: (why) => metrics.countDrop(why) },
+    seen: (from) => lastSeen.note(from, clock.wall()),
     before: () => hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })
-  const udp = await listenUdp(
-    deps.listen ?? { host: wg.address, port: NATPMP_PORT },
-    'udp4',
-    handle,
-    log,
-    `is ${config.wg_interface} up with ${config.wg_address_v4}?`,
-  )
-  components.add('udp', () => udp.close())
-  log.info({ address: udp.address.address, port: udp.address.port, wgInterface: config.wg_interface }, 'NAT-PMP listening')
-  let udp6: UdpServer | null = null
-  if (wg6 !== null) {
-    const u6 = await listenUdp(
-      deps.listenV6 ?? { host: wg6.address, port: NATPMP_PORT },
-      'udp6',
-      handle,
-      log,
-      `is ${config.wg_interface} up with ${config.wg_address_v6}?`,
-    )
-    udp6 = u6
-    components.add('udp6', () => u6.close())
-    log.info({ address: u6.address.address, port: u6.address.port }, 'PCP listening on IPv6')
-  }
-
-  // UPnP IGD: SSDP + HTTP/SOAP on the WireGuard address, on the same forwarder.
-  if (config.upnp_enabled && (deps.listen === undefined || deps.upnpListen !== undefined)) {
-    const searches = new RateLimiter({ clock, ratePerSecond: 5, burst: 10 })
-    try {
-      const upnp = await startUpnp({
-        backend: new ForwarderBackend({ forwarder, publicAddress: () => pub.v4, leaseCapSeconds: config.upnp_permanent_lease_seconds }),
-        wgAddress: deps.listen?.host ?? wg.address,
-        httpPort: deps.upnpListen?.httpPort ?? config.upnp_http_port,
-        ssdpPort: deps.upnpListen?.ssdpPort ?? 1900,
-        version: packageVersion(),
-        uptimeSeconds: () => (clock.now() - epochStart) / 1000,
-        allowSearch: (a) => searches.allow(a),
-        log: log.child({ component: 'upnp' }),
-      })
-      components.add('upnp', () => upnp.close())
-      log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')
-    } catch (err) {
-      log.error({ err, port: config.upnp_http_port }, 'cannot start UPnP; NAT-PMP and PCP go on without it')
-    }
-  }
 
   // --- the HTTP API and page ---
   let api: ApiServer | null = null
@@ -488,20 +439,5 @@ async function build(
       const errors = await components.closeAll()
       if (errors.length > 0) throw new AggregateError(errors, errors.map((e) => e.message).join('; '))
     },
-  }
-}
-
-async function listenUdp(
-  at: { host: string; port: number },
-  type: 'udp4' | 'udp6',
-  handle: Parameters<typeof startUdpServer>[2],
-  log: Logger,
-  hint: string,
-): Promise<UdpServer> {
-  try {
-    return await startUdpServer(at.host, at.port, handle, log.child({ component: type === 'udp4' ? 'udp' : 'udp6' }), type)
-  } catch (err) {
-    const where = type === 'udp6' ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`
-    throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on ${where} (${(err as Error).message}); ${hint}`, { cause: err })
   }
 }
