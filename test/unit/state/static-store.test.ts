@@ -3,17 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isWgpmpError } from '../../../src/core/errors.js'
-import { parseForwardSpec, type StaticForwardSpec } from '../../../src/mappings/static.js'
 import { writeFileAtomic } from '../../../src/state/atomic.js'
 import { StaticForwardStore } from '../../../src/state/static-store.js'
+import { spec } from '../../helpers/static.js'
 
-const spec = (text: string): StaticForwardSpec => {
-  const r = parseForwardSpec(text)
-  if (!r.ok) throw new Error(r.error)
-  return r.spec
-}
-
-/** A StaticSink with the semantics proposed for MappingTable: one owner per (protocol, port). */
 describe('writeFileAtomic and StaticForwardStore', () => {
   let dir: string
   beforeEach(async () => {
