@@ -154,10 +154,9 @@ describe.skipIf(!existsSync(CHROMIUM))('Ports page in headless chromium', () => 
     expect(lines).toEqual([
       'while true; do natpmpc -g 10.8.0.1 -a 0 51413 tcp 60 && natpmpc -g 10.8.0.1 -a 0 51413 udp 60; sleep 45; done',
       'natpmp_gateway=10.8.0.1',
-      'upnpc -u http://10.8.0.1:2869/rootDesc.xml -i -e app -r 51413 tcp 51413 udp', // UPnP
       'VPN_SERVICE_PROVIDER=custom\nVPN_TYPE=wireguard\nVPN_PORT_FORWARDING=on\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
       'gateway 10.8.0.1, UDP port 5351',
-      'upnpc -u http://10.8.0.1:2869/rootDesc.xml -e wgpmp -r 51413 tcp',
+      'upnpc -u http://10.8.0.1:2869/rootDesc.xml -i -e wgpmp -r 51413 tcp 51413 udp',
     ])
     expect(await card.locator('.howto').textContent()).toContain('239.255.255.250/32 in AllowedIPs on the client')
     await card.locator('.howto button.copy').nth(1).click()

@@ -75,6 +75,7 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     wgpmp = await startWgpmp(lab, config)
     api = apiClient(lab, API_PORT, TOKEN)
     await serveTcp(lab, 'c1', lab.ips.c1, 8080, 'c1-web')
+    await serveTcp(lab, 'c1', lab.ips.c1, 8081, 'c1-web')
     await serveTcp(lab, 'c2', lab.ips.c2, 8080, 'c2-web')
   })
   afterAll(async () => {
@@ -326,7 +327,9 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     }
 
     await handshake()
-    const lease = await natpmpc(lab, 'c1', ['-a', '20710', '8080', 'tcp', '3600'])
+    // The lease is for another local port than the static forward's: a request for internal 8080
+    // would get the static forward's own port 20700 (issue 10 §1).
+    const lease = await natpmpc(lab, 'c1', ['-a', '20710', '8081', 'tcp', '3600'])
     expect(lease.port).toBe(20710)
     expect(hasForward(await nftForwards(lab), 'tcp', 20710)).toBe(true)
 
@@ -342,7 +345,7 @@ describe.runIf(isRoot)('clients are WireGuard peers (issue 4, end to end)', () =
     // Reconnected: the static forward was never touched and still works; NAT-PMP works again.
     await handshake()
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20700)).toBe(web())
-    const again = await natpmpc(lab, 'c1', ['-a', '20711', '8080', 'tcp', '3600'])
+    const again = await natpmpc(lab, 'c1', ['-a', '20711', '8081', 'tcp', '3600'])
     expect(again.port).toBe(20711)
     expect(await talk(lab, 'inet', 'tcp', lab.ips.public, 20711)).toBe(web())
   })
