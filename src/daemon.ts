@@ -40,7 +40,7 @@ import { MappingTable } from './mappings/table.js'
 import { DurableState } from './state/durable-state.js'
 import { PeerSync } from './wireguard/peer-sync.js'
 import { clientId, configNames, PeerTracker, WgPeerSource, type PeerSource } from './wireguard/peers.js'
-import { WgNameSource } from './wireguard/wg-conf.js'
+import { PeerNames } from './wireguard/wg-conf.js'
 import { isWgKey } from './wireguard/wg-dump.js'
 
 export interface Deps {
@@ -211,23 +211,18 @@ async function build(
   state.attach(table, (a) => tracker.peerByAddress(a)?.id)
 
   // --- peers: who may ask ---
-  const names = configNames(config.clients)
-  // Names from the WireGuard config file's `# Client:` comments (wg-easy v15) and v14's wg0.json,
-  // re-read at each peer refresh when they changed (deps.wgEasyNames: fixed, for tests).
-  const nameFiles = deps.wgEasyNames ? null : new WgNameSource({ confPath: config.wg_config_file ?? `/etc/wireguard/${config.wg_interface}.conf` })
-  const pollNames = async (): Promise<boolean> => {
-    if (!nameFiles) return false
-    const r = await nameFiles.poll()
-    for (const problem of r.problems) log.warn({ problem }, 'wg-easy client list ignored')
-    return r.changed
-  }
-  await pollNames()
-  const easy = deps.wgEasyNames
+  const names = new PeerNames({
+    config: configNames(config.clients),
+    fixed: deps.wgEasyNames,
+    confPath: config.wg_config_file ?? `/etc/wireguard/${config.wg_interface}.conf`,
+    log,
+  })
+  await names.poll()
   const tracker = new PeerTracker({
     clock,
     unixSeconds: () => clock.wall() / 1000,
     disconnectSeconds: config.peer_disconnect_seconds,
-    nameOf: (k) => names(k) ?? easy?.get(k) ?? nameFiles?.nameOf(k) ?? null,
+    nameOf: (k) => names.nameOf(k),
   })
   const metrics = createMetrics(metricSources({ table, tracker }))
   metricsRef = metrics
@@ -314,7 +309,7 @@ async function build(
     source: {
       refresh: async () => {
         const peers = await wgPeers.refresh()
-        if (await pollNames()) for (const p of tracker.renamePeers()) log.info({ client: p.id, clientName: p.name }, 'peer renamed')
+        if (await names.poll()) for (const p of tracker.renamePeers()) log.info({ client: p.id, clientName: p.name }, 'peer renamed')
         return peers
       },
     },

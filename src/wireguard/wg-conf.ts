@@ -197,3 +197,34 @@ const sameMap = (a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>)
   for (const [k, v] of a) if (b.get(k) !== v) return false
   return true
 }
+
+/**
+ * Every source of a client's display name, in order: the config's `clients`, a fixed map (tests),
+ * then wg-easy's files (v15's `# Client:` comments in wg_config_file, v14's wg0.json), re-read by
+ * poll() when they changed.
+ */
+export class PeerNames {
+  private readonly files: WgNameSource | null
+  constructor(
+    private readonly o: {
+      config: (publicKey: string) => string | null
+      fixed?: ReadonlyMap<string, string> | undefined
+      confPath: string
+      log: { warn(fields: object, msg: string): void }
+    },
+  ) {
+    this.files = o.fixed ? null : new WgNameSource({ confPath: o.confPath })
+  }
+
+  nameOf(publicKey: string): string | null {
+    return this.o.config(publicKey) ?? this.o.fixed?.get(publicKey) ?? this.files?.nameOf(publicKey) ?? null
+  }
+
+  /** Re-reads the files if they changed; true when a name may have changed. Problems are logged. */
+  async poll(): Promise<boolean> {
+    if (!this.files) return false
+    const r = await this.files.poll()
+    for (const problem of r.problems) this.o.log.warn({ problem }, 'wg-easy client list ignored')
+    return r.changed
+  }
+}
