@@ -6,7 +6,6 @@
 import { parseHostPort } from './config/schema-api.js'
 import type { Config } from './config/schema.js'
 import { systemClock, type Clock } from './core/clock.js'
-import { WgpmpError } from './core/errors.js'
 import { systemExec, type Exec } from './core/exec.js'
 import { isV6, toForward, type Forward } from './core/forward.js'
 import { cidr6Network, isUniqueLocal, parseCidr4, parseCidr6 } from './core/ip.js'
@@ -25,9 +24,8 @@ import { startFrontends } from './frontends/start.js'
 import { publicAddresses, wgListenPort } from './host/addresses.js'
 import { HostFirewall } from './host/firewall.js'
 import { ListeningPortsCache, readListeningPortsSs, type ListeningPorts } from './host/listening.js'
-import { loadApiToken, startApi, type ApiServer } from './http/api.js'
 import { createMetrics } from './http/metrics.js'
-import { startMetricsListener } from './http/metrics-listen.js'
+import { startHttp } from './http/start.js'
 import { LastSeen, probeView } from './http/probe.js'
 import { apiDeps, metricSources } from './http/sources.js'
 import type { EventSink } from './notify/events.js'
@@ -358,41 +356,26 @@ async function build(
     before: () => hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })
 
-  // --- the HTTP API and page ---
-  let api: ApiServer | null = null
-  if (!config.api_token_file) {
-    log.info('HTTP API off: set api_token_file to enable it')
-  } else {
-    const { token, loose } = await loadApiToken(config.api_token_file)
-    if (loose) log.warn({ file: config.api_token_file }, 'api_token_file is readable by others; chmod 600 it')
-    const server = await startApi({
-      listen: parseHostPort(config.api_listen)!,
-      token,
-      log: log.child({ component: 'api' }),
-      deps: {
-        ...apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
-        // what the internet sees, the latest request, and the Test button
-        publicAddressOf: (a) => (a === null ? null : publicFor(a)),
-        lastRequestOf: (c) => lastSeen.latest(c.addresses),
-        testForward: (f) =>
-          probeView(f, {
-            localV4: wg.address,
-            localV6: wg6?.address ?? null,
-            hostFirewallBlocks: deps.hostFirewallBlocks ?? (() => hostFw?.current.blocksForwards ?? false),
-          }),
-      },
-    })
-    api = server
-    components.add('api', () => server.close())
-  }
-  // /metrics without the token, when asked for.
-  if (config.metrics_listen) {
-    const at = parseHostPort(config.metrics_listen)!
-    const ml = await startMetricsListener(at, metrics.registry, log.child({ component: 'metrics' })).catch((err: unknown) => {
-      throw new WgpmpError('WGPMP_ADDRESS_UNKNOWN', `cannot listen on metrics_listen ${config.metrics_listen} (${(err as Error).message})`, { cause: err })
-    })
-    components.add('metrics listener', () => ml.close())
-  }
+  // --- the HTTP API and page, /metrics ---
+  const httpAddress = await startHttp({
+    apiListen: config.api_listen,
+    tokenFile: config.api_token_file,
+    metricsListen: config.metrics_listen,
+    log,
+    components,
+    deps: () => ({
+      ...apiDeps({ table, statics, tracker, forwarder, clock, metrics, gateway: wg.address, hostFirewall: hostFw }),
+      // what the internet sees, the latest request, and the Test button
+      publicAddressOf: (a) => (a === null ? null : publicFor(a)),
+      lastRequestOf: (c) => lastSeen.latest(c.addresses),
+      testForward: (f) =>
+        probeView(f, {
+          localV4: wg.address,
+          localV6: wg6?.address ?? null,
+          hostFirewallBlocks: deps.hostFirewallBlocks ?? (() => hostFw?.current.blocksForwards ?? false),
+        }),
+    }),
+  })
   sync.start()
   hostFw?.start()
 
@@ -424,7 +407,7 @@ async function build(
   return {
     udpAddress: udp.address,
     udpAddressV6: udp6?.address ?? null,
-    httpAddress: api?.address ?? null,
+    httpAddress,
     table,
     driver,
     refreshPeers: () => sync.refresh(),
