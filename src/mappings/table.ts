@@ -94,6 +94,8 @@ const PROTO_BIT: Record<Protocol, number> = { udp: 1, tcp: 2 }
 const PORTS = 65536
 /** Random probes before a full scan; at 90% occupancy 32 probes miss with p ≈ 3%. */
 const RANDOM_PROBES = 32
+/** How long a failed scan for a free, unheld port is trusted without a release (see unheldMiss). */
+const MISS_TTL_MS = 1_000
 
 /** Address spaces of external ports: the public IPv4 address, the public IPv6 address. Pinholes own no shared port. */
 const V4 = 0
@@ -106,6 +108,16 @@ export class MappingTable {
   /** Held ports (issue 10 §3): by (client, internal port), and per space by external port. */
   private readonly holdsByKey = new Map<number, Hold>()
   private readonly holdsByPort = [new Map<number, Hold>(), new Map<number, Hold>()] as const
+  /** Per space: ports freed or unheld so far (any change that can make a scan for a free port succeed). */
+  private readonly releases = [0, 0]
+  /**
+   * Per space: a full scan found no port that is free and not held for another client (the range is
+   * full of leases and holds). Until a port is freed or unheld, or MISS_TTL_MS passes (a hold lapses
+   * by time, a reserved port stops being listened on), allocations skip that scan and go straight
+   * to another client's held port: one scan per change, not two full scans per request (the bench
+   * saw 114-476 new forwards/s with the range held by its own churn).
+   */
+  private readonly unheldMiss: ({ at: number; releases: number } | null)[] = [null, null]
   private readonly onChange: NonNullable<TableOptions['onChange']>
   /** (client, protocol, internal port) -> lease. */
   private readonly byKey = new Map<number, Lease>()
@@ -427,15 +439,19 @@ export class MappingTable {
 
   private setHold(h: Hold): void {
     this.unhold(this.holdsByKey.get(h.c * PORTS + h.internalPort))
-    this.unhold(this.holdsByPort[h.space].get(h.externalPort))
+    this.unhold(this.holdsByPort[h.space].get(h.externalPort), false) // the port stays held
     this.holdsByKey.set(h.c * PORTS + h.internalPort, h)
     this.holdsByPort[h.space].set(h.externalPort, h)
   }
 
-  private unhold(h: Hold | undefined): void {
+  /** Drops a hold; `freed`: its port is free for others now (not taken by a lease or another hold). */
+  private unhold(h: Hold | undefined, freed = true): void {
     if (!h) return
     if (this.holdsByKey.get(h.c * PORTS + h.internalPort) === h) this.holdsByKey.delete(h.c * PORTS + h.internalPort)
-    if (this.holdsByPort[h.space].get(h.externalPort) === h) this.holdsByPort[h.space].delete(h.externalPort)
+    if (this.holdsByPort[h.space].get(h.externalPort) === h) {
+      this.holdsByPort[h.space].delete(h.externalPort)
+      if (freed) this.releases[h.space]!++
+    }
   }
 
   /** A live hold on port p of space held by someone other than c (a lapsed one is dropped here). */
@@ -538,7 +554,7 @@ export class MappingTable {
     const lease = make()
     this.statics.set(sk, lease)
     this.indexStatic(cl.c, lease)
-    this.unhold(this.holdsByPort[cl.space].get(externalPort)) // a static forward takes a held port
+    this.unhold(this.holdsByPort[cl.space].get(externalPort), false) // a static forward takes a held port
     owner[externalPort] = cl.c
     used[externalPort]! |= PROTO_BIT[protocol]
     return {
@@ -638,7 +654,10 @@ export class MappingTable {
     if (c !== undefined) this.unindexStatic(c, lease)
     const p = lease.externalPort
     this.used[space][p]! &= ~PROTO_BIT[lease.protocol]
-    if (this.used[space][p] === 0) this.owner[space][p] = 0
+    if (this.used[space][p] === 0) {
+      this.owner[space][p] = 0
+      this.releases[space]!++
+    }
   }
 
   private removeKeys(keys: readonly number[], requeue = false): Removal {
@@ -676,7 +695,7 @@ export class MappingTable {
       // The port is in use again (by its holder, or, past exhaustion, by another client): no hold on it.
       if (this.holdsByKey.size > 0) {
         this.unhold(this.holdsByKey.get(c * PORTS + lease.internalPort))
-        this.unhold(this.holdsByPort[space].get(lease.externalPort))
+        this.unhold(this.holdsByPort[space].get(lease.externalPort), false) // taken, not freed
       }
     }
     this.heap.push(lease.expiresAt, k)
@@ -705,7 +724,10 @@ export class MappingTable {
     const space = spaceOf(lease.client)
     const p = lease.externalPort
     this.used[space][p]! &= ~PROTO_BIT[lease.protocol]
-    if (this.used[space][p] === 0) this.owner[space][p] = 0
+    if (this.used[space][p] === 0) {
+      this.owner[space][p] = 0
+      if (!held) this.releases[space]!++ // a port held for its client is no more free for others than before
+    }
   }
 
   /** Free for client c and protocol in space: in range, not reserved, owned by nobody or by c with this protocol unused. */
@@ -736,11 +758,17 @@ export class MappingTable {
       const p = minPort + Math.floor(this.o.random() * span)
       if (this.portFree(c, space, req.protocol, p)) return p
     }
-    // Dense table: one bounded scan from a random start (at most 65,535 cheap checks).
+    // Dense table: one bounded scan from a random start (at most 65,535 cheap checks), unless the
+    // last one found nothing and nothing was freed since.
     const start = Math.floor(this.o.random() * span)
-    for (let i = 0; i < span; i++) {
-      const p = minPort + ((start + i) % span)
-      if (this.portFree(c, space, req.protocol, p)) return p
+    const miss = this.unheldMiss[space]
+    const now = this.clock.now()
+    if (!(miss && miss.releases === this.releases[space] && now - miss.at < MISS_TTL_MS)) {
+      for (let i = 0; i < span; i++) {
+        const p = minPort + ((start + i) % span)
+        if (this.portFree(c, space, req.protocol, p)) return p
+      }
+      if (this.holdsByPort[space].size > 0) this.unheldMiss[space] = { at: now, releases: this.releases[space]! }
     }
     // Issue 10 §3: no port is free but held ones: another client's held port, the oldest hold first would be
     // fairer, but any is correct (the holder gets a new port on its next request).

@@ -119,3 +119,39 @@ describe("issue 10 §3: the daemon keeps a client's port across a lapse and a re
     expect(t.driver.dump().some((l) => l.includes(B) && l.startsWith(`tcp/${p} `))).toBe(false)
   })
 })
+
+describe('issue 10 §3: a range full of held ports stays cheap to allocate from', () => {
+  it('after one scan finds no unheld port, further requests take a held port without scanning again, until a port is freed', () => {
+    const clock = new FakeClock(0)
+    let checks = 0
+    const t = new MappingTable({
+      clock,
+      minPort: 20000,
+      maxPort: 21999,
+      minLifetimeSeconds: 120,
+      maxLifetimeSeconds: 7200,
+      portHoldSeconds: 86400,
+      isReserved: () => (checks++, false),
+      random: () => 0.5,
+    })
+    // Client A fills the range and lets go of every port: all 2,000 are held for A.
+    for (let p = 1; p <= 2000; p++)
+      expect(t.map({ client: '10.8.0.2', protocol: 'tcp', internalPort: p, suggestedExternalPort: 0, lifetimeSeconds: 3600 }).ok).toBe(true)
+    for (let p = 1; p <= 2000; p++) t.remove('10.8.0.2', 'tcp', p)
+    const ask = (port: number) => t.map({ client: '10.8.0.3', protocol: 'tcp', internalPort: port, suggestedExternalPort: 0, lifetimeSeconds: 3600 })
+    checks = 0
+    expect(ask(1).ok).toBe(true) // B gets one of A's held ports: no other is free
+    const first = checks
+    expect(first).toBeGreaterThan(2000) // the one full scan
+    checks = 0
+    for (let i = 2; i <= 51; i++) expect(ask(i).ok).toBe(true)
+    expect(checks / 50).toBeLessThan(200) // per request: no full scan any more
+    // A port truly freed (B deletes one: it is held for B, so still not free for others) and a
+    // lease whose hold is released (peer removed) make the next request scan again.
+    t.releaseHolds('10.8.0.3')
+    t.remove('10.8.0.3', 'tcp', 2)
+    checks = 0
+    expect(ask(60).ok).toBe(true)
+    expect(checks).toBeLessThan(5000)
+  })
+})
