@@ -8,6 +8,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Reply } from './agents/loadgen.js'
@@ -30,7 +31,7 @@ const WHAT_IF = args.find((a) => a.startsWith('--what-if='))?.slice('--what-if='
 /** Everything that sizes a run. Quick: what CI runs to keep the harness working (well under 2 min). */
 const PLAN = QUICK
   ? { levels: [0, 1000], samples: 40, sampleBudgetMs: 3000, verifyEvery: 10, tpDurationMs: 800, tpMax: 3000, bulk: 1000, memoryForwards: 10_000, prefillBudgetMs: 30_000, deleteLevels: [0, 1000], delPerWorker: 20, delDurationMs: 2000, renewMs: 2000, hostConns: 1000 }
-  : { levels: [0, 1000, 10_000, 50_000], samples: 300, sampleBudgetMs: 12_000, verifyEvery: 15, tpDurationMs: 3000, tpMax: 20_000, bulk: 10_000, memoryForwards: 100_000, prefillBudgetMs: 180_000, deleteLevels: [0, 10_000], delPerWorker: 150, delDurationMs: 5000, renewMs: 15_000, hostConns: 10_000 }
+  : { levels: [0, 1000, 10_000, 50_000], samples: 300, sampleBudgetMs: 12_000, verifyEvery: 15, tpDurationMs: 3000, tpMax: 20_000, bulk: 10_000, memoryForwards: 100_000, prefillBudgetMs: 180_000, deleteLevels: [0, 10_000], delPerWorker: 300, delDurationMs: 5000, renewMs: 15_000, hostConns: 10_000 }
 const CONCURRENCY = [1, 16, 64]
 
 const DRIVERS = [
@@ -349,29 +350,30 @@ interface TpHalf {
 
 /**
  * Renewals under host load (issue 10 §5): one lease renewed 10 times a second (sequentially,
- * one outstanding), first on an idle host, then with hostConns established loopback TCP
- * connections held open in the daemon's namespace (two agents: a listener and the clients).
+ * one outstanding) for renewMs with hostConns established loopback TCP connections held open in
+ * the daemon's namespace (two agents: a listener and the clients), and for renewMs on the idle
+ * host, half before and half after (so a drift of the machine's other load hits both alike).
  */
 async function renewUnderLoadPhase(ctx: Ctx) {
   const ci = C.renewLoad
-  const renewals = async (): Promise<Summary & { failures: number }> => {
+  const renewals = async (ms: number): Promise<{ rtts: number[]; failures: number }> => {
     const rtts: number[] = []
     let failures = 0
-    const end = nowMs() + PLAN.renewMs
-    for (let k = 0; k < PLAN.renewMs / 100 + 1 && nowMs() < end; k++) {
+    const end = nowMs() + ms
+    for (let k = 0; k < ms / 100 + 1 && nowMs() < end; k++) {
       const t = nowMs()
       const r = await ctx.lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 3600, timeoutMs: 5000 }, 30_000)
       if (r.ok) rtts.push(r.rtt)
       else failures++
       await sleep(Math.max(0, 100 - (nowMs() - t)))
     }
-    return { ...summarize(rtts), failures }
+    return { rtts, failures }
   }
   const first = await ctx.lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 3600, timeoutMs: 30_000 }, 60_000)
-  const idle = await renewals()
+  const idle1 = await renewals(PLAN.renewMs / 2)
   const srv = Agent.start('conns:listen', ctx.lab.daemon, 'bench/agents/conns.ts', { cwd: ROOT })
   const cli = Agent.start('conns:connect', ctx.lab.daemon, 'bench/agents/conns.ts', { cwd: ROOT })
-  let loaded: Summary & { failures: number }
+  let loadedRaw: { rtts: number[]; failures: number }
   let open = { open: 0, failed: 0, ms: 0 }
   let established = 0
   try {
@@ -379,13 +381,16 @@ async function renewUnderLoadPhase(ctx: Ctx) {
     open = await cli.call<typeof open>('connect', { host: '127.0.0.1', port: 19999, n: PLAN.hostConns, window: 64, timeoutMs: 5000, budgetMs: 60_000 }, 120_000)
     await sleep(500) // the listener has accepted the last ones
     established = nsExec(ctx.lab.daemon, 'ss', ['-Htn', 'state', 'established']).split('\n').filter(Boolean).length
-    loaded = await renewals()
+    loadedRaw = await renewals(PLAN.renewMs)
   } finally {
     await cli.call('close').catch(() => null)
     await srv.call('close').catch(() => null)
     await cli.stop(3000)
     await srv.stop(3000)
   }
+  const idle2 = await renewals(PLAN.renewMs / 2)
+  const idle = { ...summarize([...idle1.rtts, ...idle2.rtts]), failures: idle1.failures + idle2.failures, p99Before: summarize(idle1.rtts).p99, p99After: summarize(idle2.rtts).p99 }
+  const loaded = { ...summarize(loadedRaw.rtts), failures: loadedRaw.failures }
   await ctx.lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 0, timeoutMs: 30_000 }, 60_000)
   const res = { forwards: (await ctx.host.call<HostStats>('stats', {})).forwards, rate: 10, leaseOk: first.ok, connections: open.open, connectFailed: open.failed, connectMs: r3(open.ms), establishedSockets: established, idle, loaded, p99Ratio: ratio(loaded.p99, idle.p99) }
   log(`  renewals at 10/s: idle p50 ${idle.p50} p99 ${idle.p99} ms; with ${open.open} connections (${established} established sockets) p50 ${loaded.p50} p99 ${loaded.p99} ms: ${res.p99Ratio}×`)
@@ -570,6 +575,8 @@ function chart(all: Partial<Record<DriverKey, Results>>, m: ReturnType<typeof ma
     { title: 'new forwards per second vs concurrent requesters', kind: 'bar', log: true, yLabel: 'forwards/s', target: { y: 5000, label: 'target 5,000/s' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.throughput.map((t) => ({ x: `${t.concurrency}`, y: t.rate })) })) },
     { title: `removing ${PLAN.bulk.toLocaleString('en')} forwards (ms)`, kind: 'bar', log: true, yLabel: 'ms', target: { y: 200, label: 'target 200 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.requestToReplyMs }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.dueToGoneMs }, { x: 'expiry (2 s, last due)', y: all[d.key]!.expiryRealClock.lastDueToGoneMs }] })) },
     { title: 'other requests meanwhile: probe p99 (ms)', kind: 'bar', log: true, yLabel: 'ms', target: { y: 10, label: 'target 10 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.probes.all.p99 }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.probes.all.p99 }, { x: 'expiry (2 s)', y: all[d.key]!.expiryRealClock.probes.all.p99 }] })) },
+    { title: `${DEL_CONCURRENCY} requesters: new mappings/s vs deletions/s`, kind: 'bar', log: true, yLabel: 'per s', target: { y: 5000, label: '5,000/s' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.deletes.flatMap((x) => [{ x: `map N=${x.n}`, y: x.maps.rate }, { x: `delete N=${x.n}`, y: x.deletes.rate }]) })) },
+    { title: `${DEL_CONCURRENCY} requesters: delete p99 (ms)`, kind: 'bar', log: true, yLabel: 'ms', target: { y: 20, label: 'target 20 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.deletes.map((x) => ({ x: `N=${x.n}`, y: x.deletes.latency.p99 })) })) },
     { title: 'renewal p50 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.renewal.p50 })) })) },
   ]
   return renderSvg(`wgpmp bench ${stamp}`, `${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.nft}, ${m.iptables}`, panels)
@@ -582,6 +589,7 @@ async function main(): Promise<number> {
   }
   const m = machine()
   log(`machine: ${JSON.stringify(m)}`)
+  const loadBefore = loadavg()
   const stamp = `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}-${QUICK ? 'quick' : 'full'}${WHAT_IF.length ? `-whatif-${WHAT_IF.join('+')}` : ''}`
   const resultsDir = args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results')
   mkdirSync(resultsDir, { recursive: true })
@@ -628,6 +636,8 @@ async function main(): Promise<number> {
       whatIf: WHAT_IF,
       machine: m,
       stateFileSystem: stateFs,
+      /** 1/5/15-minute load averages at the start and the end: the machine is shared. */
+      loadAverage: { before: loadBefore, after: loadavg() },
       plan: PLAN,
       definitions: {
         'request→reply': 'load generator: send of the NAT-PMP request to receipt of its reply (monotonic clock, one request outstanding)',

@@ -235,6 +235,8 @@ serve(
      */
     async mapThenDelete(p: { concurrency: number; perWorker: number; clientBase: number; internalBase: number; durationMs: number; timeoutMs: number }) {
       const created: number[][] = Array.from({ length: p.concurrency }, () => [])
+      // Sockets opened before the clock starts: the rates are the daemon's, not the bind()s'.
+      await Promise.all(Array.from({ length: p.concurrency }, (_, w) => client(p.clientBase + w)))
       const half = async (kind: 'map' | 'delete') => {
         const t0 = nowMs()
         const deadline = t0 + p.durationMs
