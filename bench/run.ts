@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --drivers=nft,nft-session,nft-spawn,iptables] [-- --no-memory] [-- --out=DIR]` (root):
+ * `npm run bench [-- --quick] [-- --drivers=nft,nft-session,nft-spawn,iptables] [-- --no-memory] [-- --out=DIR] [-- --port-hold-seconds=S]` (root):
  * builds its own namespaces (bench/lib/lab.ts), runs the real daemon in one of them for each
  * driver, drives it over UDP with a NAT-PMP load generator in another, and checks forwards with
  * real TCP connections from a third. Prints a table with the issue-3 targets, writes
@@ -27,6 +27,14 @@ const WITH_MEMORY = !args.includes('--no-memory')
 const PROFILE = args.includes('--cpu-prof')
 /** Experiments with a proposed daemon fix applied in the bench process only (see bench/agents/host.ts). */
 const WHAT_IF = args.find((a) => a.startsWith('--what-if='))?.slice('--what-if='.length).split(',') ?? []
+/**
+ * port_hold_seconds for the daemon (default here 0, the daemon's own default is 86,400). The bench's
+ * clients churn about 60,000 throwaway leases in the first minute (throughput, deletes); held for
+ * 24 h, they hold nearly the whole port range, and from then on every new lease falls into the
+ * table's full scans of the range (src/mappings/table.ts pickPort): 100-500 new forwards/s and a
+ * 45 s delete-all in the run of 2026-12-01 (bench/RESULTS.md). `--port-hold-seconds=86400` reproduces it.
+ */
+const PORT_HOLD_S = Number(args.find((a) => a.startsWith('--port-hold-seconds='))?.slice('--port-hold-seconds='.length) ?? 0)
 
 /** Everything that sizes a run. Quick: what CI runs to keep the harness working (well under 2 min). */
 const PLAN = QUICK
@@ -120,6 +128,7 @@ function benchConfig(d: (typeof DRIVERS)[number], lab: Lab, tag: string): Record
     rate_limit_per_second: 1_000_000,
     rate_limit_burst: 1_000_000,
     teardown_on_exit: true,
+    port_hold_seconds: PORT_HOLD_S,
     log_level: 'info',
   }
 }
@@ -638,7 +647,7 @@ async function main(): Promise<number> {
       stateFileSystem: stateFs,
       /** 1/5/15-minute load averages at the start and the end: the machine is shared. */
       loadAverage: { before: loadBefore, after: loadavg() },
-      plan: PLAN,
+      plan: { ...PLAN, portHoldSeconds: PORT_HOLD_S },
       definitions: {
         'request→reply': 'load generator: send of the NAT-PMP request to receipt of its reply (monotonic clock, one request outstanding)',
         'request→rule': 'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (library: nft_run_cmd_from_buffer returned; session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
