@@ -5,9 +5,10 @@
  * time every batch the group commit sends, and move its clock (expiry of many leases at once).
  *
  * What differs from `node dist/src/main.js --config X`: only the wiring main.ts does (argv,
- * signals), the logger's destination (a file, synchronous, like main's stdout) and three
+ * signals), the logger's destination (a file, synchronous, like main's stdout) and four
  * transparent wrappers: a Clock that is systemClock plus a settable skew, an Exec that counts
- * calls, and driver subclasses whose apply() records its start/end time and size.
+ * calls, driver subclasses whose apply() records its start/end time and size, and a hook on
+ * Journal.prototype.stage that only remembers the daemon's journal, to read its fdatasync count.
  */
 import { randomBytes } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -22,6 +23,7 @@ import type { ForwardChange } from '../../src/core/forward.js'
 import { IptablesDriver } from '../../src/drivers/iptables.js'
 import { NftDriver } from '../../src/drivers/nft.js'
 import { NftSession } from '../../src/drivers/nft-session.js'
+import { Journal } from '../../src/state/journal.js'
 import type { ChildProcess } from 'node:child_process'
 import { systemExec, type Exec } from '../../src/core/exec.js'
 import type { Cancel, Clock } from '../../src/core/clock.js'
@@ -180,6 +182,16 @@ function benchPeers(from: number, to: number): PeerSource {
   }
 }
 
+/** The daemon's journal, found at its first stage() (the Daemon does not expose it). Read-only use: `syncs`. */
+let journal: Journal | null = null
+// eslint-disable-next-line @typescript-eslint/unbound-method -- called with its own `this` below
+const stage = Journal.prototype.stage
+Journal.prototype.stage = function (this: Journal, ...a: Parameters<Journal['stage']>): void {
+  // eslint-disable-next-line @typescript-eslint/no-this-alias -- the point: remember the instance
+  journal = this
+  stage.apply(this, a)
+}
+
 const clock = new SkewClock()
 let daemon: Daemon | null = null
 let driver: ForwardDriver | null = null
@@ -237,6 +249,8 @@ serve(
         spawns: Object.fromEntries(spawns),
         loopDelayMs: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
         forwards: daemon?.table?.size ?? 0,
+        /** fdatasyncs of the journal since the start (not reset). */
+        journalSyncs: journal?.syncs ?? 0,
       }
       if (p.reset) {
         batches.length = 0

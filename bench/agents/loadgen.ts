@@ -261,6 +261,41 @@ serve(
       const ms = nowMs() - t0
       return { requested: ran, ok: rtts.length, failed, ms, rate: rtts.length / (ms / 1000), latency: summarize(rtts) }
     },
+    /**
+     * Deletes side by side with the mappings they remove (issue 10 §5): `concurrency` requesters
+     * (one client address each) first create up to perWorker new TCP forwards each, back to back
+     * (internal ports internalBase up), then each deletes (lifetime 0) exactly the ones it created,
+     * back to back. Each half is bounded by durationMs; rates and latency of both.
+     */
+    async mapThenDelete(p: { concurrency: number; perWorker: number; clientBase: number; internalBase: number; durationMs: number; timeoutMs: number }) {
+      const created: number[][] = Array.from({ length: p.concurrency }, () => [])
+      // Sockets opened before the clock starts: the rates are the daemon's, not the bind()s'.
+      await Promise.all(Array.from({ length: p.concurrency }, (_, w) => client(p.clientBase + w)))
+      const half = async (kind: 'map' | 'delete') => {
+        const t0 = nowMs()
+        const deadline = t0 + p.durationMs
+        const rtts: number[] = []
+        let failed = 0
+        await Promise.all(
+          Array.from({ length: p.concurrency }, async (_, w) => {
+            const c = await client(p.clientBase + w)
+            const todo = kind === 'map' ? Array.from({ length: p.perWorker }, (_, k) => p.internalBase + k) : [...created[w]!]
+            for (let k = 0; k < todo.length && nowMs() < deadline; k++) {
+              const r = await c.map('tcp', todo[k]!, kind === 'map' ? 7200 : 0, 0, p.timeoutMs)
+              if (r.ok) {
+                rtts.push(r.rtt)
+                if (kind === 'map') created[w]!.push(todo[k]!)
+              } else failed++
+            }
+          }),
+        )
+        const ms = nowMs() - t0
+        return { ok: rtts.length, failed, ms, rate: rtts.length / (ms / 1000), latency: summarize(rtts) }
+      }
+      const maps = await half('map')
+      const deletes = await half('delete')
+      return { maps, deletes }
+    },
     /** NAT-PMP delete-all (internal port 0, lifetime 0) for each client and protocol, all at once. */
     async deleteAll(p: { clients: number[]; protocols: Proto[]; timeoutMs: number }) {
       const rs = await Promise.all(
