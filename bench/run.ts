@@ -243,13 +243,19 @@ async function sampleLevel(ctx: Ctx, n: number) {
  * UPnP samples at the current N: an AddPortMapping for a free port (a taken one, 718, moves to the
  * next), the time to its rule in the kernel, and its DeletePortMapping. Bounded by count and deadline.
  */
+/**
+ * The next external port UPnP samples ask for, kept across levels: a port a sample client deleted
+ * stays held for it (port_hold_seconds), so asking for it again as another client is a 718.
+ */
+let upnpPort = 30_000
+
 async function upnpSamples(ctx: Ctx, deadline: number) {
   const { host, lg } = ctx
   const reply: number[] = []
   const rule: number[] = []
   const del: number[] = []
   let failures = 0
-  let port = 30_000
+  let port = upnpPort
   for (let s = 0; s < PLAN.samples && nowMs() < deadline; s++) {
     const ci = C.sample + (s % 16)
     let m: Reply | null = null
@@ -272,6 +278,7 @@ async function upnpSamples(ctx: Ctx, deadline: number) {
     if (d.ok) del.push(d.rtt)
     else failures++
   }
+  upnpPort = port
   return { reply: summarize(reply), rule: summarize(rule), delete: summarize(del), failures }
 }
 
