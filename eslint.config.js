@@ -13,10 +13,13 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
-      'no-restricted-syntax': ['error', {
-        selector: "CallExpression[callee.object.name='process'][callee.property.name='exit']",
-        message: 'Only src/main.ts may call process.exit.',
-      }],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "CallExpression[callee.object.name='process'][callee.property.name='exit']",
+          message: 'Only src/main.ts may call process.exit.',
+        },
+      ],
     },
   },
   { files: ['src/main.ts', 'scripts/**', 'bench/**'], rules: { 'no-restricted-syntax': 'off' } },

@@ -20,7 +20,12 @@ import { NftSession } from '../src/drivers/nft-session.js'
 import { systemExec } from '../src/core/exec.js'
 
 const N = Number(process.argv[2] ?? 10_000)
-const fwd = (i: number): ForwardChange['forward'] => ({ protocol: i % 2 ? 'udp' : 'tcp', externalPort: 1024 + (i >> 1), internalAddress: '10.8.128.9', internalPort: 1000 + (i % 50000) })
+const fwd = (i: number): ForwardChange['forward'] => ({
+  protocol: i % 2 ? 'udp' : 'tcp',
+  externalPort: 1024 + (i >> 1),
+  internalAddress: '10.8.128.9',
+  internalPort: 1000 + (i % 50000),
+})
 const batch = (op: 'add' | 'delete', from: number, n: number): string =>
   JSON.stringify(buildBatch(Array.from({ length: n }, (_, k) => ({ op, forward: fwd(from + k) }))))
 

@@ -18,11 +18,17 @@ import type { ForwardChange } from '../src/core/forward.js'
 import { summarize } from './lib/stats.js'
 
 const ns = `wgpmp-bench-${randomBytes(3).toString('hex')}-x`
-const levels = process.argv.slice(2).map(Number).filter((n) => n >= 0)
+const levels = process.argv
+  .slice(2)
+  .map(Number)
+  .filter((n) => n >= 0)
 const N = levels.length > 0 ? levels : [0, 1000, 10_000, 50_000]
 const now = (): number => performance.now()
 
-const fwd = (i: number): ForwardChange => ({ op: 'add', forward: { protocol: i % 2 ? 'udp' : 'tcp', externalPort: 1024 + (i >> 1), internalAddress: '10.8.128.9', internalPort: 1000 + (i % 50000) } })
+const fwd = (i: number): ForwardChange => ({
+  op: 'add',
+  forward: { protocol: i % 2 ? 'udp' : 'tcp', externalPort: 1024 + (i >> 1), internalAddress: '10.8.128.9', internalPort: 1000 + (i % 50000) },
+})
 
 async function main(): Promise<void> {
   execFileSync('ip', ['netns', 'add', ns])
@@ -74,8 +80,13 @@ async function main(): Promise<void> {
         spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables'])
         spawnList.push(now() - t)
       }
-      const p = (x: number[]): string => { const s = summarize(x); return `p50 ${s.p50.toFixed(3)} p90 ${s.p90.toFixed(3)}` }
-      process.stdout.write(`N=${n}: session add ${p(sAdd)} | session delete ${p(sDel)} | marker only (list tables) ${p(sMarker)} | spawn nft -j -f add ${p(spawnAdd)} | spawn nft list tables ${p(spawnList)} (ms)\n`)
+      const p = (x: number[]): string => {
+        const s = summarize(x)
+        return `p50 ${s.p50.toFixed(3)} p90 ${s.p90.toFixed(3)}`
+      }
+      process.stdout.write(
+        `N=${n}: session add ${p(sAdd)} | session delete ${p(sDel)} | marker only (list tables) ${p(sMarker)} | spawn nft -j -f add ${p(spawnAdd)} | spawn nft list tables ${p(spawnList)} (ms)\n`,
+      )
     }
     session.close()
   } finally {

@@ -4,7 +4,15 @@ import type { ForwardChange } from '../src/core/forward.js'
 import { buildBatch } from '../src/drivers/nft-batch.js'
 
 const changes = (n: number, op: 'add' | 'delete'): ForwardChange[] =>
-  Array.from({ length: n }, (_, i) => ({ op, forward: { protocol: i % 2 ? 'udp' : 'tcp', externalPort: 1024 + (i >> 1), internalAddress: `10.8.${128 + ((i >> 8) & 127)}.${i & 255}`, internalPort: 10000 + (i % 5000) } }))
+  Array.from({ length: n }, (_, i) => ({
+    op,
+    forward: {
+      protocol: i % 2 ? 'udp' : 'tcp',
+      externalPort: 1024 + (i >> 1),
+      internalAddress: `10.8.${128 + ((i >> 8) & 127)}.${i & 255}`,
+      internalPort: 10000 + (i % 5000),
+    },
+  }))
 
 for (const n of [1, 64, 10_000]) {
   describe(`nft batch of ${n.toLocaleString('en')}`, () => {

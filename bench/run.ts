@@ -22,11 +22,18 @@ import { renderSvg, type Panel } from './lib/svg.js'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
 const QUICK = args.includes('--quick')
-const onlyDrivers = args.find((a) => a.startsWith('--drivers='))?.slice('--drivers='.length).split(',')
+const onlyDrivers = args
+  .find((a) => a.startsWith('--drivers='))
+  ?.slice('--drivers='.length)
+  .split(',')
 const WITH_MEMORY = !args.includes('--no-memory')
 const PROFILE = args.includes('--cpu-prof')
 /** Experiments with a proposed daemon fix applied in the bench process only (see bench/agents/host.ts). */
-const WHAT_IF = args.find((a) => a.startsWith('--what-if='))?.slice('--what-if='.length).split(',') ?? []
+const WHAT_IF =
+  args
+    .find((a) => a.startsWith('--what-if='))
+    ?.slice('--what-if='.length)
+    .split(',') ?? []
 /**
  * port_hold_seconds for the daemon (default here 0, the daemon's own default is 86,400). The bench's
  * clients churn about 60,000 throwaway leases in the first minute (throughput, deletes); held for
@@ -40,8 +47,38 @@ const PORT_HOLD_S = Number(args.find((a) => a.startsWith('--port-hold-seconds=')
 /** WGPMP_BENCH_UPNP=1: also sample UPnP AddPortMapping/DeletePortMapping at each level. */
 const UPNP = process.env.WGPMP_BENCH_UPNP === '1'
 const PLAN = QUICK
-  ? { levels: [0, 1000], samples: 40, sampleBudgetMs: 3000, verifyEvery: 10, tpDurationMs: 800, tpMax: 3000, bulk: 1000, memoryForwards: 10_000, prefillBudgetMs: 30_000, deleteLevels: [0, 1000], delPerWorker: 20, delDurationMs: 2000, renewMs: 2000, hostConns: 1000 }
-  : { levels: [0, 1000, 10_000, 50_000], samples: 300, sampleBudgetMs: 12_000, verifyEvery: 15, tpDurationMs: 3000, tpMax: 20_000, bulk: 10_000, memoryForwards: 100_000, prefillBudgetMs: 180_000, deleteLevels: [0, 10_000], delPerWorker: 300, delDurationMs: 5000, renewMs: 15_000, hostConns: 10_000 }
+  ? {
+      levels: [0, 1000],
+      samples: 40,
+      sampleBudgetMs: 3000,
+      verifyEvery: 10,
+      tpDurationMs: 800,
+      tpMax: 3000,
+      bulk: 1000,
+      memoryForwards: 10_000,
+      prefillBudgetMs: 30_000,
+      deleteLevels: [0, 1000],
+      delPerWorker: 20,
+      delDurationMs: 2000,
+      renewMs: 2000,
+      hostConns: 1000,
+    }
+  : {
+      levels: [0, 1000, 10_000, 50_000],
+      samples: 300,
+      sampleBudgetMs: 12_000,
+      verifyEvery: 15,
+      tpDurationMs: 3000,
+      tpMax: 20_000,
+      bulk: 10_000,
+      memoryForwards: 100_000,
+      prefillBudgetMs: 180_000,
+      deleteLevels: [0, 10_000],
+      delPerWorker: 300,
+      delDurationMs: 5000,
+      renewMs: 15_000,
+      hostConns: 10_000,
+    }
 const CONCURRENCY = [1, 16, 64]
 
 const DRIVERS = [
@@ -53,7 +90,19 @@ const DRIVERS = [
 type DriverKey = (typeof DRIVERS)[number]['key']
 
 // Client index ranges (bench/agents/loadgen.ts maps index i to 10.8.(128 + i/256).(i%256)).
-const C = { fill: 1, throughput: 2001, bulk: 2101, expiry: 2201, deletes: 2301, expiryReal: 2401, probeMap: 3001, probePublic: 3101, renewLoad: 3501, sample: 4001, samplePublic: 4100 }
+const C = {
+  fill: 1,
+  throughput: 2001,
+  bulk: 2101,
+  expiry: 2201,
+  deletes: 2301,
+  expiryReal: 2401,
+  probeMap: 3001,
+  probePublic: 3101,
+  renewLoad: 3501,
+  sample: 4001,
+  samplePublic: 4100,
+}
 /** Requesters of the delete-rate phase (and of the throughput phase's top level). */
 const DEL_CONCURRENCY = 64
 const PER_CLIENT = 100
@@ -103,7 +152,9 @@ const stateDir = (lab: Lab): string => join(process.env.WGPMP_BENCH_STATE_DIR ??
 /** The file system of a directory (findmnt -T), for the report: fstype, source, options. */
 function fileSystemOf(dir: string): { dir: string; fstype: string; source: string; options: string } {
   try {
-    const [fstype = '?', source = '?', options = ''] = execFileSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE,OPTIONS', '-T', dir], { encoding: 'utf8' }).trim().split(/\s+/)
+    const [fstype = '?', source = '?', options = ''] = execFileSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE,OPTIONS', '-T', dir], { encoding: 'utf8' })
+      .trim()
+      .split(/\s+/)
     return { dir, fstype, source, options }
   } catch {
     return { dir, fstype: '?', source: '?', options: '' }
@@ -140,8 +191,42 @@ function benchConfig(d: (typeof DRIVERS)[number], lab: Lab, tag: string): Record
 function kernelHas(lab: Lab, driver: string, port: number, client: string): boolean {
   try {
     if (driver === 'iptables') {
-      nsExec(lab.daemon, 'iptables', ['-w', '-t', 'nat', '-C', 'WGPMP-DNAT', '-p', 'tcp', '-m', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${client}:18080`])
-      nsExec(lab.daemon, 'iptables', ['-w', '-t', 'filter', '-C', 'WGPMP-ACCEPT', '-p', 'tcp', '-m', 'conntrack', '--ctreplsrc', client, '--ctorigdstport', String(port), '--ctreplsrcport', '18080', '-j', 'ACCEPT'])
+      nsExec(lab.daemon, 'iptables', [
+        '-w',
+        '-t',
+        'nat',
+        '-C',
+        'WGPMP-DNAT',
+        '-p',
+        'tcp',
+        '-m',
+        'tcp',
+        '--dport',
+        String(port),
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${client}:18080`,
+      ])
+      nsExec(lab.daemon, 'iptables', [
+        '-w',
+        '-t',
+        'filter',
+        '-C',
+        'WGPMP-ACCEPT',
+        '-p',
+        'tcp',
+        '-m',
+        'conntrack',
+        '--ctreplsrc',
+        client,
+        '--ctorigdstport',
+        String(port),
+        '--ctreplsrcport',
+        '18080',
+        '-j',
+        'ACCEPT',
+      ])
       return true
     }
     const out = nsExec(lab.daemon, 'nft', ['get', 'element', 'inet', 'wgpmp', 'forwards_v4', `{ tcp . ${port} }`])
@@ -150,7 +235,6 @@ function kernelHas(lab: Lab, driver: string, port: number, client: string): bool
     return false
   }
 }
-
 
 interface Ctx {
   lab: Lab
@@ -289,7 +373,9 @@ async function prefill(ctx: Ctx, from: number, to: number, extra: Record<string,
     PLAN.prefillBudgetMs + 180_000,
   )
   const retransmits = await ctx.lg.call<number>('retransmits')
-  log(`  prefill ${from}->${to}: ${r.ok} ok, ${r.failed} failed ${JSON.stringify(r.results)} in ${(r.ms / 1000).toFixed(1)} s (${r.rate.toFixed(0)}/s, ${retransmits} retransmissions)`)
+  log(
+    `  prefill ${from}->${to}: ${r.ok} ok, ${r.failed} failed ${JSON.stringify(r.results)} in ${(r.ms / 1000).toFixed(1)} s (${r.rate.toFixed(0)}/s, ${retransmits} retransmissions)`,
+  )
   return { ...r, retransmits }
 }
 
@@ -307,8 +393,24 @@ async function throughput(ctx: Ctx) {
     const clients = Array.from({ length: c }, (_, i) => C.throughput + i)
     const d = await ctx.lg.call<{ t0: number; t1: number }>('deleteAll', { clients, protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
     const syncs = st.journalSyncs - syncs0
-    log(`  throughput c=${c}: ${r.rate.toFixed(0)} new forwards/s (${r.ok} ok, ${r.failed} failed; ${st.batches} batches, mean ${(st.changes / Math.max(1, st.batches)).toFixed(1)}/batch, ${(st.busyMs / st.batches).toFixed(2)} ms/batch, ${syncs} fdatasyncs, ${retransmits} retransmissions); cleanup ${(d.t1 - d.t0).toFixed(0)} ms`)
-    out.push({ concurrency: c, rate: Math.round(r.rate), ok: r.ok, failed: r.failed, retransmits, latency: r.latency, batches: st.batches, journalSyncs: syncs, syncsPerBatch: r3(syncs / Math.max(1, st.batches)), meanBatchSize: r3(st.changes / Math.max(1, st.batches)), meanBatchMs: r3(st.busyMs / Math.max(1, st.batches)), spawns: st.spawns, loopDelayP99Ms: r3(st.loopDelayMs.p99) })
+    log(
+      `  throughput c=${c}: ${r.rate.toFixed(0)} new forwards/s (${r.ok} ok, ${r.failed} failed; ${st.batches} batches, mean ${(st.changes / Math.max(1, st.batches)).toFixed(1)}/batch, ${(st.busyMs / st.batches).toFixed(2)} ms/batch, ${syncs} fdatasyncs, ${retransmits} retransmissions); cleanup ${(d.t1 - d.t0).toFixed(0)} ms`,
+    )
+    out.push({
+      concurrency: c,
+      rate: Math.round(r.rate),
+      ok: r.ok,
+      failed: r.failed,
+      retransmits,
+      latency: r.latency,
+      batches: st.batches,
+      journalSyncs: syncs,
+      syncsPerBatch: r3(syncs / Math.max(1, st.batches)),
+      meanBatchSize: r3(st.changes / Math.max(1, st.batches)),
+      meanBatchMs: r3(st.busyMs / Math.max(1, st.batches)),
+      spawns: st.spawns,
+      loopDelayP99Ms: r3(st.loopDelayMs.p99),
+    })
   }
   return out
 }
@@ -330,10 +432,16 @@ async function deleteAllPhase(ctx: Ctx) {
     const t = nowMs()
     const d = await ctx.lg.call<{ ok: number; t0: number; t1: number }>('deleteAll', { clients: [C.bulk], protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
     const st = await ctx.host.call<HostStats>('stats', { since: t })
-    return { from: d.t0, to: d.t1, value: { ms: r3(d.t1 - d.t0), ok: d.ok === 1, biggestBatchMs: Math.max(0, ...st.durations.map((x) => (x.size >= PLAN.bulk ? x.ms : 0))) } }
+    return {
+      from: d.t0,
+      to: d.t1,
+      value: { ms: r3(d.t1 - d.t0), ok: d.ok === 1, biggestBatchMs: Math.max(0, ...st.durations.map((x) => (x.size >= PLAN.bulk ? x.ms : 0))) },
+    }
   })
   const after = (await ctx.host.call<HostStats>('stats', {})).forwards
-  log(`  delete-all of ${PLAN.bulk} (one request): ${value.ms.toFixed(1)} ms; probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms (${stream.inWindow} probes)`)
+  log(
+    `  delete-all of ${PLAN.bulk} (one request): ${value.ms.toFixed(1)} ms; probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms (${stream.inWindow} probes)`,
+  )
   return { forwards: PLAN.bulk, forwardsBefore: before, forwardsAfter: after, requestToReplyMs: value.ms, batchMs: value.biggestBatchMs, probes: stream }
 }
 
@@ -341,12 +449,25 @@ async function expiryPhase(ctx: Ctx) {
   const lifetime = 300
   await prefill(ctx, 0, PLAN.bulk, { clientBase: C.expiry, lifetime, window: 256 })
   const { value, stream } = await withStream(ctx, async () => {
-    const j = await ctx.host.call<{ at: number; afterTake: number; doneAt: number; deleted: number; batches: BatchRec[] }>('jump', { ms: (lifetime + 1) * 1000, expect: PLAN.bulk, timeoutMs: 60_000 }, 120_000)
+    const j = await ctx.host.call<{ at: number; afterTake: number; doneAt: number; deleted: number; batches: BatchRec[] }>(
+      'jump',
+      { ms: (lifetime + 1) * 1000, expect: PLAN.bulk, timeoutMs: 60_000 },
+      120_000,
+    )
     return { from: j.at, to: j.doneAt, value: j }
   })
   const ms = value.doneAt - value.at
-  log(`  expiry of ${PLAN.bulk} due at one instant: ${ms.toFixed(1)} ms (${value.deleted} deleted in ${value.batches.length} batches); probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms`)
-  return { forwards: PLAN.bulk, deleted: value.deleted, dueToGoneMs: r3(ms), takeExpiredMs: r3(value.afterTake - value.at), batches: value.batches.map((b) => ({ deletes: b.dels, adds: b.adds, ms: r3(b.t1 - b.t0) })), probes: stream }
+  log(
+    `  expiry of ${PLAN.bulk} due at one instant: ${ms.toFixed(1)} ms (${value.deleted} deleted in ${value.batches.length} batches); probes meanwhile p99 ${stream.all.p99} ms, max ${stream.all.max} ms`,
+  )
+  return {
+    forwards: PLAN.bulk,
+    deleted: value.deleted,
+    dueToGoneMs: r3(ms),
+    takeExpiredMs: r3(value.afterTake - value.at),
+    batches: value.batches.map((b) => ({ deletes: b.dels, adds: b.adds, ms: r3(b.t1 - b.t0) })),
+    probes: stream,
+  }
 }
 
 async function expiryRealPhase(ctx: Ctx) {
@@ -356,7 +477,11 @@ async function expiryRealPhase(ctx: Ctx) {
   let wait = { doneAt: 0, deleted: 0, batches: [] as BatchRec[] }
   const { stream } = await withStream(ctx, async () => {
     const waiting = ctx.host.call<typeof wait>('waitDeletes', { expect: PLAN.bulk, timeoutMs: 20_000 }, 120_000)
-    renew = await ctx.lg.call<typeof renew>('renewRange', { from: 0, to: PLAN.bulk, clientBase: C.expiryReal, perClient: PER_CLIENT, window: 256, lifetime: min, timeoutMs: 30_000, budgetMs: 60_000 }, 120_000)
+    renew = await ctx.lg.call<typeof renew>(
+      'renewRange',
+      { from: 0, to: PLAN.bulk, clientBase: C.expiryReal, perClient: PER_CLIENT, window: 256, lifetime: min, timeoutMs: 30_000, budgetMs: 60_000 },
+      120_000,
+    )
     wait = await waiting
     return { from: renew.firstReply + min * 1000, to: wait.doneAt, value: null }
   })
@@ -374,7 +499,9 @@ async function expiryRealPhase(ctx: Ctx) {
     biggestBatch: Math.max(0, ...wait.batches.map((b) => b.dels)),
     probes: stream,
   }
-  log(`  expiry (real clock, ${min} s leases renewed in a ${res.deadlineSpreadMs.toFixed(0)} ms burst): last due -> all gone ${res.lastDueToGoneMs.toFixed(1)} ms, ${res.batches} batches; probes p99 ${stream.all.p99} ms max ${stream.all.max} ms`)
+  log(
+    `  expiry (real clock, ${min} s leases renewed in a ${res.deadlineSpreadMs.toFixed(0)} ms burst): last due -> all gone ${res.lastDueToGoneMs.toFixed(1)} ms, ${res.batches} batches; probes p99 ${stream.all.p99} ms max ${stream.all.max} ms`,
+  )
   return res
 }
 
@@ -387,15 +514,33 @@ async function deleteRatePhase(ctx: Ctx, n: number) {
   const st0 = await ctx.host.call<HostStats>('stats', {})
   const r = await ctx.lg.call<{ maps: TpHalf; deletes: TpHalf }>(
     'mapThenDelete',
-    { concurrency: DEL_CONCURRENCY, perWorker: PLAN.delPerWorker, clientBase: C.deletes, internalBase: 30000, durationMs: PLAN.delDurationMs, timeoutMs: 30_000 },
+    {
+      concurrency: DEL_CONCURRENCY,
+      perWorker: PLAN.delPerWorker,
+      clientBase: C.deletes,
+      internalBase: 30000,
+      durationMs: PLAN.delDurationMs,
+      timeoutMs: 30_000,
+    },
     2 * PLAN.delDurationMs + 120_000,
   )
   const st = await ctx.host.call<HostStats>('stats', {})
   const retransmits = await ctx.lg.call<number>('retransmits')
   // Whatever a timeout left behind goes with a delete-all, so N stays what the levels say.
   await ctx.lg.call('deleteAll', { clients, protocols: ['tcp'], timeoutMs: 60_000 }, 120_000)
-  const res = { n, concurrency: DEL_CONCURRENCY, maps: r.maps, deletes: r.deletes, deletesPerMap: r3(r.deletes.rate / r.maps.rate), retransmits, kernelBatches: st.batches - st0.batches, journalSyncs: st.journalSyncs - st0.journalSyncs }
-  log(`  deletes at N=${n}, ${DEL_CONCURRENCY} requesters: ${r.maps.rate.toFixed(0)} new mappings/s (p99 ${r.maps.latency.p99} ms), ${r.deletes.rate.toFixed(0)} deletions/s (p50 ${r.deletes.latency.p50} p99 ${r.deletes.latency.p99} ms; ${r.deletes.ok} ok, ${r.deletes.failed} failed), ${retransmits} retransmissions`)
+  const res = {
+    n,
+    concurrency: DEL_CONCURRENCY,
+    maps: r.maps,
+    deletes: r.deletes,
+    deletesPerMap: r3(r.deletes.rate / r.maps.rate),
+    retransmits,
+    kernelBatches: st.batches - st0.batches,
+    journalSyncs: st.journalSyncs - st0.journalSyncs,
+  }
+  log(
+    `  deletes at N=${n}, ${DEL_CONCURRENCY} requesters: ${r.maps.rate.toFixed(0)} new mappings/s (p99 ${r.maps.latency.p99} ms), ${r.deletes.rate.toFixed(0)} deletions/s (p50 ${r.deletes.latency.p50} p99 ${r.deletes.latency.p99} ms; ${r.deletes.ok} ok, ${r.deletes.failed} failed), ${retransmits} retransmissions`,
+  )
   return res
 }
 interface TpHalf {
@@ -447,11 +592,29 @@ async function renewUnderLoadPhase(ctx: Ctx) {
     await srv.stop(3000)
   }
   const idle2 = await renewals(PLAN.renewMs / 2)
-  const idle = { ...summarize([...idle1.rtts, ...idle2.rtts]), failures: idle1.failures + idle2.failures, p99Before: summarize(idle1.rtts).p99, p99After: summarize(idle2.rtts).p99 }
+  const idle = {
+    ...summarize([...idle1.rtts, ...idle2.rtts]),
+    failures: idle1.failures + idle2.failures,
+    p99Before: summarize(idle1.rtts).p99,
+    p99After: summarize(idle2.rtts).p99,
+  }
   const loaded = { ...summarize(loadedRaw.rtts), failures: loadedRaw.failures }
   await ctx.lg.call<Reply>('one', { client: ci, kind: 'map', protocol: 'tcp', internalPort: 18080, lifetime: 0, timeoutMs: 30_000 }, 60_000)
-  const res = { forwards: (await ctx.host.call<HostStats>('stats', {})).forwards, rate: 10, leaseOk: first.ok, connections: open.open, connectFailed: open.failed, connectMs: r3(open.ms), establishedSockets: established, idle, loaded, p99Ratio: ratio(loaded.p99, idle.p99) }
-  log(`  renewals at 10/s: idle p50 ${idle.p50} p99 ${idle.p99} ms; with ${open.open} connections (${established} established sockets) p50 ${loaded.p50} p99 ${loaded.p99} ms: ${res.p99Ratio}×`)
+  const res = {
+    forwards: (await ctx.host.call<HostStats>('stats', {})).forwards,
+    rate: 10,
+    leaseOk: first.ok,
+    connections: open.open,
+    connectFailed: open.failed,
+    connectMs: r3(open.ms),
+    establishedSockets: established,
+    idle,
+    loaded,
+    p99Ratio: ratio(loaded.p99, idle.p99),
+  }
+  log(
+    `  renewals at 10/s: idle p50 ${idle.p50} p99 ${idle.p99} ms; with ${open.open} connections (${established} established sockets) p50 ${loaded.p50} p99 ${loaded.p99} ms: ${res.p99Ratio}×`,
+  )
   return res
 }
 
@@ -464,7 +627,11 @@ async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)
   const ctx: Ctx = { lab, host, lg, prober, driver: d }
   try {
     const logFile = `/tmp/${lab.id}-${d.key}.log`
-    const started = await host.call<{ mode: string; droppedConfigKeys: string[] }>('start', { config: benchConfig(d, lab, d.key), logFile, whatIf: WHAT_IF, peers: PEERS }, 60_000)
+    const started = await host.call<{ mode: string; droppedConfigKeys: string[] }>(
+      'start',
+      { config: benchConfig(d, lab, d.key), logFile, whatIf: WHAT_IF, peers: PEERS },
+      60_000,
+    )
     if (started.droppedConfigKeys.length > 0) log(`  config keys this daemon does not know (dropped): ${started.droppedConfigKeys.join(', ')}`)
     if (started.mode !== d.mode && d.driver === 'nft') log(`  WARNING: asked for nft ${d.mode}, running ${started.mode}`)
     const levels = []
@@ -481,14 +648,29 @@ async function runDriver(lab: Lab, lg: Agent, prober: Agent, d: (typeof DRIVERS)
       have = r.complete ? n : have + r.requested
       const lv = await sampleLevel(ctx, n)
       levels.push({ ...lv, prefill: { ms: r3(r.ms), rate: Math.round(r.rate), complete: r.complete } })
-      log(`  N=${n} (kernel/table ${lv.forwards}): reply p50 ${lv.reply.p50} ms p99 ${lv.reply.p99}, rule p50 ${lv.rule.p50} ms (driver apply alone p50 ${lv.batchApply.p50} ms, daemon loop delay p50 ${lv.loopDelayMs.p50} ms), renew p50 ${lv.renewal.p50} ms (${lv.samples} samples, ${lv.journal.syncs} fdatasyncs / ${lv.journal.kernelBatches} kernel batches)`)
+      log(
+        `  N=${n} (kernel/table ${lv.forwards}): reply p50 ${lv.reply.p50} ms p99 ${lv.reply.p99}, rule p50 ${lv.rule.p50} ms (driver apply alone p50 ${lv.batchApply.p50} ms, daemon loop delay p50 ${lv.loopDelayMs.p50} ms), renew p50 ${lv.renewal.p50} ms (${lv.samples} samples, ${lv.journal.syncs} fdatasyncs / ${lv.journal.kernelBatches} kernel batches)`,
+      )
       if (PLAN.deleteLevels.includes(n)) deletes.push(await deleteRatePhase(ctx, n))
     }
     // Renewals don't touch the kernel: measured once, with the default driver, at the largest N.
     const renewUnderLoad = d.key === 'nft' ? await renewUnderLoadPhase(ctx) : null
     const stats = await host.call<HostStats>('stats', {})
     const closed = await host.call<{ ms: number }>('close', { teardown: true }, 300_000)
-    return { label: d.label, levels, throughput: tp, deletes, renewUnderLoad, deleteAll, expiry, expiryRealClock: expiryReal, spawns: stats.spawns, journalSyncs: stats.journalSyncs, teardownMs: r3(closed.ms), log: logFile }
+    return {
+      label: d.label,
+      levels,
+      throughput: tp,
+      deletes,
+      renewUnderLoad,
+      deleteAll,
+      expiry,
+      expiryRealClock: expiryReal,
+      spawns: stats.spawns,
+      journalSyncs: stats.journalSyncs,
+      teardownMs: r3(closed.ms),
+      log: logFile,
+    }
   } finally {
     await host.stop()
   }
@@ -500,7 +682,11 @@ async function memoryPhase(lab: Lab, lg: Agent) {
   log(`== memory: ${PLAN.memoryForwards} forwards, ${d.label}`)
   const host = Agent.start('host:memory', lab.daemon, 'bench/agents/host.ts', { nodeArgs: ['--expose-gc'], cwd: ROOT })
   try {
-    await host.call('start', { config: { ...benchConfig(d, lab, 'memory'), log_level: 'warn' }, logFile: `/tmp/${lab.id}-memory.log`, whatIf: WHAT_IF, peers: PEERS }, 60_000)
+    await host.call(
+      'start',
+      { config: { ...benchConfig(d, lab, 'memory'), log_level: 'warn' }, logFile: `/tmp/${lab.id}-memory.log`, whatIf: WHAT_IF, peers: PEERS },
+      60_000,
+    )
     // Warm up every code path (and the load generator's sockets) with a round of 2,000 forwards,
     // removed again, so the baseline is not the cost of JIT code and first-use caches.
     const ctx = { lab, host, lg, prober: lg, driver: d }
@@ -511,7 +697,14 @@ async function memoryPhase(lab: Lab, lg: Agent) {
     const m1 = await host.call<Record<string, number>>('memory')
     const n = m1.forwards! - m0.forwards!
     const per = (k: string): number => Math.round((m1[k]! - m0[k]!) / Math.max(1, n))
-    const res = { driver: d.label, forwards: m1.forwards, baseline: m0, loaded: m1, perForward: { heapUsed: per('heapUsed'), rss: per('rss'), external: per('external') }, prefillRate: Math.round(r.rate) }
+    const res = {
+      driver: d.label,
+      forwards: m1.forwards,
+      baseline: m0,
+      loaded: m1,
+      perForward: { heapUsed: per('heapUsed'), rss: per('rss'), external: per('external') },
+      prefillRate: Math.round(r.rate),
+    }
     log(`  heap ${res.perForward.heapUsed} B/forward, RSS ${res.perForward.rss} B/forward at ${m1.forwards} forwards`)
     await host.call('close', { teardown: true }, 300_000)
     return res
@@ -547,7 +740,13 @@ function report(all: Partial<Record<DriverKey, Results>>, memory: Awaited<Return
   lines.push('-- latency in ms (p50 / p90 / p99), N = forwards already installed')
   for (const n of PLAN.levels) {
     const lv = (r: Results) => r.levels.find((l) => l.n === n)
-    for (const [what, key] of [['request→rule', 'rule'], ['request→reply (new MAP)', 'reply'], ['request→reply (public address)', 'publicAddress'], ['renewal', 'renewal'], ['delete (lifetime 0)', 'delete']] as const) {
+    for (const [what, key] of [
+      ['request→rule', 'rule'],
+      ['request→reply (new MAP)', 'reply'],
+      ['request→reply (public address)', 'publicAddress'],
+      ['renewal', 'renewal'],
+      ['delete (lifetime 0)', 'delete'],
+    ] as const) {
       for (const p of ['p50', 'p90', 'p99'] as const) {
         if (key !== 'rule' && key !== 'reply' && p === 'p90') continue
         add(`N=${n} ${what} ${p}`, (r) => lv(r)?.[key][p])
@@ -594,33 +793,83 @@ function targets(all: Partial<Record<DriverKey, Results>>, memory: Awaited<Retur
   const at = (n: number): number => nft?.levels.find((l) => l.n === n)?.rule.p50 ?? NaN
   const t: { target: string; measured: string; pass: boolean | null; note?: string }[] = []
   const note = maxN < 50_000 ? `quick run: measured at N=${maxN}, not 50,000` : undefined
-  t.push({ target: 'nft request→rule p50 ≤ 1 ms at 50,000 forwards', measured: `${f3(at(maxN))} ms at N=${maxN}`, pass: nft ? at(maxN) <= 1 : null, ...(note ? { note } : {}) })
-  t.push({ target: 'nft request→rule p50 at 50,000 ≤ 1.5 × at N=0', measured: `${f3(at(maxN))} / ${f3(at(0))} = ${f3(at(maxN) / at(0))}×`, pass: nft ? at(maxN) <= 1.5 * at(0) : null, ...(note ? { note } : {}) })
+  t.push({
+    target: 'nft request→rule p50 ≤ 1 ms at 50,000 forwards',
+    measured: `${f3(at(maxN))} ms at N=${maxN}`,
+    pass: nft ? at(maxN) <= 1 : null,
+    ...(note ? { note } : {}),
+  })
+  t.push({
+    target: 'nft request→rule p50 at 50,000 ≤ 1.5 × at N=0',
+    measured: `${f3(at(maxN))} / ${f3(at(0))} = ${f3(at(maxN) / at(0))}×`,
+    pass: nft ? at(maxN) <= 1.5 * at(0) : null,
+    ...(note ? { note } : {}),
+  })
   const tp64 = nft?.throughput.find((x) => x.concurrency === 64)?.rate ?? NaN
   t.push({ target: '≥ 5,000 new forwards/s with 64 concurrent requesters (nft)', measured: `${tp64}/s`, pass: nft ? tp64 >= 5000 : null })
   const del = nft?.deleteAll.requestToReplyMs ?? NaN
   const exp = nft?.expiry.dueToGoneMs ?? NaN
   const best = Math.min(del, exp)
-  t.push({ target: `delete-all or expiry of ${PLAN.bulk === 10_000 ? '10,000' : PLAN.bulk} forwards ≤ 200 ms (nft)`, measured: `delete-all ${f3(del)} ms, expiry ${f3(exp)} ms`, pass: nft ? best <= 200 : null, ...(PLAN.bulk < 10_000 ? { note: 'quick run: fewer forwards' } : {}) })
+  t.push({
+    target: `delete-all or expiry of ${PLAN.bulk === 10_000 ? '10,000' : PLAN.bulk} forwards ≤ 200 ms (nft)`,
+    measured: `delete-all ${f3(del)} ms, expiry ${f3(exp)} ms`,
+    pass: nft ? best <= 200 : null,
+    ...(PLAN.bulk < 10_000 ? { note: 'quick run: fewer forwards' } : {}),
+  })
   const p99s = [nft?.deleteAll.probes.all.p99 ?? NaN, nft?.expiry.probes.all.p99 ?? NaN]
   const maxs = [nft?.deleteAll.probes.all.max ?? NaN, nft?.expiry.probes.all.max ?? NaN]
-  t.push({ target: 'other requests answered in ≤ 10 ms meanwhile (probe p99; max shown)', measured: `delete-all p99 ${f3(p99s[0]!)} (max ${f3(maxs[0]!)}), expiry p99 ${f3(p99s[1]!)} (max ${f3(maxs[1]!)}) ms`, pass: nft ? Math.min(...p99s) <= 10 : null })
+  t.push({
+    target: 'other requests answered in ≤ 10 ms meanwhile (probe p99; max shown)',
+    measured: `delete-all p99 ${f3(p99s[0]!)} (max ${f3(maxs[0]!)}), expiry p99 ${f3(p99s[1]!)} (max ${f3(maxs[1]!)}) ms`,
+    pass: nft ? Math.min(...p99s) <= 10 : null,
+  })
   // Issue 10 §2: the same goals with the journal on disk (one fdatasync per group-committed batch).
   const reply = (n: number): number => nft?.levels.find((l) => l.n === n)?.reply.p50 ?? NaN
   const disk = `journal on ${fs.fstype} (${fs.source})`
-  t.push({ target: 'nft request→reply (new MAP) p50 ≤ 1 ms with the journal on disk, at N=0 and 50,000', measured: `${f3(reply(0))} ms at N=0, ${f3(reply(maxN))} ms at N=${maxN}; ${disk}`, pass: nft ? Math.max(reply(0), reply(maxN)) <= 1 : null, ...(note ? { note } : {}) })
+  t.push({
+    target: 'nft request→reply (new MAP) p50 ≤ 1 ms with the journal on disk, at N=0 and 50,000',
+    measured: `${f3(reply(0))} ms at N=0, ${f3(reply(maxN))} ms at N=${maxN}; ${disk}`,
+    pass: nft ? Math.max(reply(0), reply(maxN)) <= 1 : null,
+    ...(note ? { note } : {}),
+  })
   const spb = nft?.throughput.find((x) => x.concurrency === 64)?.syncsPerBatch ?? NaN
-  t.push({ target: '≥ 5,000 new forwards/s at 64 requesters with the journal on disk (nft)', measured: `${tp64}/s, ${f3(spb)} fdatasyncs per kernel batch; ${disk}`, pass: nft ? tp64 >= 5000 && fs.fstype !== 'tmpfs' : null })
+  t.push({
+    target: '≥ 5,000 new forwards/s at 64 requesters with the journal on disk (nft)',
+    measured: `${tp64}/s, ${f3(spb)} fdatasyncs per kernel batch; ${disk}`,
+    pass: nft ? tp64 >= 5000 && fs.fstype !== 'tmpfs' : null,
+  })
   // Issue 10 §5: deletes as fast as adds. "≈" is read as at least 0.8× the mappings' rate.
   const dl = (n: number) => nft?.deletes.find((x) => x.n === n)
   const dlN = PLAN.deleteLevels
   const dnote = Math.max(...dlN) < 10_000 ? { note: `quick run: N=${dlN.join(', ')}` } : {}
-  t.push({ target: `nft deletions/s ≥ 0.8 × new mappings/s at ${DEL_CONCURRENCY} requesters, N=0 and 10,000`, measured: dlN.map((n) => `N=${n}: ${f3(Math.round(dl(n)?.deletes.rate ?? NaN))} vs ${f3(Math.round(dl(n)?.maps.rate ?? NaN))}/s = ${f3(dl(n)?.deletesPerMap ?? NaN)}×`).join('; '), pass: nft ? dlN.every((n) => (dl(n)?.deletesPerMap ?? 0) >= 0.8) : null, ...dnote })
-  t.push({ target: `nft delete p99 ≤ 20 ms at ${DEL_CONCURRENCY} requesters, N=0 and 10,000`, measured: dlN.map((n) => `N=${n}: ${f3(dl(n)?.deletes.latency.p99 ?? NaN)} ms (${f3((dl(n)?.deletes.latency.p99 ?? NaN) / 20)}× the goal)`).join('; '), pass: nft ? dlN.every((n) => (dl(n)?.deletes.latency.p99 ?? Infinity) <= 20) : null, ...dnote })
+  t.push({
+    target: `nft deletions/s ≥ 0.8 × new mappings/s at ${DEL_CONCURRENCY} requesters, N=0 and 10,000`,
+    measured: dlN
+      .map((n) => `N=${n}: ${f3(Math.round(dl(n)?.deletes.rate ?? NaN))} vs ${f3(Math.round(dl(n)?.maps.rate ?? NaN))}/s = ${f3(dl(n)?.deletesPerMap ?? NaN)}×`)
+      .join('; '),
+    pass: nft ? dlN.every((n) => (dl(n)?.deletesPerMap ?? 0) >= 0.8) : null,
+    ...dnote,
+  })
+  t.push({
+    target: `nft delete p99 ≤ 20 ms at ${DEL_CONCURRENCY} requesters, N=0 and 10,000`,
+    measured: dlN.map((n) => `N=${n}: ${f3(dl(n)?.deletes.latency.p99 ?? NaN)} ms (${f3((dl(n)?.deletes.latency.p99 ?? NaN) / 20)}× the goal)`).join('; '),
+    pass: nft ? dlN.every((n) => (dl(n)?.deletes.latency.p99 ?? Infinity) <= 20) : null,
+    ...dnote,
+  })
   const ru = nft?.renewUnderLoad
-  t.push({ target: `renewal p99 at 10/s with ${PLAN.hostConns === 10_000 ? '10,000' : PLAN.hostConns} established TCP connections ≤ 2 × idle host`, measured: ru ? `${f3(ru.loaded.p99)} vs ${f3(ru.idle.p99)} ms = ${f3(ru.p99Ratio)}× (${ru.connections} connections, N=${ru.forwards})` : '–', pass: ru ? ru.p99Ratio <= 2 : null, ...(PLAN.hostConns < 10_000 ? { note: 'quick run: fewer connections' } : {}) })
+  t.push({
+    target: `renewal p99 at 10/s with ${PLAN.hostConns === 10_000 ? '10,000' : PLAN.hostConns} established TCP connections ≤ 2 × idle host`,
+    measured: ru ? `${f3(ru.loaded.p99)} vs ${f3(ru.idle.p99)} ms = ${f3(ru.p99Ratio)}× (${ru.connections} connections, N=${ru.forwards})` : '–',
+    pass: ru ? ru.p99Ratio <= 2 : null,
+    ...(PLAN.hostConns < 10_000 ? { note: 'quick run: fewer connections' } : {}),
+  })
   const heap = memory?.perForward.heapUsed ?? NaN
-  t.push({ target: '≤ 300 bytes of heap per forward', measured: `${heap} B at ${memory?.forwards ?? 0} forwards (RSS ${memory?.perForward.rss ?? NaN} B)`, pass: memory ? heap <= 300 : null, ...(PLAN.memoryForwards < 100_000 ? { note: 'quick run: fewer forwards' } : {}) })
+  t.push({
+    target: '≤ 300 bytes of heap per forward',
+    measured: `${heap} B at ${memory?.forwards ?? 0} forwards (RSS ${memory?.perForward.rss ?? NaN} B)`,
+    pass: memory ? heap <= 300 : null,
+    ...(PLAN.memoryForwards < 100_000 ? { note: 'quick run: fewer forwards' } : {}),
+  })
   return t
 }
 const f3 = (v: number): string => (Number.isFinite(v) ? (Math.round(v * 1000) / 1000).toString() : '–')
@@ -628,14 +877,91 @@ const f3 = (v: number): string => (Number.isFinite(v) ? (Math.round(v * 1000) / 
 function chart(all: Partial<Record<DriverKey, Results>>, m: ReturnType<typeof machine>, stamp: string): string {
   const ds = DRIVERS.filter((d) => all[d.key])
   const panels: Panel[] = [
-    { title: 'request→rule p50 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', target: { y: 1, label: 'target 1 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p50 })) })) },
-    { title: 'request→rule p99 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p99 })) })) },
-    { title: 'new forwards per second vs concurrent requesters', kind: 'bar', log: true, yLabel: 'forwards/s', target: { y: 5000, label: 'target 5,000/s' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.throughput.map((t) => ({ x: `${t.concurrency}`, y: t.rate })) })) },
-    { title: `removing ${PLAN.bulk.toLocaleString('en')} forwards (ms)`, kind: 'bar', log: true, yLabel: 'ms', target: { y: 200, label: 'target 200 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.requestToReplyMs }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.dueToGoneMs }, { x: 'expiry (2 s, last due)', y: all[d.key]!.expiryRealClock.lastDueToGoneMs }] })) },
-    { title: 'other requests meanwhile: probe p99 (ms)', kind: 'bar', log: true, yLabel: 'ms', target: { y: 10, label: 'target 10 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: [{ x: 'delete-all', y: all[d.key]!.deleteAll.probes.all.p99 }, { x: 'expiry (one instant)', y: all[d.key]!.expiry.probes.all.p99 }, { x: 'expiry (2 s)', y: all[d.key]!.expiryRealClock.probes.all.p99 }] })) },
-    { title: `${DEL_CONCURRENCY} requesters: new mappings/s vs deletions/s`, kind: 'bar', log: true, yLabel: 'per s', target: { y: 5000, label: '5,000/s' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.deletes.flatMap((x) => [{ x: `map N=${x.n}`, y: x.maps.rate }, { x: `delete N=${x.n}`, y: x.deletes.rate }]) })) },
-    { title: `${DEL_CONCURRENCY} requesters: delete p99 (ms)`, kind: 'bar', log: true, yLabel: 'ms', target: { y: 20, label: 'target 20 ms' }, series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.deletes.map((x) => ({ x: `N=${x.n}`, y: x.deletes.latency.p99 })) })) },
-    { title: 'renewal p50 (ms) vs forwards installed', kind: 'line', log: true, yLabel: 'ms', series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.renewal.p50 })) })) },
+    {
+      title: 'request→rule p50 (ms) vs forwards installed',
+      kind: 'line',
+      log: true,
+      yLabel: 'ms',
+      target: { y: 1, label: 'target 1 ms' },
+      series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p50 })) })),
+    },
+    {
+      title: 'request→rule p99 (ms) vs forwards installed',
+      kind: 'line',
+      log: true,
+      yLabel: 'ms',
+      series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.rule.p99 })) })),
+    },
+    {
+      title: 'new forwards per second vs concurrent requesters',
+      kind: 'bar',
+      log: true,
+      yLabel: 'forwards/s',
+      target: { y: 5000, label: 'target 5,000/s' },
+      series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.throughput.map((t) => ({ x: `${t.concurrency}`, y: t.rate })) })),
+    },
+    {
+      title: `removing ${PLAN.bulk.toLocaleString('en')} forwards (ms)`,
+      kind: 'bar',
+      log: true,
+      yLabel: 'ms',
+      target: { y: 200, label: 'target 200 ms' },
+      series: ds.map((d) => ({
+        name: d.label,
+        color: d.color,
+        points: [
+          { x: 'delete-all', y: all[d.key]!.deleteAll.requestToReplyMs },
+          { x: 'expiry (one instant)', y: all[d.key]!.expiry.dueToGoneMs },
+          { x: 'expiry (2 s, last due)', y: all[d.key]!.expiryRealClock.lastDueToGoneMs },
+        ],
+      })),
+    },
+    {
+      title: 'other requests meanwhile: probe p99 (ms)',
+      kind: 'bar',
+      log: true,
+      yLabel: 'ms',
+      target: { y: 10, label: 'target 10 ms' },
+      series: ds.map((d) => ({
+        name: d.label,
+        color: d.color,
+        points: [
+          { x: 'delete-all', y: all[d.key]!.deleteAll.probes.all.p99 },
+          { x: 'expiry (one instant)', y: all[d.key]!.expiry.probes.all.p99 },
+          { x: 'expiry (2 s)', y: all[d.key]!.expiryRealClock.probes.all.p99 },
+        ],
+      })),
+    },
+    {
+      title: `${DEL_CONCURRENCY} requesters: new mappings/s vs deletions/s`,
+      kind: 'bar',
+      log: true,
+      yLabel: 'per s',
+      target: { y: 5000, label: '5,000/s' },
+      series: ds.map((d) => ({
+        name: d.label,
+        color: d.color,
+        points: all[d.key]!.deletes.flatMap((x) => [
+          { x: `map N=${x.n}`, y: x.maps.rate },
+          { x: `delete N=${x.n}`, y: x.deletes.rate },
+        ]),
+      })),
+    },
+    {
+      title: `${DEL_CONCURRENCY} requesters: delete p99 (ms)`,
+      kind: 'bar',
+      log: true,
+      yLabel: 'ms',
+      target: { y: 20, label: 'target 20 ms' },
+      series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.deletes.map((x) => ({ x: `N=${x.n}`, y: x.deletes.latency.p99 })) })),
+    },
+    {
+      title: 'renewal p50 (ms) vs forwards installed',
+      kind: 'line',
+      log: true,
+      yLabel: 'ms',
+      series: ds.map((d) => ({ name: d.label, color: d.color, points: all[d.key]!.levels.map((l) => ({ x: l.n.toLocaleString('en'), y: l.renewal.p50 })) })),
+    },
   ]
   return renderSvg(`wgpmp bench ${stamp}`, `${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.nft}, ${m.iptables}`, panels)
 }
@@ -673,7 +999,8 @@ async function main(): Promise<number> {
     mkdirSync(stateDir(lab), { recursive: true, mode: 0o700 })
     const stateFs = fileSystemOf(stateDir(lab))
     log(`state file and journal in ${stateFs.dir}: ${stateFs.fstype} on ${stateFs.source}`)
-    if (stateFs.fstype === 'tmpfs' || stateFs.fstype === 'ramfs') log(`  WARNING: ${stateFs.fstype} is not a disk: fdatasync costs nothing there (set WGPMP_BENCH_STATE_DIR)`)
+    if (stateFs.fstype === 'tmpfs' || stateFs.fstype === 'ramfs')
+      log(`  WARNING: ${stateFs.fstype} is not a disk: fdatasync costs nothing there (set WGPMP_BENCH_STATE_DIR)`)
     const lg = Agent.start('loadgen', lab.load, 'bench/agents/loadgen.ts', { cwd: ROOT })
     const prober = Agent.start('prober', lab.inet, 'bench/agents/prober.ts', { cwd: ROOT })
     agents.push(lg, prober)
@@ -699,16 +1026,22 @@ async function main(): Promise<number> {
       plan: { ...PLAN, portHoldSeconds: PORT_HOLD_S },
       definitions: {
         'request→reply': 'load generator: send of the NAT-PMP request to receipt of its reply (monotonic clock, one request outstanding)',
-        'request→rule': 'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (library: nft_run_cmd_from_buffer returned; session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
+        'request→rule':
+          'send of the request to the end of the driver apply() whose batch carried the forward, i.e. nft reported the transaction done (library: nft_run_cmd_from_buffer returned; session: its marker line; spawn/iptables: the process exited 0). Same monotonic clock in both processes. The daemon replies only after that; ruleCommittedBeforeReply counts it, and verify.kernelListed / tcpArrived check it on a sample (nft get element / iptables -C right after the reply, then a real TCP connection from the internet namespace to public:port reaching the client address)',
         renewal: 'request→reply of a MAP for an existing mapping (no kernel change)',
         throughput: 'successful new TCP forwards per second, each requester (its own client address) sending its next request when the previous reply arrives',
-        'delete-all': 'one NAT-PMP request (internal port 0, lifetime 0) removing one client\'s forwards: request→reply',
-        'expiry (one instant)': 'leases all due at one instant (the daemon\'s clock is moved forward past their deadline): jump to the commit of the last delete',
-        'expiry (2 s leases)': 'leases renewed to the 2 s minimum in a burst (deadlineSpreadMs apart), real clock: last deadline to the commit of the last delete',
-        probes: 'open-loop stream every 2 ms alternating public-address requests and new-MAP requests, counted if sent between the start and the end of the bulk operation',
+        'delete-all': "one NAT-PMP request (internal port 0, lifetime 0) removing one client's forwards: request→reply",
+        'expiry (one instant)':
+          "leases all due at one instant (the daemon's clock is moved forward past their deadline): jump to the commit of the last delete",
+        'expiry (2 s leases)':
+          'leases renewed to the 2 s minimum in a burst (deadlineSpreadMs apart), real clock: last deadline to the commit of the last delete',
+        probes:
+          'open-loop stream every 2 ms alternating public-address requests and new-MAP requests, counted if sent between the start and the end of the bulk operation',
         deletes: `${DEL_CONCURRENCY} requesters (one client address each) create up to delPerWorker new TCP forwards each back to back (new mappings/s), then each deletes (lifetime 0) exactly the ones it created, back to back (deletions/s, delete latency); includes the conntrack flush the daemon runs for deleted forwards`,
-        renewUnderLoad: 'request→reply of renewals of one lease, 10 per second, on an idle host, then with hostConns established loopback TCP connections held open in the daemon\'s namespace (a listener agent and a client agent); default driver only, at the largest N',
-        journal: 'the state file and its journal live in stateFileSystem.dir (findmnt); fdatasyncs counted by the journal (Journal.syncs), kernel batches by the driver wrapper',
+        renewUnderLoad:
+          "request→reply of renewals of one lease, 10 per second, on an idle host, then with hostConns established loopback TCP connections held open in the daemon's namespace (a listener agent and a client agent); default driver only, at the largest N",
+        journal:
+          'the state file and its journal live in stateFileSystem.dir (findmnt); fdatasyncs counted by the journal (Journal.syncs), kernel batches by the driver wrapper',
         memory: 'process.memoryUsage() after global.gc() in the daemon process, (loaded - baseline) / forwards; baseline after a warm-up round',
       },
       drivers: all,
@@ -727,7 +1060,9 @@ async function main(): Promise<number> {
     pr(rep.text)
     pr('\nTargets (issues 3 and 10); the bench reports, it never fails on a miss:')
     for (const t of tg) pr(`  [${t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'MISS'}] ${t.target}: ${t.measured}${t.note ? ` (${t.note})` : ''}`)
-    pr(`\nDefinitions: request→rule = until nft/iptables confirmed the batch carrying the forward (the reply comes after it; checked with nft get element / iptables -C and a real TCP connection on a sample). Full definitions in the JSON.`)
+    pr(
+      `\nDefinitions: request→rule = until nft/iptables confirmed the batch carrying the forward (the reply comes after it; checked with nft get element / iptables -C and a real TCP connection on a sample). Full definitions in the JSON.`,
+    )
     pr(`Wrote ${base}.json and ${base}.svg (${out.durationS} s)`)
     return 0
   } finally {
@@ -744,4 +1079,3 @@ main().then(
     process.exit(1)
   },
 )
-

@@ -26,9 +26,16 @@ class HandClock implements Clock {
 function filled(n: number): { table: MappingTable; clock: HandClock } {
   const clock = new HandClock()
   let seed = 42
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+  const random = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000
   const table = new MappingTable({ clock, minPort: 1024, maxPort: 65535, minLifetimeSeconds: 2, maxLifetimeSeconds: 7200, random })
-  for (let i = 0; i < n; i++) table.map({ client: client(1 + (i % 1000)), protocol: i % 2 ? 'udp' : 'tcp', internalPort: 10000 + Math.floor(i / 2000), suggestedExternalPort: 0, lifetimeSeconds: 3600 })
+  for (let i = 0; i < n; i++)
+    table.map({
+      client: client(1 + (i % 1000)),
+      protocol: i % 2 ? 'udp' : 'tcp',
+      internalPort: 10000 + Math.floor(i / 2000),
+      suggestedExternalPort: 0,
+      lifetimeSeconds: 3600,
+    })
   return { table, clock }
 }
 

@@ -118,10 +118,13 @@ class SkewClock implements Clock {
   }
   setTimer(ms: number, fn: () => void): Cancel {
     const id = this.nextId++
-    const t = setTimeout(() => {
-      this.timers.delete(id)
-      fn()
-    }, Math.max(0, ms))
+    const t = setTimeout(
+      () => {
+        this.timers.delete(id)
+        fn()
+      },
+      Math.max(0, ms),
+    )
     t.unref()
     this.timers.set(id, { at: this.now() + Math.max(0, ms), fn, t })
     return () => {
@@ -176,7 +179,16 @@ function benchPeers(from: number, to: number): PeerSource {
     refresh() {
       const handshake = Math.floor(Date.now() / 1000) + reads++
       return Promise.resolve(
-        peers.map((p, i) => ({ publicKey: p.key, hasPresharedKey: false, endpoint: `192.0.2.1:${10000 + (i % 50000)}`, allowedIps: [`${p.address}/32`], latestHandshake: handshake, rxBytes: 0, txBytes: 0, persistentKeepalive: 25 })),
+        peers.map((p, i) => ({
+          publicKey: p.key,
+          hasPresharedKey: false,
+          endpoint: `192.0.2.1:${10000 + (i % 50000)}`,
+          allowedIps: [`${p.address}/32`],
+          latestHandshake: handshake,
+          rxBytes: 0,
+          txBytes: 0,
+          persistentKeepalive: 25,
+        })),
       )
     },
   }
@@ -205,7 +217,15 @@ async function memory(): Promise<Record<string, number>> {
     await new Promise((r) => setImmediate(r))
   }
   const m = process.memoryUsage()
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, forwards: daemon?.table?.size ?? 0, gc: gc ? 1 : 0 }
+  return {
+    rss: m.rss,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+    forwards: daemon?.table?.size ?? 0,
+    gc: gc ? 1 : 0,
+  }
 }
 
 serve(

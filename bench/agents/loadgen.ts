@@ -30,13 +30,15 @@ export interface Reply {
 
 const TIMEOUT: Reply = { ok: false, result: -1, t0: 0, t1: 0, rtt: NaN, externalPort: 0, lifetime: 0 }
 
-
 let server = { address: '10.8.0.1', port: 5351 }
 const counters = { retransmits: 0 }
 
 class Client {
   private readonly pending = new Map<string, { resolve: (r: Reply) => void; t0: number; timer: NodeJS.Timeout }>()
-  private constructor(readonly address: string, private readonly sock: Socket) {
+  private constructor(
+    readonly address: string,
+    private readonly sock: Socket,
+  ) {
     sock.on('message', (msg, rinfo) => {
       const t1 = nowMs()
       if (rinfo.port !== server.port || rinfo.address !== server.address) return
@@ -101,7 +103,12 @@ class Client {
 
   map(protocol: Proto, internalPort: number, lifetime: number, suggested = 0, timeoutMs = 5000, retransmit = true): Promise<Reply> {
     const op = protocol === 'udp' ? Opcode.MapUdp : Opcode.MapTcp
-    return this.request(encodeRequest({ op, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime }), `${op}:${internalPort}`, timeoutMs, retransmit)
+    return this.request(
+      encodeRequest({ op, internalPort, suggestedExternalPort: suggested, lifetimeSeconds: lifetime }),
+      `${op}:${internalPort}`,
+      timeoutMs,
+      retransmit,
+    )
   }
 
   publicAddress(timeoutMs = 5000, retransmit = true): Promise<Reply> {
@@ -165,7 +172,15 @@ serve(
       return null
     },
     /** One request from one client; the reply with its send/receive times (monotonic ms). */
-    async one(p: { client: number; kind: 'map' | 'public'; protocol?: Proto; internalPort?: number; lifetime?: number; suggested?: number; timeoutMs?: number }) {
+    async one(p: {
+      client: number
+      kind: 'map' | 'public'
+      protocol?: Proto
+      internalPort?: number
+      lifetime?: number
+      suggested?: number
+      timeoutMs?: number
+    }) {
       const c = await client(p.client)
       // One request at a time: no retransmission, so a late reply can never be taken for the next one.
       return p.kind === 'public'
@@ -176,37 +191,70 @@ serve(
      * One UPnP AddPortMapping or DeletePortMapping (libtorrent's request shape) from one client's
      * address to the daemon's control URL; result is the UPnP error code (0: success).
      */
-    upnpOne(p: { client: number; action: 'add' | 'delete'; externalPort: number; internalPort: number; protocol?: Proto; httpPort?: number; timeoutMs?: number }) {
+    upnpOne(p: {
+      client: number
+      action: 'add' | 'delete'
+      externalPort: number
+      internalPort: number
+      protocol?: Proto
+      httpPort?: number
+      timeoutMs?: number
+    }) {
       const me = clientAddress(p.client)
       const proto = (p.protocol ?? 'tcp').toUpperCase()
       const st = 'urn:schemas-upnp-org:service:WANIPConnection:1'
       const action = p.action === 'add' ? 'AddPortMapping' : 'DeletePortMapping'
-      const args = p.action === 'add'
-        ? `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol><NewInternalPort>${p.internalPort}</NewInternalPort><NewInternalClient>${me}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>bench</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration>`
-        : `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol>`
+      const args =
+        p.action === 'add'
+          ? `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol><NewInternalPort>${p.internalPort}</NewInternalPort><NewInternalClient>${me}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>bench</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration>`
+          : `<NewRemoteHost></NewRemoteHost><NewExternalPort>${p.externalPort}</NewExternalPort><NewProtocol>${proto}</NewProtocol>`
       const body = `<?xml version="1.0"?>\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:${action} xmlns:u="${st}">${args}</u:${action}></s:Body></s:Envelope>`
       return new Promise<Reply>((resolve) => {
         const t0 = nowMs()
-        const req = request({
-          host: server.address, port: p.httpPort ?? 2869, path: '/ctl/IPConn', method: 'POST', localAddress: me, timeout: p.timeoutMs ?? 30_000, agent: false,
-          headers: { 'Content-Type': 'text/xml; charset="utf-8"', SOAPAction: `"${st}#${action}"`, 'Content-Length': Buffer.byteLength(body), Connection: 'close' },
-        }, (res) => {
-          let text = ''
-          res.setEncoding('utf8')
-          res.on('data', (c: string) => (text += c))
-          res.on('end', () => {
-            const t1 = nowMs()
-            const code = res.statusCode === 200 ? 0 : Number(/<errorCode>(\d+)</.exec(text)?.[1] ?? -1)
-            resolve({ ok: code === 0, result: code, t0, t1, rtt: t1 - t0, externalPort: p.externalPort, lifetime: 3600 })
-          })
-        })
+        const req = request(
+          {
+            host: server.address,
+            port: p.httpPort ?? 2869,
+            path: '/ctl/IPConn',
+            method: 'POST',
+            localAddress: me,
+            timeout: p.timeoutMs ?? 30_000,
+            agent: false,
+            headers: {
+              'Content-Type': 'text/xml; charset="utf-8"',
+              SOAPAction: `"${st}#${action}"`,
+              'Content-Length': Buffer.byteLength(body),
+              Connection: 'close',
+            },
+          },
+          (res) => {
+            let text = ''
+            res.setEncoding('utf8')
+            res.on('data', (c: string) => (text += c))
+            res.on('end', () => {
+              const t1 = nowMs()
+              const code = res.statusCode === 200 ? 0 : Number(/<errorCode>(\d+)</.exec(text)?.[1] ?? -1)
+              resolve({ ok: code === 0, result: code, t0, t1, rtt: t1 - t0, externalPort: p.externalPort, lifetime: 3600 })
+            })
+          },
+        )
         req.on('timeout', () => req.destroy())
         req.on('error', () => resolve(TIMEOUT))
         req.end(body)
       })
     },
     /** Creates forwards [from, to) of the fill plan with a window of outstanding requests. */
-    async prefill(p: { from: number; to: number; clientBase: number; perClient: number; window: number; lifetime: number; timeoutMs: number; budgetMs: number; protocol?: Proto }) {
+    async prefill(p: {
+      from: number
+      to: number
+      clientBase: number
+      perClient: number
+      window: number
+      lifetime: number
+      timeoutMs: number
+      budgetMs: number
+      protocol?: Proto
+    }) {
       const t0 = nowMs()
       const deadline = t0 + p.budgetMs
       let ok = 0
@@ -226,7 +274,17 @@ serve(
       return { requested: ran, ok, failed, results, ms, rate: ok / (ms / 1000), complete: ran === p.to - p.from }
     },
     /** Renews forwards [from, to) of the fill plan (same keys) with a new lifetime. */
-    async renewRange(p: { from: number; to: number; clientBase: number; perClient: number; window: number; lifetime: number; timeoutMs: number; budgetMs: number; protocol?: Proto }) {
+    async renewRange(p: {
+      from: number
+      to: number
+      clientBase: number
+      perClient: number
+      window: number
+      lifetime: number
+      timeoutMs: number
+      budgetMs: number
+      protocol?: Proto
+    }) {
       const t0 = nowMs()
       let ok = 0
       let first = Infinity
@@ -298,11 +356,15 @@ serve(
     },
     /** NAT-PMP delete-all (internal port 0, lifetime 0) for each client and protocol, all at once. */
     async deleteAll(p: { clients: number[]; protocols: Proto[]; timeoutMs: number }) {
-      const rs = await Promise.all(
-        p.clients.flatMap((i) => p.protocols.map(async (proto) => (await client(i)).map(proto, 0, 0, 0, p.timeoutMs))),
-      )
+      const rs = await Promise.all(p.clients.flatMap((i) => p.protocols.map(async (proto) => (await client(i)).map(proto, 0, 0, 0, p.timeoutMs))))
       const t0 = Math.min(...rs.map((r) => r.t0))
-      return { ok: rs.filter((r) => r.ok).length, failed: rs.filter((r) => !r.ok).length, t0, t1: Math.max(...rs.map((r) => r.t1)), maxRtt: Math.max(...rs.map((r) => r.rtt)) }
+      return {
+        ok: rs.filter((r) => r.ok).length,
+        failed: rs.filter((r) => !r.ok).length,
+        t0,
+        t1: Math.max(...rs.map((r) => r.t1)),
+        maxRtt: Math.max(...rs.map((r) => r.rtt)),
+      }
     },
     /**
      * Starts the probe stream: every intervalMs, alternately a public-address request (from one
@@ -327,7 +389,9 @@ serve(
           }
           s.done.push(c.publicAddress(p.timeoutMs, false).then((r) => void s.samples.push({ kind: 'public', t0: r.t0, rtt: r.rtt, ok: r.ok })))
         } else {
-          s.done.push(mapClient.map('tcp', port++, 3600, 0, p.timeoutMs, false).then((r) => void s.samples.push({ kind: 'map', t0: r.t0, rtt: r.rtt, ok: r.ok })))
+          s.done.push(
+            mapClient.map('tcp', port++, 3600, 0, p.timeoutMs, false).then((r) => void s.samples.push({ kind: 'map', t0: r.t0, rtt: r.rtt, ok: r.ok })),
+          )
         }
       }, p.intervalMs)
       stream = s
@@ -343,7 +407,14 @@ serve(
       const inWin = s.samples.filter((x) => x.t0 >= (p.from ?? -Infinity) && x.t0 <= (p.to ?? Infinity))
       const lost = inWin.filter((x) => !x.ok).length
       const lat = (k: 'public' | 'map'): ReturnType<typeof summarize> => summarize(inWin.filter((x) => x.kind === k && x.ok).map((x) => x.rtt))
-      return { sent: s.sent, inWindow: inWin.length, failed: lost, public: lat('public'), map: lat('map'), all: summarize(inWin.filter((x) => x.ok).map((x) => x.rtt)) }
+      return {
+        sent: s.sent,
+        inWindow: inWin.length,
+        failed: lost,
+        public: lat('public'),
+        map: lat('map'),
+        all: summarize(inWin.filter((x) => x.ok).map((x) => x.rtt)),
+      }
     },
     /** TCP connections accepted on 18080 since t (monotonic ms). */
     acceptedSince(p: { t: number }) {

@@ -52,7 +52,13 @@ export function createLab(): Lab {
     run(['-n', d, 'addr', 'add', '198.51.100.1/24', 'dev', 'eth0'])
     run(['-n', l, 'addr', 'add', '10.8.0.2/16', 'dev', 'veth0'])
     run(['-n', i, 'addr', 'add', '198.51.100.2/24', 'dev', 'eth0'])
-    for (const [ns, dev] of [[d, 'wg0'], [d, 'eth0'], [l, 'veth0'], [i, 'eth0']] as const) run(['-n', ns, 'link', 'set', dev, 'up'])
+    for (const [ns, dev] of [
+      [d, 'wg0'],
+      [d, 'eth0'],
+      [l, 'veth0'],
+      [i, 'eth0'],
+    ] as const)
+      run(['-n', ns, 'link', 'set', dev, 'up'])
     nsExec(l, 'sysctl', ['-qw', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.veth0.arp_announce=2'])
     run(['-n', l, 'route', 'add', 'local', '10.8.128.0/17', 'dev', 'lo'])
     run(['-n', l, 'route', 'add', 'default', 'via', '10.8.0.1'])

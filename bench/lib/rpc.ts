@@ -27,7 +27,10 @@ export class Agent {
   private exited: Promise<void>
   private dead: Error | null = null
 
-  private constructor(readonly name: string, private readonly child: ChildProcess) {
+  private constructor(
+    readonly name: string,
+    private readonly child: ChildProcess,
+  ) {
     const rl = createInterface({ input: child.stdout! })
     rl.on('line', (line) => {
       let msg: Wire

@@ -27,7 +27,10 @@ function panel(p: Panel, x0: number, y0: number, w: number, h: number): string {
   const iw = w - padL - 12
   const ih = h - padT - padB
   const cats = [...new Set(p.series.flatMap((s) => s.points.map((pt) => String(pt.x))))]
-  const ys = p.series.flatMap((s) => s.points.map((pt) => pt.y)).concat(p.target ? [p.target.y] : []).filter((v) => Number.isFinite(v) && (!p.log || v > 0))
+  const ys = p.series
+    .flatMap((s) => s.points.map((pt) => pt.y))
+    .concat(p.target ? [p.target.y] : [])
+    .filter((v) => Number.isFinite(v) && (!p.log || v > 0))
   let lo = p.log ? Math.min(...ys) / 1.5 : 0
   let hi = Math.max(...ys) * (p.log ? 1.5 : 1.1)
   if (ys.length === 0) [lo, hi] = [p.log ? 0.1 : 0, 1]
@@ -45,7 +48,9 @@ function panel(p: Panel, x0: number, y0: number, w: number, h: number): string {
     out.push(`<line x1="${x0 + padL}" x2="${x0 + padL + iw}" y1="${ty(t)}" y2="${ty(t)}" stroke="#eee"/>`)
     out.push(`<text x="${x0 + padL - 4}" y="${ty(t) + 4}" text-anchor="end" font-size="10">${fmt(t)}</text>`)
   }
-  out.push(`<text x="${x0 + 12}" y="${y0 + padT + ih / 2}" font-size="10" transform="rotate(-90 ${x0 + 12} ${y0 + padT + ih / 2})" text-anchor="middle">${esc(p.yLabel)}</text>`)
+  out.push(
+    `<text x="${x0 + 12}" y="${y0 + padT + ih / 2}" font-size="10" transform="rotate(-90 ${x0 + 12} ${y0 + padT + ih / 2})" text-anchor="middle">${esc(p.yLabel)}</text>`,
+  )
   const slot = iw / Math.max(1, cats.length)
   cats.forEach((c, i) => out.push(`<text x="${x0 + padL + slot * (i + 0.5)}" y="${y0 + padT + ih + 14}" text-anchor="middle" font-size="10">${esc(c)}</text>`))
   if (p.target && Number.isFinite(p.target.y)) {
@@ -56,7 +61,8 @@ function panel(p: Panel, x0: number, y0: number, w: number, h: number): string {
   p.series.forEach((s, si) => {
     if (p.kind === 'line') {
       const pts = s.points.filter((pt) => ok(pt.y)).map((pt) => [x0 + padL + slot * (cats.indexOf(String(pt.x)) + 0.5), ty(pt.y)] as const)
-      if (pts.length > 1) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`)
+      if (pts.length > 1)
+        out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`)
       for (const [a, b] of pts) out.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="3" fill="${s.color}"/>`)
     } else {
       const bw = (slot * 0.8) / p.series.length
@@ -65,14 +71,18 @@ function panel(p: Panel, x0: number, y0: number, w: number, h: number): string {
         const bx = x0 + padL + slot * cats.indexOf(String(pt.x)) + slot * 0.1 + bw * si
         const by = ty(pt.y)
         const base = p.log ? y0 + padT + ih : ty(0)
-        out.push(`<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${Math.max(0.5, base - by).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name} ${pt.x}: ${fmt(pt.y)}`)}</title></rect>`)
+        out.push(
+          `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${Math.max(0.5, base - by).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name} ${pt.x}: ${fmt(pt.y)}`)}</title></rect>`,
+        )
         out.push(`<text x="${(bx + bw / 2).toFixed(1)}" y="${(by - 2).toFixed(1)}" text-anchor="middle" font-size="8">${fmt(pt.y)}</text>`)
       }
     }
   })
   p.series.forEach((s, si) => {
     const ly = y0 + padT + 6 + si * 13
-    out.push(`<rect x="${x0 + padL + 6}" y="${ly}" width="10" height="8" fill="${s.color}"/><text x="${x0 + padL + 20}" y="${ly + 8}" font-size="10">${esc(s.name)}</text>`)
+    out.push(
+      `<rect x="${x0 + padL + 6}" y="${ly}" width="10" height="8" fill="${s.color}"/><text x="${x0 + padL + 20}" y="${ly + 8}" font-size="10">${esc(s.name)}</text>`,
+    )
   })
   return out.join('\n')
 }

@@ -13,15 +13,33 @@ import { isRoot } from './lab.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
-interface Verify { kernelListed: number; tcpArrived: number; tcpRightClient: number; checked: number; goneAfterDelete: number }
-interface LevelResult { n: number; failures: number; ruleCommittedBeforeReply: { yes: number; no: number }; samples: number; verify: Verify; rule: { n: number } }
+interface Verify {
+  kernelListed: number
+  tcpArrived: number
+  tcpRightClient: number
+  checked: number
+  goneAfterDelete: number
+}
+interface LevelResult {
+  n: number
+  failures: number
+  ruleCommittedBeforeReply: { yes: number; no: number }
+  samples: number
+  verify: Verify
+  rule: { n: number }
+}
 
 describe.runIf(isRoot)('bench --quick (the harness, not the figures)', () => {
   const out = mkdtempSync(join(tmpdir(), 'wgpmp-bench-test-'))
   afterAll(() => rmSync(out, { recursive: true, force: true }))
 
   it('runs the nft and iptables drivers end to end and writes a complete report', async () => {
-    const r = await execa('node', ['--import', 'tsx', 'bench/run.ts', '--quick', '--drivers=nft,iptables', '--no-memory', `--out=${out}`], { cwd: ROOT, reject: false, timeout: 240_000, all: true })
+    const r = await execa('node', ['--import', 'tsx', 'bench/run.ts', '--quick', '--drivers=nft,iptables', '--no-memory', `--out=${out}`], {
+      cwd: ROOT,
+      reject: false,
+      timeout: 240_000,
+      all: true,
+    })
     expect(r.exitCode, r.all).toBe(0)
     const json = readdirSync(out).find((f) => f.endsWith('.json'))
     expect(json).toBeDefined()
@@ -29,7 +47,10 @@ describe.runIf(isRoot)('bench --quick (the harness, not the figures)', () => {
     const report = JSON.parse(readFileSync(join(out, json!), 'utf8')) as { drivers: Record<string, { levels: LevelResult[] }>; targets: unknown[] }
     for (const key of ['nft', 'iptables']) {
       const levels = report.drivers[key]?.levels ?? []
-      expect(levels.map((l) => l.n), key).toEqual([0, 1000])
+      expect(
+        levels.map((l) => l.n),
+        key,
+      ).toEqual([0, 1000])
       for (const l of levels) {
         expect(l.rule.n, `${key} N=${l.n}`).toBeGreaterThan(0)
         expect(l.failures, `${key} N=${l.n}`).toBe(0)
