@@ -414,7 +414,7 @@ async function build(
     flushLeases: () => forwarder.flush(),
     async close(opts) {
       stop.teardown = opts?.teardown ?? config.teardown_on_exit
-      const errors = await components.closeAll()
+      const errors = await components.closeAll((name, ms) => log.warn({ component: name, ms: Math.round(ms) }, 'a component is slow to close'))
       if (errors.length > 0) throw new AggregateError(errors, errors.map((e) => e.message).join('; '))
     },
   }

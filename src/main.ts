@@ -127,6 +127,14 @@ async function main(): Promise<number> {
     }
   }
   const log = createLogger(process.env.WGPMP_LOG_LEVEL ?? config.log_level, undefined, (logFormat ?? config.log_format) as LogFormat)
+  // The signal handlers go in before the daemon starts: a SIGTERM that arrives while it is still
+  // starting (the sockets already answer, the API or UPnP not yet) waits for the start and then
+  // stops it cleanly, instead of Node's default of dying with the forwards left in the kernel.
+  let signalled: ((signal: string) => void) | null = null
+  let early: string | null = null
+  const onSignal = (signal: string): void => (signalled ? signalled(signal) : void (early ??= signal))
+  process.once('SIGTERM', () => onSignal('SIGTERM'))
+  process.once('SIGINT', () => onSignal('SIGINT'))
   let daemon
   try {
     daemon = await startDaemon(config, { log })
@@ -136,10 +144,11 @@ async function main(): Promise<number> {
     return 1
   }
   if (!daemon.udpAddress) return 0
+  const running = daemon
   return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    signalled = (signal: string): void => {
       log.info({ signal }, 'stopping')
-      daemon.close().then(
+      running.close().then(
         () => resolve(0),
         (err: unknown) => {
           log.error({ err }, 'teardown failed')
@@ -147,8 +156,7 @@ async function main(): Promise<number> {
         },
       )
     }
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
+    if (early) signalled(early)
   })
 }
 

@@ -12,14 +12,18 @@ export class Components {
   }
 
   /** Closes everything in reverse order; resolves with the errors (each named after its component). Idempotent. */
-  closeAll(): Promise<Error[]> {
+  closeAll(onSlow?: (name: string, ms: number) => void): Promise<Error[]> {
     this.closing ??= (async () => {
       const errors: Error[] = []
       for (const c of this.started.reverse()) {
+        const t0 = performance.now()
+        const slow = onSlow ? setTimeout(() => onSlow(c.name, performance.now() - t0), 1_000) : null
         try {
           await c.close()
         } catch (e) {
           errors.push(new Error(`closing ${c.name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e }))
+        } finally {
+          if (slow) clearTimeout(slow)
         }
       }
       return errors

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sleep } from './e2e-tools.js'
 import { isRoot, startLab, type Lab } from './lab.js'
-import { labConfig, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
+import { labConfig, MAIN, startWgpmp, TEST_NODE, type Wgpmp } from './wgpmp-proc.js'
 import { kernelForwards, lostMappings, startStorm, type Storm } from './durability-storm.js'
 
 describe.runIf(isRoot)('a stop under load is a clean stop', () => {
@@ -49,4 +49,32 @@ describe.runIf(isRoot)('a stop under load is a clean stop', () => {
     expect(lostAll.slice(0, 20)).toEqual([])
     expect(acknowledged).toBeGreaterThan(200)
   }, 120_000)
+
+  it('a SIGTERM while the daemon is still starting waits for the start and stops cleanly (exit 0, no table left)', async () => {
+    const { writeFile } = await import('node:fs/promises')
+    const codes: (number | null)[] = []
+    const tablesLeft: boolean[] = []
+    for (let k = 0; k < 3; k++) {
+      const file = `${lab.dir}/config-early-${k}.json`
+      await writeFile(file, JSON.stringify(labConfig(lab, { log_level: 'info', state_file: `${lab.dir}/state-early.json` })))
+      const child = lab.spawn('srv', TEST_NODE, [MAIN, '--config', file], { reject: false, buffer: false })
+      // Mid-start: the table is installed ('forwarding base installed'), the sockets are not up yet.
+      let out = ''
+      const based = new Promise<void>((resolve) => {
+        child.stdout?.setEncoding('utf8')
+        child.stdout?.on('data', (c: string) => {
+          out += c
+          if (out.includes('forwarding base installed')) resolve()
+        })
+      })
+      await Promise.race([based, sleep(15_000)])
+      child.kill('SIGTERM')
+      const r = await Promise.race([child, sleep(15_000).then(() => null)])
+      if (r === null) child.kill('SIGKILL')
+      codes.push(r === null ? null : (r.exitCode ?? null))
+      tablesLeft.push((await lab.exec('srv', 'nft', ['list', 'table', 'inet', 'wgpmp'], { reject: false })).exitCode === 0)
+    }
+    expect(codes).toEqual([0, 0, 0])
+    expect(tablesLeft).toEqual([false, false, false])
+  }, 90_000)
 })

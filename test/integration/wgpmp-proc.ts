@@ -106,6 +106,13 @@ export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config',
     async stop(signal = 'SIGTERM') {
       if (exitCode === undefined) child.kill(signal)
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
+      if (exitCode === undefined)
+        process.stderr.write(
+          `wgpmp did not exit 10 s after ${signal}; its last log lines:\n${lines
+            .slice(-15)
+            .map((l) => JSON.stringify(l))
+            .join('\n')}\n`,
+        )
       return exitCode ?? null
     },
   }
