@@ -52,12 +52,14 @@ describe.runIf(isRoot)('a stop under load is a clean stop', () => {
 
   it('a SIGTERM while the daemon is still starting waits for the start and stops cleanly (exit 0, no table left)', async () => {
     const { writeFile } = await import('node:fs/promises')
+    await wgpmp?.stop('SIGKILL') // the storm test's last daemon, if it failed before stopping it
+    wgpmp = undefined
     const codes: (number | null)[] = []
     const tablesLeft: boolean[] = []
     for (let k = 0; k < 3; k++) {
       const file = `${lab.dir}/config-early-${k}.json`
       await writeFile(file, JSON.stringify(labConfig(lab, { log_level: 'info', state_file: `${lab.dir}/state-early.json` })))
-      const child = lab.spawn('srv', TEST_NODE, [MAIN, '--config', file], { reject: false, buffer: false })
+      const child = lab.spawn('srv', TEST_NODE, [MAIN, '--config', file], { reject: false, buffer: false, forceKillAfterDelay: false })
       // Mid-start: the table is installed ('forwarding base installed'), the sockets are not up yet.
       let out = ''
       const based = new Promise<void>((resolve) => {
@@ -72,6 +74,7 @@ describe.runIf(isRoot)('a stop under load is a clean stop', () => {
       const r = await Promise.race([child, sleep(15_000).then(() => null)])
       if (r === null) child.kill('SIGKILL')
       codes.push(r === null ? null : (r.exitCode ?? null))
+      if (r?.exitCode !== 0) process.stderr.write(`early stop ${k}: exit ${r?.exitCode ?? 'none'}; output tail:\n${out.slice(-3000)}\n`)
       tablesLeft.push((await lab.exec('srv', 'nft', ['list', 'table', 'inet', 'wgpmp'], { reject: false })).exitCode === 0)
     }
     expect(codes).toEqual([0, 0, 0])

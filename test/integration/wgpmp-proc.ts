@@ -77,7 +77,8 @@ export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config',
   const configFile = `${lab.dir}/${name}.json`
   await writeFile(configFile, JSON.stringify(config, null, 2))
   const { file, args } = command ?? { file: TEST_NODE, args: [MAIN] }
-  const child = lab.spawn('srv', file, [...args, '--config', configFile], { reject: false, buffer: false })
+  // No forced SIGKILL 5 s after a SIGTERM (execa's default): stop() bounds the wait itself and says so.
+  const child = lab.spawn('srv', file, [...args, '--config', configFile], { reject: false, buffer: false, forceKillAfterDelay: false })
   const lines: Record<string, unknown>[] = []
   jsonLines<Record<string, unknown>>(
     child.stdout,
@@ -105,7 +106,11 @@ export async function startWgpmp(lab: Lab, config: ConfigInput, name = 'config',
     waitLog,
     async stop(signal = 'SIGTERM') {
       if (exitCode === undefined) child.kill(signal)
+      const t0 = performance.now()
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
+      const slow = lines.filter((l) => l.msg === 'a component is slow to close')
+      if (slow.length > 0)
+        process.stderr.write(`wgpmp took ${Math.round(performance.now() - t0)} ms to stop after ${signal}: ${slow.map((l) => JSON.stringify(l)).join(' ')}\n`)
       if (exitCode === undefined)
         process.stderr.write(
           `wgpmp did not exit 10 s after ${signal}; its last log lines:\n${lines
