@@ -3,10 +3,9 @@
  * text as body, Title / Tags / Priority headers, and `Authorization: Bearer <token>` when a
  * token_file is set. Non-ASCII titles go RFC 2047-encoded, which ntfy decodes.
  */
-import { request } from 'undici'
 import type { Channel, Message } from './dispatcher.js'
 import { textOf, titleOf } from './format.js'
-import { safeUrl } from './webhook.js'
+import { postWithRetries, safeUrl } from './webhook.js'
 
 export interface NtfyOptions {
   name: string
@@ -49,19 +48,9 @@ export function ntfyChannel(o: NtfyOptions): Channel {
       }
       if (o.token !== null) headers.authorization = `Bearer ${o.token}`
       const body = textOf(m)
-      let last: unknown = null
-      for (let attempt = 0; attempt <= retries; attempt++) {
-        if (attempt > 0) await o.sleep(backoff * 2 ** (attempt - 1))
-        try {
-          const r = await request(o.url, { method: 'POST', body, headers, headersTimeout: timeout, bodyTimeout: timeout })
-          await r.body.dump().catch(() => {})
-          if (r.statusCode >= 200 && r.statusCode < 300) return
-          last = new Error(`HTTP ${r.statusCode}`)
-          if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) break
-        } catch (e) {
-          last = e
-        }
-      }
+      const r = await postWithRetries(o.url, body, headers, { timeout, retries, backoff, sleep: o.sleep })
+      if (r === null) return
+      const last = r.error
       throw new Error(`ntfy: ${last instanceof Error ? last.message : String(last)}`)
     },
   }

@@ -39,6 +39,34 @@ export function safeUrl(u: string): string {
   }
 }
 
+/**
+ * POSTs body, retrying timeouts, 408, 429 and 5xx with exponential backoff (retries + 1 attempts);
+ * null on a 2xx, else the last error and whether retrying could not help (another 4xx).
+ */
+export async function postWithRetries(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  o: { timeout: number; retries: number; backoff: number; sleep: (ms: number) => Promise<void> },
+): Promise<{ error: unknown; permanent: boolean } | null> {
+  let last: unknown = null
+  for (let attempt = 0; attempt <= o.retries; attempt++) {
+    if (attempt > 0) await o.sleep(o.backoff * 2 ** (attempt - 1))
+    try {
+      const r = await request(url, { method: 'POST', body, headers, headersTimeout: o.timeout, bodyTimeout: o.timeout })
+      await r.body.dump().catch(() => {})
+      if (r.statusCode >= 200 && r.statusCode < 300) return null
+      last = new Error(`HTTP ${r.statusCode}`)
+      if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) return { error: last, permanent: true }
+    } catch (e) {
+      last = e
+    }
+  }
+  return { error: last, permanent: false }
+}
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
 export function webhookChannel(o: WebhookOptions): Channel {
   const timeout = o.timeoutMs ?? 10_000
   const retries = o.retries ?? 3
@@ -51,22 +79,11 @@ export function webhookChannel(o: WebhookOptions): Channel {
       const body = JSON.stringify(payloadOf(m))
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'wgpmp', 'x-wgpmp-event': typeOf(m) }
       if (o.secret !== null) headers[SIGNATURE_HEADER] = sign(o.secret, body)
-      let last: unknown = null
-      for (let attempt = 0; attempt <= retries; attempt++) {
-        if (attempt > 0) await o.sleep(backoff * 2 ** (attempt - 1))
-        try {
-          const r = await request(o.url, { method: 'POST', body, headers, headersTimeout: timeout, bodyTimeout: timeout })
-          await r.body.dump().catch(() => {})
-          if (r.statusCode >= 200 && r.statusCode < 300) return
-          const err = new Error(`HTTP ${r.statusCode}`)
-          if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) throw new PermanentError(err.message)
-          last = err
-        } catch (e) {
-          if (e instanceof PermanentError) throw e
-          last = e
-        }
-      }
-      throw new Error(`gave up after ${retries + 1} attempts: ${last instanceof Error ? last.message : String(last)}`)
+      const r = await postWithRetries(o.url, body, headers, { timeout, retries, backoff, sleep: o.sleep })
+      if (r === null) return
+      if (r.permanent) throw new PermanentError(errText(r.error))
+      const last = r.error
+      throw new Error(`gave up after ${retries + 1} attempts: ${errText(last)}`)
     },
   }
 }
