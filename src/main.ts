@@ -9,6 +9,7 @@ import { systemExec } from './core/exec.js'
 import { WgPeerSource } from './wireguard/peers.js'
 import { startDaemon } from './daemon.js'
 import { isWgpmpError } from './core/errors.js'
+import { onStopSignals, type StopSignal } from './core/signals.js'
 import { formatTestResults, notifyTest } from './notify/index.js'
 import { createLogger, type LogFormat } from './log.js'
 
@@ -130,11 +131,13 @@ async function main(): Promise<number> {
   // The signal handlers go in before the daemon starts: a SIGTERM that arrives while it is still
   // starting (the sockets already answer, the API or UPnP not yet) waits for the start and then
   // stops it cleanly, instead of Node's default of dying with the forwards left in the kernel.
-  let signalled: ((signal: string) => void) | null = null
-  let early: string | null = null
-  const onSignal = (signal: string): void => (signalled ? signalled(signal) : void (early ??= signal))
-  process.once('SIGTERM', () => onSignal('SIGTERM'))
-  process.once('SIGINT', () => onSignal('SIGINT'))
+  // They stay installed (core/signals.ts says why `once` killed the daemon mid-start).
+  let signalled: ((signal: StopSignal) => void) | null = null
+  let early: StopSignal | null = null
+  onStopSignals(
+    (signal) => (signalled ? signalled(signal) : void (early = signal)),
+    (signal) => log.warn({ signal }, 'already stopping: the stop finishes first (SIGKILL to cut it short)'),
+  )
   let daemon
   try {
     daemon = await startDaemon(config, { log })
@@ -146,7 +149,7 @@ async function main(): Promise<number> {
   if (!daemon.udpAddress) return 0
   const running = daemon
   return new Promise<number>((resolve) => {
-    signalled = (signal: string): void => {
+    signalled = (signal: StopSignal): void => {
       log.info({ signal }, 'stopping')
       running.close().then(
         () => resolve(0),
