@@ -4,11 +4,11 @@ Run with Debian's interpreter (/usr/bin/python3) inside a lab client namespace:
 
     ip netns exec NS /usr/bin/python3 libtorrent_client.py --listen 10.8.0.2:6881
 
-It starts a session with NAT-PMP on (UPnP, LSD and DHT off), listening on the given address only,
-and prints one JSON line per event, flushed at once:
+It starts a session with NAT-PMP on (UPnP, LSD and DHT off), or with --upnp UPnP on and NAT-PMP
+off (upnp.test.ts), listening on the given address only, and prints one JSON line per event, flushed at once:
 
     {"event": "listen", "address": ..., "port": ..., "socket_type": ...}
-    {"event": "log", "msg": ...}                 portmap_log_alert: libtorrent's NAT-PMP/PCP log
+    {"event": "log", "msg": ...}                 portmap_log_alert: libtorrent's NAT-PMP/PCP/UPnP log
     {"event": "mapped", "mapping": N, "external_port": P, "protocol": "tcp"|"udp"}
     {"event": "error", "mapping": N, "error": ...}
     {"event": "ready", "tcp": P, "udp": P}       both protocols mapped
@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--linger", type=float, default=60.0, help="exit by itself this many seconds after start")
     ap.add_argument("--info-hash", help="40 hex digits: add this (metadata-less) torrent, so that incoming peer "
                     "connections for it are accepted and answered with a handshake")
+    ap.add_argument("--upnp", action="store_true", help="map by UPnP IGD instead of NAT-PMP/PCP")
     ap.add_argument("--save-path", default="/tmp", help="save path of that torrent (nothing is written without metadata)")
     args = ap.parse_args()
 
@@ -61,8 +62,8 @@ def main():
         {
             "listen_interfaces": args.listen,
             "outgoing_interfaces": "",
-            "enable_natpmp": True,
-            "enable_upnp": False,
+            "enable_natpmp": not args.upnp,
+            "enable_upnp": args.upnp,
             "enable_lsd": False,
             "enable_dht": False,
             "alert_mask": int(

@@ -12,6 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { isRoot, startLab, waitFor, type Lab } from './lab.js'
 import { listen, talk } from './traffic.js'
 import { labConfig, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
@@ -37,24 +38,8 @@ except socket.timeout:
 print('\\n'.join(out))
 `
 
-/** libtorrent with UPnP only: prints "mapped tcp|udp PORT" per portmap_alert, then stays up to 40 s. */
-const LIBTORRENT_PY = `
-import json, sys, time
-import libtorrent as lt
-ses = lt.session({"listen_interfaces": sys.argv[1], "outgoing_interfaces": "", "enable_natpmp": False, "enable_upnp": True,
-                  "enable_lsd": False, "enable_dht": False,
-                  "alert_mask": int(lt.alert_category.port_mapping | lt.alert_category.port_mapping_log | lt.alert_category.error)})
-start = time.monotonic()
-while time.monotonic() - start < 40:
-    ses.wait_for_alert(200)
-    for a in ses.pop_alerts():
-        if isinstance(a, lt.portmap_alert):
-            print(json.dumps({"event": "mapped", "protocol": "tcp" if a.map_protocol == lt.portmap_protocol.tcp else "udp", "port": a.external_port}), flush=True)
-        elif isinstance(a, lt.portmap_error_alert):
-            print(json.dumps({"event": "error", "msg": a.message()}), flush=True)
-        elif isinstance(a, lt.portmap_log_alert):
-            print(json.dumps({"event": "log", "msg": a.log_message() if hasattr(a, "log_message") else a.msg}), flush=True)
-`
+/** libtorrent_client.py (libtorrent.test.ts's client) with --upnp: UPnP on, NAT-PMP off; JSON events on stdout. */
+const LT_CLIENT = fileURLToPath(new URL('./libtorrent_client.py', import.meta.url))
 
 describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, WireGuard)', () => {
   let lab: Lab
@@ -163,21 +148,29 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
   it.runIf(existsSync(PYTHON))(
     'libtorrent with UPnP on and NAT-PMP off maps its listen port through the tunnel, and is reachable',
     async () => {
-      const child = lab.spawn('c1', PYTHON, ['-c', LIBTORRENT_PY, `${lab.ips.c1}:6881`], { reject: false, buffer: false })
+      const child = lab.spawn('c1', PYTHON, [LT_CLIENT, '--upnp', '--listen', `${lab.ips.c1}:6881`, '--map-timeout', '40', '--linger', '45'], {
+        reject: false,
+        buffer: false,
+      })
       let out = ''
+      let err = ''
+      let ended = ''
       child.stdout?.setEncoding('utf8')
       child.stdout?.on('data', (c: string) => (out += c))
+      child.stderr?.setEncoding('utf8')
+      child.stderr?.on('data', (c: string) => (err += c))
+      void child.then((r) => (ended = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`))
       try {
         const port = await waitFor(
           () => {
-            const m = /"event": "mapped", "protocol": "tcp", "port": (\d+)/.exec(out)
+            if (ended) throw new Error(`libtorrent client ended (${ended})`)
+            const m = /"external_port": (\d+), "mapping": \d+, "protocol": "tcp"/.exec(out)
             return m && Number(m[1]) > 0 ? Number(m[1]) : undefined
           },
-          { timeoutMs: 30_000, what: 'libtorrent UPnP mapping' },
-        ).catch((err: unknown) => {
-          throw new Error(
-            `${String(err)}\nlibtorrent said:\n${out.slice(-4000)}\nwgpmp said:\n${JSON.stringify(wgpmp.lines.filter((l) => String(l.component) === 'upnp').slice(-20))}`,
-          )
+          { timeoutMs: 40_000, what: 'libtorrent UPnP mapping' },
+        ).catch((e: unknown) => {
+          const upnp = wgpmp.lines.filter((l) => String(l.component) === 'upnp' || String(l.component) === 'ssdp').slice(-20)
+          throw new Error(`${String(e)}\nlibtorrent said:\n${out.slice(-6000)}\nstderr:\n${err.slice(-2000)}\nwgpmp said:\n${JSON.stringify(upnp)}`)
         })
         expect(await nftList()).toContain(`tcp . ${port} : ${lab.ips.c1} . 6881`)
         const lease = wgpmp.lines.find((l) => l.msg === 'upnp: mapping added' && l.externalPort === port)
