@@ -53,7 +53,13 @@ export async function serve(
     listen: deps.listen,
     listenV6: deps.listenV6,
     upnpListen: deps.upnpListen,
-    count: { natpmp: (op, r) => metrics.countRequest(op, r), pcp: (op, r) => metrics.countPcpRequest(op, r), drop: (why) => metrics.countDrop(why) },
+    count: {
+      natpmp: (op, r) => metrics.countRequest(op, r),
+      pcp: (op, r) => metrics.countPcpRequest(op, r),
+      drop: (why) => metrics.countDrop(why),
+      upnp: (action, error) => metrics.countUpnpRequest(action, error),
+      ssdp: (outcome) => metrics.countSsdpSearch(outcome),
+    },
     seen: (from) => lastSeen.note(from, clock.wall()),
     before: () => o.hostPorts.refreshSoon(), // never waits for the host: a read older than 250 ms is redone in the background
   })

@@ -16,7 +16,10 @@ import type { FrontendContext } from './context.js'
 import { pmpDispatch } from './dispatch.js'
 import { NatPmpService } from './natpmp/service.js'
 import { PcpService } from './pcp/service.js'
+import { ACTIONS_OF } from './upnp/description.js'
 import { ForwarderBackend, packageVersion, startUpnp } from './upnp/index.js'
+
+const KNOWN_ACTIONS: ReadonlySet<string> = new Set(Object.values(ACTIONS_OF).flatMap((s) => [...s]))
 
 export interface FrontendsOptions {
   forwarder: Forwarder
@@ -33,7 +36,14 @@ export interface FrontendsOptions {
   listen?: { host: string; port: number } | undefined
   listenV6?: { host: string; port: number } | undefined
   upnpListen?: { httpPort: number; ssdpPort: number } | undefined
-  count: { natpmp: (op: number, r: number) => void; pcp: (op: number, r: number) => void; drop: (why: 'rate-limit') => void }
+  count: {
+    natpmp: (op: number, r: number) => void
+    pcp: (op: number, r: number) => void
+    drop: (why: 'rate-limit') => void
+    /** One UPnP control request: the action (a known one, 'invalid' for an unparsable request, else 'other') and its UPnP error (0 = success). */
+    upnp?: (action: string, error: number) => void
+    ssdp?: (outcome: string) => void
+  }
   /** Every request that passed the rate limit (the page's "last request"). */
   seen: (from: string) => void
   /** Before each request, without waiting (the host's listening ports). */
@@ -84,6 +94,14 @@ export async function startFrontends(o: FrontendsOptions): Promise<{ udp: UdpSer
         uptimeSeconds: () => (clock.now() - o.epochStart) / 1000,
         allowSearch: (a) => searches.allow(a),
         log: log.child({ component: 'upnp' }),
+        // The action name is the client's text: only known names become a metric label.
+        ...(o.count.upnp
+          ? {
+              onControl: (r: { action: string; error: number }) =>
+                o.count.upnp?.(KNOWN_ACTIONS.has(r.action) || r.action === 'invalid' ? r.action : 'other', r.error),
+            }
+          : {}),
+        ...(o.count.ssdp ? { onSearch: o.count.ssdp } : {}),
       })
       o.components.add('upnp', () => upnp.close())
       log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')

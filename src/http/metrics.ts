@@ -16,6 +16,10 @@ export interface Metrics {
   countRequest(op: number, result: number): void
   /** PcpService's `count` hook: one answered PCP request (RFC 6887 result codes). */
   countPcpRequest(op: number, result: number): void
+  /** The UPnP front-end's control hook: one SOAP action answered (`action` from the known set or 'other'/'invalid'; error 0 = success). */
+  countUpnpRequest(action: string, error: number): void
+  /** The SSDP responder's hook: one M-SEARCH and what became of it. */
+  countSsdpSearch(outcome: string): void
   /** GroupCommit's `onBatch` hook: (elements, milliseconds, ok). */
   observeBatch(size: number, ms: number, ok: boolean): void
   /** A request dropped without a reply: 'rate-limit' (per-client limit) or 'undecodable'. */
@@ -83,6 +87,18 @@ export function createMetrics(sources: MetricSources): Metrics {
     labelNames: ['opcode', 'result'] as const,
     registers: [registry],
   })
+  const upnpRequests = new Counter({
+    name: 'wgpmp_upnp_requests_total',
+    help: 'UPnP IGD control requests answered, by SOAP action and result (ok, or the UPnP error code: 718 conflict, 606 not authorized, ...).',
+    labelNames: ['action', 'result'] as const,
+    registers: [registry],
+  })
+  const ssdpSearches = new Counter({
+    name: 'wgpmp_ssdp_searches_total',
+    help: 'SSDP M-SEARCHes received on the WireGuard address, by outcome (answered, no-match, not-a-client, rate-limit, not-a-search).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  })
   const batches = new Histogram({
     name: 'wgpmp_driver_batch_seconds',
     help: 'Time to apply one batch of forward changes in the kernel.',
@@ -112,6 +128,8 @@ export function createMetrics(sources: MetricSources): Metrics {
     registry,
     countRequest: (op, result) => requests.inc({ opcode: opName(op), result: resultName(result) }),
     countPcpRequest: (op, result) => pcpRequests.inc({ opcode: PCP_OPS[op] ?? 'other', result: PCP_RESULT_NAMES.get(result) ?? 'other' }),
+    countUpnpRequest: (action, error) => upnpRequests.inc({ action, result: error === 0 ? 'ok' : String(error) }),
+    countSsdpSearch: (outcome) => ssdpSearches.inc({ outcome }),
     observeBatch: (_size, ms, ok) => batches.observe({ result: ok ? 'ok' : 'error' }, ms / 1000),
     countDrop: (reason) => drops.inc({ reason }),
     countRebuild: (reason) => rebuilds.inc({ reason }),

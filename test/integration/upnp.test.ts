@@ -55,7 +55,7 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     lab = await startLab()
     // The default port range (1024-65535): libtorrent asks for its listen port 6881, then for random
     // ports 40000-49999 on 718, so a narrow range would refuse it every time (it speaks only IGDv1).
-    wgpmp = await startWgpmp(lab, labConfig(lab))
+    wgpmp = await startWgpmp(lab, labConfig(lab, { metrics_listen: '127.0.0.1:9352' }))
     const up = await wgpmp.waitLog('UPnP listening')
     url = String(up.location)
     await listen(lab, 'c1', 'tcp', lab.ips.c1, 8080, 'c1-web')
@@ -117,6 +117,36 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
     expect(await upnpc('c2', ['-u', url, '-d', '20091', 'TCP'])).toMatch(/714|NoSuchEntryInArray/)
     expect(await nftList()).toContain(`tcp . 20091 : ${lab.ips.c1} . 8080`)
     await upnpc('c1', ['-d', '20091', 'TCP'])
+  })
+
+  it('/metrics counts UPnP control requests by action and result, and SSDP searches by outcome', async () => {
+    const metric = async (): Promise<string> => (await lab.exec('srv', 'curl', ['-s', '-m', '3', 'http://127.0.0.1:9352/metrics'])).stdout
+    const value = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
+    const before = await metric()
+    // one success, one conflict (c2 asks for the port c1 holds), one unknown action, one search
+    await upnpc('c1', ['-a', lab.ips.c1, '8080', '20095', 'TCP'])
+    await upnpc('c2', ['-u', url, '-a', lab.ips.c2, '8080', '20095', 'TCP'])
+    await lab.exec(
+      'c1',
+      'curl',
+      [
+        ...['-s', '-m', '3', '-o', '/dev/null', '-X', 'POST', '-H', 'Content-Type: text/xml'],
+        ...['-H', 'SOAPAction: "urn:schemas-upnp-org:service:WANIPConnection:1#Frobnicate"'],
+        '--data',
+        '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><u:Frobnicate xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:1"/></s:Body></s:Envelope>',
+        url.replace('rootDesc.xml', 'ctl/IPConn'),
+      ],
+      { reject: false },
+    )
+    await upnpc('c1', ['-d', '20095', 'TCP'])
+    const after = await metric()
+    const delta = (series: string): number => value(after, series) - value(before, series)
+    expect(delta('wgpmp_upnp_requests_total{action="AddPortMapping",result="ok"}')).toBe(1)
+    expect(delta('wgpmp_upnp_requests_total{action="AddPortMapping",result="718"}')).toBe(1)
+    expect(delta('wgpmp_upnp_requests_total{action="DeletePortMapping",result="ok"}')).toBe(1)
+    expect(delta('wgpmp_upnp_requests_total{action="other",result="401"}')).toBe(1) // the client's action name is not a label
+    expect(after).not.toContain('Frobnicate')
+    expect(delta('wgpmp_ssdp_searches_total{outcome="answered"}')).toBeGreaterThan(0) // upnpc's discovery from c1
   })
 
   it('the public side gets no SSDP answer and cannot reach the HTTP server (unicast, multicast, and routed to the tunnel address)', async () => {
