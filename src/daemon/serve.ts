@@ -38,7 +38,7 @@ export async function serve(
   const { forwarder, statics } = o.forwarding
   const metrics = o.metrics
   const lastSeen = new LastSeen()
-  const { udp, udp6 } = await startFrontends({
+  const { udp, udp6, upnpLocation } = await startFrontends({
     forwarder,
     clock,
     epochStart: o.epochStart,
@@ -71,6 +71,7 @@ export async function serve(
     components,
     deps: () => ({
       ...apiDeps({ table: forwarder.table, statics, tracker: o.tracker, forwarder, clock, metrics, gateway: o.wg4.address, hostFirewall: o.hostFw }),
+      upnpLocation,
       // what the internet sees, the latest request, and the Test button
       publicAddressOf: (a) => (a === null ? null : o.publicFor(a)),
       lastRequestOf: (c) => lastSeen.latest(c.addresses),

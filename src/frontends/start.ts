@@ -52,7 +52,8 @@ export interface FrontendsOptions {
   components: Components
 }
 
-export async function startFrontends(o: FrontendsOptions): Promise<{ udp: UdpServer; udp6: UdpServer | null }> {
+/** Resolves with the sockets and UPnP's description URL (null when UPnP is off or could not start). */
+export async function startFrontends(o: FrontendsOptions): Promise<{ udp: UdpServer; udp6: UdpServer | null; upnpLocation: string | null }> {
   const { clock, log } = o
   const frontend = (component: string, count: (op: number, r: number) => void): FrontendContext => ({
     forwarder: o.forwarder,
@@ -82,6 +83,7 @@ export async function startFrontends(o: FrontendsOptions): Promise<{ udp: UdpSer
   }
 
   // UPnP IGD: SSDP + HTTP/SOAP on the WireGuard address, on the same forwarder.
+  let upnpLocation: string | null = null
   if (o.upnp.enabled && (o.listen === undefined || o.upnpListen !== undefined)) {
     const searches = new RateLimiter({ clock, ratePerSecond: 5, burst: 10 })
     try {
@@ -104,12 +106,13 @@ export async function startFrontends(o: FrontendsOptions): Promise<{ udp: UdpSer
         ...(o.count.ssdp ? { onSearch: o.count.ssdp } : {}),
       })
       o.components.add('upnp', () => upnp.close())
+      upnpLocation = upnp.location
       log.info({ location: upnp.location, ssdp: upnp.ssdp.port }, 'UPnP listening')
     } catch (err) {
       log.error({ err, port: o.upnp.httpPort }, 'cannot start UPnP; NAT-PMP and PCP go on without it')
     }
   }
-  return { udp, udp6 }
+  return { udp, udp6, upnpLocation }
 }
 
 async function listenUdp(

@@ -48,6 +48,8 @@ export interface ApiDeps {
   readonly metrics: Registry
   /** The server's tunnel address (wg_address_v4 without prefix), shown in the page's setup lines. */
   readonly gateway: string
+  /** UPnP's description URL (http://<wg address>:<upnp_http_port>/rootDesc.xml), or null when UPnP is off: the page's UPnP setup line. */
+  readonly upnpLocation?: string | null
   /** install (issue 12): the host's state (a firewall that drops forwards) for GET /api/host. */
   hostStatus?(): unknown
   // --- issue 13 (optional: tests and older callers leave them out) ---
@@ -225,7 +227,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     const path = (req.url ?? '/').split('?')[0]!
     if (path === '/') {
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method not allowed')
-      const page = renderPage(deps.gateway)
+      const page = renderPage(deps.gateway, deps.upnpLocation ?? null)
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
         'content-length': Buffer.byteLength(page.html),

@@ -96,6 +96,7 @@ const SCRIPT = `
 (function () {
   'use strict';
   var GATEWAY = document.documentElement.getAttribute('data-gateway');
+  var UPNP = document.documentElement.getAttribute('data-upnp'); // the description URL, absent when UPnP is off
   var KEY = 'wgpmp.token';
   var REFRESH = ${PAGE_REFRESH_MS};
   var $ = function (id) { return document.getElementById(id); };
@@ -168,7 +169,6 @@ const SCRIPT = `
   function setupLines(c, forwards) {
     var pmp = forwards.filter(function (f) { return f.origin !== 'static'; })[0];
     var port = pmp ? pmp.internal_port : 51413;
-    var desc = 'http://' + GATEWAY + ':2869/rootDesc.xml';
     var lines = [
       ['NAT-PMP: natpmpc (any Linux client; renew every 45 s)',
         'while true; do natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' tcp 60 && natpmpc -g ' + GATEWAY + ' -a 0 ' + port + ' udp 60; sleep 45; done',
@@ -181,11 +181,11 @@ const SCRIPT = `
         'gluetun asks NAT-PMP at the .1 address of its tunnel network, which must be ' + GATEWAY + '.'],
       ['PCP (RFC 6887)',
         'gateway ' + GATEWAY + ', UDP port 5351',
-        'The same server and port as NAT-PMP: a PCP client set to this gateway maps and renews by itself; NAT-PMP-only clients work unchanged.'],
-      ['UPnP IGD: miniupnpc, Xbox, games, Plex (full tunnel, or 239.255.255.250/32 in AllowedIPs)',
-        'upnpc -u ' + desc + ' -i -e wgpmp -r ' + port + ' tcp ' + port + ' udp',
-        'Discovery (SSDP) needs 239.255.255.250/32 in AllowedIPs on the client, or a full tunnel (0.0.0.0/0). Without it, give apps the description URL ' + desc + ' directly.']
+        'The same server and port as NAT-PMP: a PCP client set to this gateway maps and renews by itself; NAT-PMP-only clients work unchanged.']
     ];
+    if (UPNP) lines.push(['UPnP IGD: miniupnpc, Xbox, games, Plex (full tunnel, or 239.255.255.250/32 in AllowedIPs)',
+      'upnpc -u ' + UPNP + ' -i -e wgpmp -r ' + port + ' tcp ' + port + ' udp',
+      'Discovery (SSDP) needs 239.255.255.250/32 in AllowedIPs on the client, or a full tunnel (0.0.0.0/0). Without it, give apps the description URL ' + UPNP + ' directly.']);
     var box = el('div', 'howto');
     lines.forEach(function (l) {
       box.appendChild(el('h3', '', l[0]));
@@ -372,7 +372,8 @@ let cspCache: string | null = null
  * The page for a gateway address (the server's tunnel IPv4, shown in the setup lines) and the
  * Content-Security-Policy header that must accompany it.
  */
-export function renderPage(gateway: string): { html: string; csp: string } {
+/** The page for a server whose tunnel address is `gateway`; `upnpLocation` (the UPnP description URL, or null when UPnP is off) adds the UPnP setup line. */
+export function renderPage(gateway: string, upnpLocation: string | null = null): { html: string; csp: string } {
   cspCache ??= [
     "default-src 'none'",
     `script-src 'sha256-${sha256(SCRIPT)}'`,
@@ -384,7 +385,7 @@ export function renderPage(gateway: string): { html: string; csp: string } {
     "frame-ancestors 'none'",
   ].join('; ')
   const html = `<!doctype html>
-<html lang="en" data-gateway="${escapeAttr(gateway)}">
+<html lang="en" data-gateway="${escapeAttr(gateway)}"${upnpLocation === null ? '' : ` data-upnp="${escapeAttr(upnpLocation)}"`}>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -28,6 +28,7 @@ describe.skipIf(!existsSync(CHROMIUM))('Ports page in headless chromium', () => 
     fake = await fakeDeps()
     const deps: ApiDeps = {
       ...fake.deps,
+      upnpLocation: 'http://10.8.0.1:2870/rootDesc.xml', // upnp_http_port 2870: the line follows the config
       publicAddressOf: (a) => (a === null ? null : '198.51.100.1'),
       lastRequestOf: (c) => (c.id === SEEDBOX ? new Date(Date.now() - 12_000).toISOString() : null),
       testForward: (f) => {
@@ -156,7 +157,7 @@ describe.skipIf(!existsSync(CHROMIUM))('Ports page in headless chromium', () => 
       'natpmp_gateway=10.8.0.1',
       'VPN_SERVICE_PROVIDER=custom\nVPN_TYPE=wireguard\nVPN_PORT_FORWARDING=on\nVPN_PORT_FORWARDING_PROVIDER=protonvpn',
       'gateway 10.8.0.1, UDP port 5351',
-      'upnpc -u http://10.8.0.1:2869/rootDesc.xml -i -e wgpmp -r 51413 tcp 51413 udp',
+      'upnpc -u http://10.8.0.1:2870/rootDesc.xml -i -e wgpmp -r 51413 tcp 51413 udp',
     ])
     expect(await card.locator('.howto').textContent()).toContain('239.255.255.250/32 in AllowedIPs on the client')
     await card.locator('.howto button.copy').nth(1).click()

@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import { request } from 'undici'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadApiToken, startApi, type ApiServer } from '../../../src/http/api.js'
+import { renderPage } from '../../../src/http/page.js'
 import { apiSchemas } from '../../../src/http/schemas.js'
 import { isWgpmpError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/log.js'
@@ -106,6 +107,18 @@ describe('page and metrics', () => {
     expect((await call('HEAD', '/', { token: null })).text).toBe('')
     const p = await call('POST', '/', { body: '{}' })
     expect([p.status, p.headers.allow]).toEqual([405, 'GET, HEAD'])
+  })
+
+  it("the page carries UPnP's description URL only when UPnP is on (its setup line follows upnp_http_port)", () => {
+    const htmlTag = (html: string): string => /<html [^>]*>/.exec(html)![0]
+    expect(htmlTag(renderPage('10.8.0.1').html)).toBe('<html lang="en" data-gateway="10.8.0.1">')
+    expect(htmlTag(renderPage('10.8.0.1', null).html)).toBe('<html lang="en" data-gateway="10.8.0.1">')
+    const on = renderPage('10.8.0.1', 'http://10.8.0.1:2870/rootDesc.xml').html
+    expect(htmlTag(on)).toBe('<html lang="en" data-gateway="10.8.0.1" data-upnp="http://10.8.0.1:2870/rootDesc.xml">')
+    expect(on).not.toContain(':2869') // nothing in the script names a port of its own
+    expect(htmlTag(renderPage('10.8.0.1', 'http://x/"><script>').html)).toBe(
+      '<html lang="en" data-gateway="10.8.0.1" data-upnp="http://x/&#34;&#62;&#60;script&#62;">',
+    )
   })
 
   it('GET /metrics serves the registry in Prometheus text format', async () => {
