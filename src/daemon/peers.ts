@@ -21,7 +21,6 @@ export async function peerDirectory(ctx: Context): Promise<PeerDirectory> {
   await names.poll()
   const tracker = new PeerTracker({
     clock,
-    unixSeconds: () => clock.wall() / 1000,
     disconnectSeconds: config.peer_disconnect_seconds,
     nameOf: (k) => names.nameOf(k),
   })

@@ -65,7 +65,6 @@ export class DurableState {
     this.store = new StateStore({
       path: this.o.path,
       clock,
-      now: () => clock.wall(),
       log: this.o.log.child({ component: 'state' }),
       snapshot: (t) => snapshot(table.leases(), this.epochStart, clock, t, this.statics.records(), extra()),
       render: (t) => renderStateChunks(table.leases(), this.epochStart, clock, t, this.statics.records(), extra()),

@@ -361,7 +361,7 @@ export async function loadState(path: string, nowUnixMs: number): Promise<LoadRe
 
 export interface StateStoreOptions {
   path: string
-  /** For the coalescing timer only (setTimer). */
+  /** The coalescing timer, and its wall() for the snapshot time. */
   clock: Clock
   /** The document to write, read at write time (so a burst writes only the latest state). */
   snapshot: (nowUnixMs: number) => PersistedState
@@ -377,8 +377,6 @@ export interface StateStoreOptions {
    * leases, so a large state never blocks requests).
    */
   render?: (nowUnixMs: number) => Promise<string> | AsyncIterable<string>
-  /** Wall time, unix ms. Default Date.now. */
-  now?: () => number
   /** Default writeFileAtomic (mappings/static.ts), which takes a string or its pieces. */
   write?: (path: string, data: string | AsyncIterable<string>) => Promise<void>
   /**
@@ -409,7 +407,6 @@ export class StateStore {
   constructor(opts: StateStoreOptions) {
     this.o = {
       coalesceMs: DEFAULT_COALESCE_MS,
-      now: () => Date.now(),
       write: writeFileAtomic,
       ...opts,
     }
@@ -465,7 +462,7 @@ export class StateStore {
     this.dirty = false
     const run = async (): Promise<void> => {
       const token = this.o.prepare ? await this.o.prepare() : 0
-      const now = this.o.now()
+      const now = this.o.clock.wall()
       const data = this.o.render ? await this.o.render(now) : JSON.stringify(this.o.snapshot(now)) + '\n'
       await this.o.write(this.o.path, data)
       await this.o.done?.(token)

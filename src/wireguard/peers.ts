@@ -171,10 +171,9 @@ export type PeerEvent =
   | { readonly type: 'addresses-changed'; readonly peer: TrackedPeer; readonly previous: readonly string[] }
 
 export interface PeerTrackerOptions {
+  /** Monotonic time for ages; its wall() for the handshake times (which are wall time). */
   clock: Clock
   disconnectSeconds?: number
-  /** Wall-clock Unix seconds (the handshake times are wall time). Default Date.now() / 1000. */
-  unixSeconds?: () => number
   /** Display name for a public key, or null. Asked once, when the peer first appears. */
   nameOf?: (publicKey: string) => string | null
 }
@@ -194,7 +193,6 @@ interface State {
 export class PeerTracker {
   private readonly clock: Clock
   private readonly disconnectMs: number
-  private readonly unixSeconds: () => number
   private readonly nameOf: (publicKey: string) => string | null
   private readonly byKey = new Map<string, State>()
   private readonly byAddress = new Map<string, string>() // address -> public key
@@ -203,7 +201,6 @@ export class PeerTracker {
   constructor(opts: PeerTrackerOptions) {
     this.clock = opts.clock
     this.disconnectMs = (opts.disconnectSeconds ?? DEFAULT_PEER_DISCONNECT_SECONDS) * 1000
-    this.unixSeconds = opts.unixSeconds ?? (() => Date.now() / 1000)
     this.nameOf = opts.nameOf ?? (() => null)
   }
 
@@ -215,7 +212,7 @@ export class PeerTracker {
    */
   update(snapshot: readonly Peer[]): PeerEvent[] {
     const now = this.clock.now()
-    const wall = this.unixSeconds()
+    const wall = this.clock.wall() / 1000
     const events: PeerEvent[] = []
     const seen = new Map(snapshot.map((p) => [p.publicKey, p]))
     for (const [key, s] of this.byKey) {

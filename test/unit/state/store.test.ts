@@ -203,7 +203,7 @@ describe('StateStore', () => {
   const settle = () => new Promise((r) => setImmediate(r))
 
   it('a burst of changes makes one write of the latest state, after coalesceMs', async () => {
-    const clock = new FakeClock()
+    const clock = new FakeClock(0, T0)
     const { writes, write } = manualWrite()
     let n = 0
     const store = new StateStore({
@@ -211,7 +211,6 @@ describe('StateStore', () => {
       clock,
       log: silentLogger(),
       write,
-      now: () => T0,
       snapshot: () => doc(Array.from({ length: n }, (_, i) => rec({ externalPort: 1000 + i }))),
     })
     for (let i = 0; i < 1000; i++) {
@@ -295,8 +294,8 @@ describe('StateStore', () => {
     const dir = await mkdtemp(join(tmpdir(), 'wgpmp-state-'))
     try {
       const path = join(dir, 'sub', 'leases.json')
-      const clock = new FakeClock(5_000)
-      const store = new StateStore({ path, clock, log: silentLogger(), now: () => T0, snapshot: (now) => snapshot([lease()], 0, clock, now) })
+      const clock = new FakeClock(5_000, T0)
+      const store = new StateStore({ path, clock, log: silentLogger(), snapshot: (now) => snapshot([lease()], 0, clock, now) })
       store.changed()
       await store.close()
       expect(await readdir(join(dir, 'sub'))).toEqual(['leases.json']) // no temp file left
@@ -348,14 +347,13 @@ describe('renderState', () => {
   it('a StateStore with a streaming render writes the whole document to disk', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'wgpmp-state-'))
     try {
-      const clock = new FakeClock(5_000)
+      const clock = new FakeClock(5_000, T0)
       const leases = Array.from({ length: 1_100 }, (_, i) => lease({ id: i, externalPort: 2000 + i }))
       const path = join(dir, 'leases.json')
       const store = new StateStore({
         path,
         clock,
         log: silentLogger(),
-        now: () => T0,
         snapshot: () => snapshot(leases, 0, clock, T0),
         render: (t) => renderStateChunks(leases, 0, clock, t),
       })

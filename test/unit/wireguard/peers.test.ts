@@ -104,9 +104,9 @@ describe('names', () => {
 describe('PeerTracker', () => {
   const WALL0 = 1_800_000_000
   const setup = (disconnectSeconds?: number) => {
-    const clock = new FakeClock(10_000)
-    const wall = () => WALL0 + (clock.now() - 10_000) / 1000
-    const t = new PeerTracker({ clock, unixSeconds: wall, nameOf: (k) => (k === K1 ? 'seedbox' : null), ...(disconnectSeconds ? { disconnectSeconds } : {}) })
+    const clock = new FakeClock(10_000, WALL0 * 1000)
+    const wall = () => clock.wall() / 1000
+    const t = new PeerTracker({ clock, nameOf: (k) => (k === K1 ? 'seedbox' : null), ...(disconnectSeconds ? { disconnectSeconds } : {}) })
     return { clock, t, wall }
   }
 
@@ -140,11 +140,10 @@ describe('PeerTracker', () => {
   })
 
   it('measures age on the monotonic clock, so a wall-clock jump does not disconnect', () => {
-    const clock = new FakeClock(0)
-    let wall = WALL0
-    const t = new PeerTracker({ clock, unixSeconds: () => wall })
+    const clock = new FakeClock(0, WALL0 * 1000)
+    const t = new PeerTracker({ clock })
     t.update([peer(K1, WALL0 - 5)])
-    wall += 86_400 // NTP step of a day
+    clock.setWall(clock.wall() + 86_400_000) // NTP step of a day
     clock.advance(2_000)
     expect(t.update([peer(K1, WALL0 - 5)])).toEqual([])
     expect(t.peers()[0]!.connected).toBe(true)
@@ -177,7 +176,7 @@ describe('PeerTracker', () => {
 
   it('a refresh of known peers asks for no name again, keeps the lookups, and takes the new counters', () => {
     const asked: string[] = []
-    const t = new PeerTracker({ clock: new FakeClock(0), unixSeconds: () => WALL0, nameOf: (k) => (asked.push(k), k === K1 ? 'seedbox' : null) })
+    const t = new PeerTracker({ clock: new FakeClock(0, WALL0 * 1000), nameOf: (k) => (asked.push(k), k === K1 ? 'seedbox' : null) })
     t.update([peer(K1, WALL0), peer(K2, WALL0, ['10.8.0.3/32'])])
     for (let i = 1; i <= 3; i++) expect(t.update([{ ...peer(K1, WALL0), rxBytes: i }, peer(K2, WALL0, ['10.8.0.3/32'])])).toEqual([])
     expect(asked).toEqual([K1, K2])
