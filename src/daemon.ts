@@ -83,7 +83,7 @@ async function build(ctx: Context, stop: { teardown: boolean }): Promise<Daemon>
     sink: deps.events ?? dispatcher!,
     peerAt: (a) => dir.tracker.peerByAddress(a),
     publicAddress: publicFor,
-    now: () => clock.wall(),
+    clock,
   })
   const hostFw = await startHostFirewall(ctx, kernel.driver, metrics.registry)
 

@@ -107,6 +107,7 @@ export function startForwarding(
     sink: table,
     commit: (ch) => commit(ch).then(() => notify.staticChanges(ch)),
     log: log.child({ component: 'static' }),
+    clock: ctx.clock,
     // IPv6 addresses only where IPv6 forwarding is configured.
     addressesOf: (id) => (tracker.peerById(id)?.addresses ?? []).filter((a) => !isV6(a) || o.hasPublicV6),
   })

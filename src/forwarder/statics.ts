@@ -2,6 +2,7 @@
  * StaticForwards: static forwards from the config file and the API. Definitions live here (config)
  * and in the store (API); installed ports live in the lease table (via StaticSink) and the kernel.
  */
+import { systemClock, type Clock } from '../core/clock.js'
 import type { ForwardChange } from '../core/forward.js'
 import type { Logger } from '../log.js'
 import {
@@ -37,8 +38,8 @@ export interface StaticForwardsDeps {
    */
   addressesOf: (clientId: string) => readonly string[]
   log: Logger
-  /** Wall clock for createdAt. Default: new Date(). */
-  now?: () => Date
+  /** Its wall() gives createdAt (default: the system clock). */
+  clock?: Pick<Clock, 'wall'>
 }
 
 /**
@@ -47,10 +48,10 @@ export interface StaticForwardsDeps {
  */
 export class StaticForwards {
   private readonly config = new Map<string, StaticForward>()
-  private readonly now: () => Date
+  private readonly clock: Pick<Clock, 'wall'>
 
   constructor(private readonly d: StaticForwardsDeps) {
-    this.now = d.now ?? (() => new Date())
+    this.clock = d.clock ?? systemClock
   }
 
   /**
@@ -60,7 +61,7 @@ export class StaticForwards {
   setConfigForwards(byClient: ReadonlyMap<string, readonly StaticForwardSpec[]>): string[] {
     this.config.clear()
     const problems: string[] = []
-    const createdAt = this.now().toISOString()
+    const createdAt = new Date(this.clock.wall()).toISOString()
     for (const [client, specs] of byClient) {
       for (const spec of specs) {
         const clash = this.all().find((f) => overlaps(f, spec))
@@ -98,7 +99,7 @@ export class StaticForwards {
     const first = reserveStatic(this.d.sink, address, spec)
     if (!first.ok) return { ok: false, refusal: 'port-unavailable', message: describeConflict(first.conflict) }
     const r = this.alsoOn(clientId, addresses.slice(1), spec, first)
-    const forward: StaticForward = { ...spec, id: forwardId(spec), client: clientId, source: 'api', createdAt: this.now().toISOString() }
+    const forward: StaticForward = { ...spec, id: forwardId(spec), client: clientId, source: 'api', createdAt: new Date(this.clock.wall()).toISOString() }
     try {
       await this.d.commit(r.changes)
     } catch (e) {

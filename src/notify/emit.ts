@@ -3,6 +3,7 @@
  * WgpmpEvents and hands them to an EventSink; none throws, none blocks, none does I/O. Kept apart
  * from the services so that the forwarder (issue 9) can call the same helpers from one place.
  */
+import { systemClock, type Clock } from '../core/clock.js'
 import type { ForwardChange } from '../core/forward.js'
 import type { Lease } from '../core/forward.js'
 import type { PeerEvent } from '../wireguard/peers.js'
@@ -19,8 +20,8 @@ export interface LeaseEventsDeps {
   peerAt: (address: string) => (Identity & { readonly addresses: readonly string[] }) | undefined
   /** The public address a client's forwards are reached at (see ServiceDeps.publicAddress). */
   publicAddress: (clientAddress: string) => string | null
-  /** Wall clock, unix ms. */
-  now?: () => number
+  /** Its wall() stamps the events (default: the system clock). */
+  clock?: Pick<Clock, 'wall'>
 }
 
 /** Removes a WireGuard peer's address-changed / removed identities after this many (bounded memory). */
@@ -31,10 +32,10 @@ export class LeaseEvents {
   private armed = false
   /** Identities of peers that left, so that their forwards' removal still names them. */
   private readonly gone = new Map<string, Identity>()
-  private readonly now: () => number
+  private readonly clock: Pick<Clock, 'wall'>
 
   constructor(private readonly d: LeaseEventsDeps) {
-    this.now = d.now ?? Date.now
+    this.clock = d.clock ?? systemClock
   }
 
   /** From now on, changes are events (call when the daemon has started). */
@@ -133,7 +134,7 @@ export class LeaseEvents {
   private event(type: WgpmpEvent['type'], who: Identity | undefined, address: string | null, f: ForwardFields, reason?: RemovalReason): WgpmpEvent {
     return {
       type,
-      time: new Date(this.now()).toISOString(),
+      time: new Date(this.clock.wall()).toISOString(),
       client_id: who?.id ?? address ?? '?',
       client_name: who?.name ?? null,
       client_address: address,

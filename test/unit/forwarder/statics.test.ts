@@ -39,7 +39,7 @@ describe('StaticForwards', () => {
         return a === undefined ? [] : [a]
       },
       log: silentLogger(),
-      now: () => new Date('2026-05-01T12:00:00Z'),
+      clock: { wall: () => Date.parse('2026-05-01T12:00:00Z') },
     })
     return { sink, batches, sf, store, addresses, refuse: (v: boolean) => (refuse = v) }
   }
