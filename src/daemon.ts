@@ -73,7 +73,7 @@ async function build(ctx: Context, stop: { teardown: boolean }): Promise<Daemon>
   if (dispatcher) components.add('notifications', () => dispatcher.close())
 
   // The kernel, the peers, the leases.
-  const kernel = await startKernel(ctx, { publicV4: pub.v4, publicV6: pub.v6, wg6, stop, forwardCount: () => table.size + table.staticCount })
+  const kernel = await startKernel(ctx, { publicV4: pub.matchV4, publicV6: pub.v6, wg6, stop, forwardCount: () => table.size + table.staticCount })
   const dir = await peerDirectory(ctx)
   const table = leaseTable(ctx, { state, tracker: dir.tracker, isReserved })
   const metrics = createMetrics(metricSources({ table, tracker: dir.tracker }))

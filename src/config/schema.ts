@@ -36,7 +36,8 @@ export const configSchema = {
     public_address_v4: {
       type: 'string',
       format: 'ipv4',
-      description: 'The address NAT-PMP reports and forwards are for. Default: the first IPv4 address of public_interface.',
+      description:
+        'The address NAT-PMP, PCP and UPnP report and forwards are for. Default: the first IPv4 address of public_interface. When it is not an address of this host (1:1 NAT, a Docker bridge), forwards also match the addresses of public_interface, where the upstream NAT delivers them.',
     },
     ipv6_guarded_prefixes: {
       type: 'array',

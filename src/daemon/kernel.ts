@@ -22,15 +22,15 @@ export interface Kernel {
  */
 export async function startKernel(
   ctx: Context,
-  o: { publicV4: string; publicV6: string | null; wg6: Cidr6 | null; stop: { teardown: boolean }; forwardCount: () => number },
+  o: { publicV4: readonly string[]; publicV6: string | null; wg6: Cidr6 | null; stop: { teardown: boolean }; forwardCount: () => number },
 ): Promise<Kernel> {
   const { config, deps, exec, log } = ctx
   const driver = deps.driver ?? createDriver({ driver: config.port_forward_driver, nftMode: config.nft_mode, exec })
   const flows =
-    deps.flows ?? (driver.capabilities.kernel ? new ConntrackFlows({ exec, publicAddress: o.publicV4, log: log.child({ component: 'conntrack' }) }) : noFlows)
+    deps.flows ?? (driver.capabilities.kernel ? new ConntrackFlows({ exec, publicAddresses: o.publicV4, log: log.child({ component: 'conntrack' }) }) : noFlows)
   ctx.components.add('driver', () => driver.close())
   const base: BaseParams = {
-    publicV4: [o.publicV4],
+    publicV4: o.publicV4,
     publicV6: o.publicV6 ? [o.publicV6] : [],
     guardedV6: o.wg6 === null ? [] : config.ipv6_guarded_prefixes.map((p) => cidr6Network(parseCidr6(p)!)),
     wgInterfaces: [config.wg_interface],
@@ -55,7 +55,12 @@ export async function startKernel(
     }
   })
   const described = driver.describe()
-  log.info({ ...described, publicAddress: o.publicV4, publicAddressV6: o.publicV6 ?? undefined }, 'forwarding base installed')
+  log.info({ ...described, publicAddress: o.publicV4[0], publicAddressV6: o.publicV6 ?? undefined }, 'forwarding base installed')
+  if (o.publicV4.length > 1)
+    log.info(
+      { publicAddress: o.publicV4[0], alsoForwarded: o.publicV4.slice(1), publicInterface: config.public_interface },
+      'public_address_v4 is not an address of this host (1:1 NAT, a Docker bridge): forwards also match what arrives for public_interface',
+    )
   if (described.fallback) log.warn(described, 'driver: a slower mode than asked for runs')
   return { driver, flows, base, previous }
 }

@@ -7,7 +7,7 @@
 import type { Exec } from '../core/exec.js'
 import { isV6, type Forward } from '../core/forward.js'
 import type { Logger } from '../log.js'
-import { flushConntrack } from './conntrack.js'
+import { flushConntrack, type FlushOptions, type FlushResult } from './conntrack.js'
 
 export interface Flows {
   /** Forwards just deleted from the kernel: their connections end (soon, in one round per burst). */
@@ -33,7 +33,8 @@ export class ConntrackFlows implements Flows {
   private pending: Forward[] = []
   private timer: ReturnType<typeof setTimeout> | null = null
 
-  constructor(private readonly o: { exec: Exec; publicAddress: string; log: Logger; delayMs?: number }) {}
+  /** `publicAddresses`: the destinations forwards match (each flow was DNATed from one of them). */
+  constructor(private readonly o: { exec: Exec; publicAddresses: readonly string[]; log: Logger; delayMs?: number }) {}
 
   ended(forwards: readonly Forward[]): void {
     for (const f of forwards) if (!isV6(f.internalAddress)) this.pending.push(f)
@@ -42,9 +43,8 @@ export class ConntrackFlows implements Flows {
       this.timer = null
       const batch = this.pending
       this.pending = []
-      void flushConntrack(this.o.exec, batch, this.o.publicAddress, { listAbove: 2 }).then((r) => {
-        if (r.errors.length > 0 || r.skipped.length > 0)
-          this.o.log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped.length }, 'conntrack flush incomplete')
+      void this.flush(batch, { listAbove: 2 }).then((r) => {
+        if (r.errors.length > 0 || r.skipped > 0) this.o.log.warn({ errors: r.errors.slice(0, 5), skipped: r.skipped }, 'conntrack flush incomplete')
       })
     }, this.o.delayMs ?? FLOW_FLUSH_DELAY_MS)
   }
@@ -52,7 +52,21 @@ export class ConntrackFlows implements Flows {
   async endLeftovers(forwards: readonly Forward[]): Promise<number> {
     const v4 = forwards.filter((f) => !isV6(f.internalAddress))
     if (v4.length === 0) return 0
-    return (await flushConntrack(this.o.exec, v4, this.o.publicAddress)).deleted
+    return (await this.flush(v4)).deleted
+  }
+
+  /** One flush per destination address, one after the other (usually there is one). */
+  private async flush(forwards: readonly Forward[], opts: FlushOptions = {}): Promise<{ deleted: number; skipped: number; errors: FlushResult['errors'] }> {
+    let deleted = 0
+    let skipped = 0
+    const errors: FlushResult['errors'][number][] = []
+    for (const a of this.o.publicAddresses) {
+      const r = await flushConntrack(this.o.exec, forwards, a, opts)
+      deleted += r.deleted
+      skipped += r.skipped.length
+      errors.push(...r.errors)
+    }
+    return { deleted, skipped, errors }
   }
 
   close(): void {

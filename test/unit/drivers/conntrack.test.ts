@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { conntrackFlushArgs, conntrackListArgs, flushConntrack, parseConntrackList, parseDeleteResult } from '../../../src/drivers/conntrack.js'
+import { ConntrackFlows } from '../../../src/drivers/flows.js'
+import { silentLogger } from '../../../src/log.js'
 import type { Forward, Protocol } from '../../../src/core/forward.js'
 import { WgpmpError } from '../../../src/core/errors.js'
 import type { Exec, ExecResult } from '../../../src/core/exec.js'
@@ -184,5 +186,16 @@ describe('flushConntrack', () => {
     expect(calls).toHaveLength(1)
     expect(r.skipped).toHaveLength(5)
     expect(r.errors[0]?.error).toMatch(/^conntrack -L -p udp: .*Invalid argument/)
+  })
+})
+
+describe('ConntrackFlows', () => {
+  it('ends the flows DNATed from each destination forwards match (the announced address and, behind 1:1 NAT, the local one)', async () => {
+    const { exec, calls } = scripted(() => NONE)
+    const flows = new ConntrackFlows({ exec, publicAddresses: [PUB, '10.42.42.42'], log: silentLogger() })
+    expect(await flows.endLeftovers([fwd('tcp', 20000), fwd('udp', 20001, 'fd00::2')])).toBe(0)
+    // the IPv6 forward has no IPv4 flow; the IPv4 one is looked for under both destinations
+    expect(calls.map((c) => c.args[c.args.indexOf('--orig-dst') + 1])).toEqual([PUB, '10.42.42.42'])
+    expect(calls.every((c) => c.args.includes('20000'))).toBe(true)
   })
 })
