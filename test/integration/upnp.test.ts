@@ -178,40 +178,62 @@ describe.runIf(isRoot && hasUpnpc)('UPnP IGD end to end (upnpc, libtorrent, Wire
   it.runIf(existsSync(PYTHON))(
     'libtorrent with UPnP on and NAT-PMP off maps its listen port through the tunnel, and is reachable',
     async () => {
-      const child = lab.spawn('c1', PYTHON, [LT_CLIENT, '--upnp', '--listen', `${lab.ips.c1}:6881`, '--map-timeout', '40', '--linger', '45'], {
-        reject: false,
-        buffer: false,
-      })
-      let out = ''
-      let err = ''
-      let ended = ''
-      child.stdout?.setEncoding('utf8')
-      child.stdout?.on('data', (c: string) => (out += c))
-      child.stderr?.setEncoding('utf8')
-      child.stderr?.on('data', (c: string) => (err += c))
-      void child.then((r) => (ended = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`))
-      try {
-        const port = await waitFor(
-          () => {
-            if (ended) throw new Error(`libtorrent client ended (${ended})`)
-            const m = /"external_port": (\d+), "mapping": \d+, "protocol": "tcp"/.exec(out)
-            return m && Number(m[1]) > 0 ? Number(m[1]) : undefined
-          },
-          { timeoutMs: 40_000, what: 'libtorrent UPnP mapping' },
-        ).catch((e: unknown) => {
-          const upnp = wgpmp.lines.filter((l) => String(l.component) === 'upnp' || String(l.component) === 'ssdp').slice(-20)
-          throw new Error(`${String(e)}\nlibtorrent said:\n${out.slice(-6000)}\nstderr:\n${err.slice(-2000)}\nwgpmp said:\n${JSON.stringify(upnp)}`)
+      /** One libtorrent instance until its TCP mapping; how it ended if it ended first. */
+      const attempt = async (): Promise<{ port: number; stop: () => void } | { ended: string; report: string }> => {
+        const child = lab.spawn('c1', PYTHON, [LT_CLIENT, '--upnp', '--listen', `${lab.ips.c1}:6881`, '--map-timeout', '35', '--linger', '45'], {
+          reject: false,
+          buffer: false,
         })
+        let out = ''
+        let err = ''
+        let ended = ''
+        child.stdout?.setEncoding('utf8')
+        child.stdout?.on('data', (c: string) => (out += c))
+        child.stderr?.setEncoding('utf8')
+        child.stderr?.on('data', (c: string) => (err += c))
+        void child.then((r) => (ended = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`))
+        const report = (): string => {
+          const upnp = wgpmp.lines.filter((l) => String(l.component) === 'upnp' || String(l.component) === 'ssdp').slice(-20)
+          return `libtorrent said:\n${out.slice(-6000)}\nstderr:\n${err.slice(-2000)}\nwgpmp said:\n${JSON.stringify(upnp)}`
+        }
+        try {
+          const port = await waitFor(
+            () => {
+              const m = /"external_port": (\d+), "mapping": \d+, "protocol": "tcp"/.exec(out)
+              if (m && Number(m[1]) > 0) return Number(m[1])
+              if (ended) return 0
+              return undefined
+            },
+            { timeoutMs: 40_000, what: 'libtorrent UPnP mapping' },
+          )
+          if (port === 0) return { ended, report: report() }
+          return { port, stop: () => child.kill('SIGTERM') }
+        } catch (e) {
+          child.kill('SIGTERM')
+          throw new Error(`${String(e)}\n${report()}`)
+        }
+      }
+      // Debian's libtorrent 2.0.8 has died of a signal at start (libtorrent.test.ts saw it once in
+      // CI; here one CI run got no output at all from it): a death by signal before it mapped gets
+      // its crash printed and one fresh instance. Any other end, or a timeout, fails at once.
+      let got = await attempt()
+      if ('ended' in got && got.ended.startsWith('signal')) {
+        console.warn(`libtorrent died (${got.ended}) before mapping; one more instance.\n${got.report}`)
+        got = await attempt()
+      }
+      if ('ended' in got) throw new Error(`libtorrent client ended (${got.ended}) before mapping\n${got.report}`)
+      const { port, stop } = got
+      try {
         expect(await nftList()).toContain(`tcp . ${port} : ${lab.ips.c1} . 6881`)
         const lease = wgpmp.lines.find((l) => l.msg === 'upnp: mapping added' && l.externalPort === port)
         expect(lease).toMatchObject({ client: lab.ips.c1, internalPort: 6881 })
         const nc = await lab.exec('inet', 'ncat', ['-z', '-w', '3', lab.ips.public, String(port)], { reject: false })
         expect(nc.exitCode).toBe(0)
       } finally {
-        child.kill('SIGTERM')
+        stop()
       }
     },
-    60_000,
+    100_000,
   )
 
   it("split tunnel: discovery needs 239.255.255.250/32 in the client's AllowedIPs (routing unchanged)", async () => {
