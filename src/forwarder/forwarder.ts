@@ -16,7 +16,7 @@
 import type { DynamicOrigin, ForwardChange, Lease, Protocol } from '../core/forward.js'
 import type { Refusal } from '../core/refusal.js'
 import type { Logger } from '../log.js'
-import type { MappingTable, Removal } from '../mappings/table.js'
+import type { MapRequest as TableMapRequest, MappingTable, Removal } from '../mappings/table.js'
 
 export interface ForwarderDeps {
   table: MappingTable
@@ -45,26 +45,9 @@ export interface LeaseEvents {
   removed(leases: readonly Lease[], reason: RemovalReason): void
 }
 
-export interface MapRequest {
-  readonly client: string
-  readonly protocol: Protocol
-  /** 0: a symmetric mapping (the forward goes to the external port). */
-  readonly internalPort: number
-  /** 0: any; otherwise a hint (or the only port, with exactPort). */
-  readonly suggestedExternalPort: number
-  /** > 0 (a lifetime of 0 is a delete). Clamped by the table. */
-  readonly lifetimeSeconds: number
+/** A table request (its fields documented there) whose origin is always said: the front-end's protocol. */
+export interface MapRequest extends TableMapRequest {
   readonly origin: DynamicOrigin
-  /** PCP's mapping nonce (hex). */
-  readonly nonce?: string
-  /** Only the suggested port will do (PCP PREFER_FAILURE, UPnP AddPortMapping). */
-  readonly exactPort?: boolean
-  /** A global IPv6 client's own port, untranslated. */
-  readonly pinhole?: boolean
-  /** Client-controlled text kept with the lease (UPnP's description). */
-  readonly description?: string
-  /** The longest lifetime for this request instead of lifetime_max_seconds (UPnP cannot tell a client it got less). */
-  readonly maxLifetimeSeconds?: number
 }
 
 export type MapResult = { readonly ok: true; readonly lease: Lease; readonly created: boolean } | { readonly ok: false; readonly refusal: Refusal }

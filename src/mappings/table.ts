@@ -63,9 +63,11 @@ export type RestoreRefusal = 'bad-client' | 'duplicate' | 'reserved' | 'taken' |
 export interface MapRequest {
   readonly client: string
   readonly protocol: Protocol
+  /** 0: a symmetric mapping (the forward goes to the external port). */
   readonly internalPort: number
+  /** 0: any; otherwise a hint (or the only port, with exactPort). */
   readonly suggestedExternalPort: number
-  /** Must be > 0 (0 is a delete: use remove()). */
+  /** Must be > 0 (0 is a delete: use remove()); clamped here. */
   readonly lifetimeSeconds: number
   /** 'pcp' for PCP MAP (default 'nat-pmp'). A PCP and a NAT-PMP request for the same key are one mapping. */
   readonly origin?: DynamicOrigin
@@ -75,7 +77,7 @@ export interface MapRequest {
   readonly maxLifetimeSeconds?: number
   /** PCP nonce (hex): a renewal with another nonce is refused (RFC 6887 §11.3). */
   readonly nonce?: string
-  /** PCP PREFER_FAILURE: only the suggested port will do (RFC 6887 §13.2). */
+  /** Only the suggested port will do (PCP PREFER_FAILURE, RFC 6887 §13.2; UPnP AddPortMapping). */
   readonly exactPort?: boolean
   /** IPv6 client with a global address: open its own port (external = internal), no DNAT. */
   readonly pinhole?: boolean
