@@ -3,8 +3,14 @@
  * senders, each internal port asked once), the acknowledgements it received, and the kernel's
  * forwards map parsed, so a test can check that every acknowledged mapping is forwarded.
  */
+import type { ConfigInput } from '../../src/config/schema.js'
 import type { Lab } from './lab.js'
 import { nftForwards } from './e2e-tools.js'
+import { labConfig } from './wgpmp-proc.js'
+
+/** The daemon's config for a storm: quiet logs, and no per-client quota or rate limit in the way. */
+export const stormConfig = (lab: Lab): ConfigInput =>
+  labConfig(lab, { log_level: 'info', max_forwards_per_client: 30_000, rate_limit_per_second: 100_000, rate_limit_burst: 100_000 })
 
 /**
  * Runs in a client namespace. Each sender binds the client's tunnel address, sends one map

@@ -9,21 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sleep } from './e2e-tools.js'
 import { isRoot, startLab, type Lab } from './lab.js'
 import { talk } from './traffic.js'
-import { serveTcp } from './e2e-tools.js'
-import { labConfig, startWgpmp, type Wgpmp } from './wgpmp-proc.js'
-import { kernelForwards, lostMappings, startStorm, type Storm } from './durability-storm.js'
-
-/** mulberry32, seeded from the environment (printed) so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng, serveTcp } from './e2e-tools.js'
+import { startWgpmp, type Wgpmp } from './wgpmp-proc.js'
+import { kernelForwards, lostMappings, startStorm, stormConfig, type Storm } from './durability-storm.js'
 
 describe.runIf(isRoot)('durability: kill -9 during a storm of new mappings', () => {
   let lab: Lab
@@ -41,7 +29,7 @@ describe.runIf(isRoot)('durability: kill -9 during a storm of new mappings', () 
   it('every mapping acknowledged before a kill is forwarded again on the same port after the restart', async () => {
     const seed = Number(process.env.WGPMP_SEED ?? Date.now() % 100_000)
     const rnd = prng(seed)
-    const config = labConfig(lab, { log_level: 'info', max_forwards_per_client: 30_000, rate_limit_per_second: 100_000, rate_limit_burst: 100_000 })
+    const config = stormConfig(lab)
     wgpmp = await startWgpmp(lab, config)
     storms.push(startStorm(lab, 'c1', { base: 20000, per: 4000 }), startStorm(lab, 'c2', { base: 20000, per: 4000 })) // 32,000 at most: enough for all 10 kills
     const lostAll: string[] = []

@@ -12,6 +12,18 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** mulberry32: a small seeded PRNG, so a failing run (fuzz, kill storm) can be replayed from its printed seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 /** `nft list map inet wgpmp forwards_v4` in the server namespace ('' if the table is missing). */
 export async function nftForwards(lab: Lab): Promise<string> {
   return (await lab.exec('srv', 'nft', ['list', 'map', 'inet', 'wgpmp', 'forwards_v4'], { reject: false })).stdout

@@ -26,6 +26,7 @@ import {
   natpmpMap,
   natpmpPublicAddress,
   nftForwards,
+  prng,
   restoreLabnat,
   serveTcp,
   sleep,
@@ -94,18 +95,6 @@ function echoConnection(lab: Lab, port: number): EchoConn {
 }
 
 // ------------------------------------------------------------------------------------ fuzz --
-
-/** mulberry32: a small seeded PRNG, so a failing fuzz run can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Valid requests to mutate: NAT-PMP (RFC 6886) and PCP (RFC 6887) MAP, PEER and ANNOUNCE from clientIp. */
 function seeds(rnd: () => number, clientIp: string): Buffer[] {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sleep } from './e2e-tools.js'
 import { isRoot, startLab, type Lab } from './lab.js'
 import { labConfig, MAIN, startWgpmp, TEST_NODE, type Wgpmp } from './wgpmp-proc.js'
-import { kernelForwards, lostMappings, startStorm, type Storm } from './durability-storm.js'
+import { kernelForwards, lostMappings, startStorm, stormConfig, type Storm } from './durability-storm.js'
 
 describe.runIf(isRoot)('a stop under load is a clean stop', () => {
   let lab: Lab
@@ -23,7 +23,7 @@ describe.runIf(isRoot)('a stop under load is a clean stop', () => {
   }, 90_000)
 
   it('five SIGTERMs during a storm: exit 0, no table left, every acknowledged mapping restored by the next start', async () => {
-    const config = labConfig(lab, { log_level: 'info', max_forwards_per_client: 30_000, rate_limit_per_second: 100_000, rate_limit_burst: 100_000 })
+    const config = stormConfig(lab)
     wgpmp = await startWgpmp(lab, config)
     storms.push(startStorm(lab, 'c1', { base: 20000, waitMs: 100, gapMs: 0 }), startStorm(lab, 'c2', { base: 20000, waitMs: 100, gapMs: 0 }))
     const codes: (number | null)[] = []
