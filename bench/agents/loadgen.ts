@@ -146,6 +146,27 @@ const fillSlot = (k: number, clientBase: number, perClient: number): { client: n
   return { client: clientBase + Math.floor(k / perClient), protocol: j % 2 === 0 ? 'tcp' : 'udp', internalPort: 10000 + (j >> 1) }
 }
 
+/** Forwards [from, to) of the fill plan, asked with a window of outstanding requests. */
+interface FillRange {
+  from: number
+  to: number
+  clientBase: number
+  perClient: number
+  window: number
+  lifetime: number
+  timeoutMs: number
+  budgetMs: number
+  /** One protocol for the whole range (internal ports 10000 + k % perClient) instead of the plan's alternation. */
+  protocol?: Proto
+}
+
+/** Asks for the k-th forward of a fill range (a prefill and its renewal ask the same keys). */
+async function mapSlot(p: FillRange, k: number): ReturnType<Client['map']> {
+  const s = fillSlot(k, p.clientBase, p.perClient)
+  const c = await client(s.client)
+  return c.map(p.protocol ?? s.protocol, p.protocol ? 10000 + (k % p.perClient) : s.internalPort, p.lifetime, 0, p.timeoutMs)
+}
+
 // A stream of probes sent at a fixed interval whatever the replies do (open loop, so a stalled
 // daemon shows up as long waits instead of fewer samples).
 interface Stream {
@@ -244,26 +265,14 @@ serve(
       })
     },
     /** Creates forwards [from, to) of the fill plan with a window of outstanding requests. */
-    async prefill(p: {
-      from: number
-      to: number
-      clientBase: number
-      perClient: number
-      window: number
-      lifetime: number
-      timeoutMs: number
-      budgetMs: number
-      protocol?: Proto
-    }) {
+    async prefill(p: FillRange) {
       const t0 = nowMs()
       const deadline = t0 + p.budgetMs
       let ok = 0
       let failed = 0
       const results: Record<string, number> = {}
       const ran = await pool(p.to - p.from, p.window, deadline, async (i) => {
-        const s = fillSlot(p.from + i, p.clientBase, p.perClient)
-        const c = await client(s.client)
-        const r = await c.map(p.protocol ?? s.protocol, p.protocol ? 10000 + ((p.from + i) % p.perClient) : s.internalPort, p.lifetime, 0, p.timeoutMs)
+        const r = await mapSlot(p, p.from + i)
         if (r.ok) ok++
         else {
           failed++
@@ -274,25 +283,13 @@ serve(
       return { requested: ran, ok, failed, results, ms, rate: ok / (ms / 1000), complete: ran === p.to - p.from }
     },
     /** Renews forwards [from, to) of the fill plan (same keys) with a new lifetime. */
-    async renewRange(p: {
-      from: number
-      to: number
-      clientBase: number
-      perClient: number
-      window: number
-      lifetime: number
-      timeoutMs: number
-      budgetMs: number
-      protocol?: Proto
-    }) {
+    async renewRange(p: FillRange) {
       const t0 = nowMs()
       let ok = 0
       let first = Infinity
       let last = 0
       const ran = await pool(p.to - p.from, p.window, t0 + p.budgetMs, async (i) => {
-        const s = fillSlot(p.from + i, p.clientBase, p.perClient)
-        const c = await client(s.client)
-        const r = await c.map(p.protocol ?? s.protocol, p.protocol ? 10000 + ((p.from + i) % p.perClient) : s.internalPort, p.lifetime, 0, p.timeoutMs)
+        const r = await mapSlot(p, p.from + i)
         if (r.ok) {
           ok++
           first = Math.min(first, r.t1)
