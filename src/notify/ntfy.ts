@@ -5,16 +5,13 @@
  */
 import type { Channel, Message } from './dispatcher.js'
 import { textOf, titleOf } from './format.js'
-import { postWithRetries, safeUrl } from './webhook.js'
+import { errText, postWithRetries, safeUrl, type RetryOptions } from './webhook.js'
 
-export interface NtfyOptions {
+export interface NtfyOptions extends RetryOptions {
   name: string
   url: string
+  /** Access token (from token_file), or null. */
   token: string | null
-  timeoutMs?: number
-  retries?: number
-  backoffMs?: number
-  sleep: (ms: number) => Promise<void>
 }
 
 /** ntfy tags (emoji short codes) and priority (1 min .. 5 max) for a message. */
@@ -31,9 +28,6 @@ export function ntfyLook(m: Message): { tags: string[]; priority: number } {
 export const headerValue = (s: string): string => (/^[\x20-\x7e]*$/.test(s) ? s : `=?UTF-8?B?${Buffer.from(s, 'utf8').toString('base64')}?=`)
 
 export function ntfyChannel(o: NtfyOptions): Channel {
-  const timeout = o.timeoutMs ?? 10_000
-  const retries = o.retries ?? 3
-  const backoff = o.backoffMs ?? 1000
   return {
     name: o.name,
     kind: 'ntfy',
@@ -48,10 +42,9 @@ export function ntfyChannel(o: NtfyOptions): Channel {
       }
       if (o.token !== null) headers.authorization = `Bearer ${o.token}`
       const body = textOf(m)
-      const r = await postWithRetries(o.url, body, headers, { timeout, retries, backoff, sleep: o.sleep })
+      const r = await postWithRetries(o.url, body, headers, o)
       if (r === null) return
-      const last = r.error
-      throw new Error(`ntfy: ${last instanceof Error ? last.message : String(last)}`)
+      throw new Error(`ntfy: ${errText(r.error)}`)
     },
   }
 }

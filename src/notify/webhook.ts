@@ -11,11 +11,8 @@ import { payloadOf, typeOf } from './format.js'
 
 export const SIGNATURE_HEADER = 'x-wgpmp-signature'
 
-export interface WebhookOptions {
-  name: string
-  url: string
-  /** HMAC key (from secret_file), or null: unsigned. */
-  secret: string | null
+/** How an HTTP channel (webhook, ntfy) retries. */
+export interface RetryOptions {
   /** Per attempt: headers and body each (default 10 s). */
   timeoutMs?: number
   /** Attempts after the first (default 3). */
@@ -23,6 +20,13 @@ export interface WebhookOptions {
   /** First backoff (default 1 s), doubling. */
   backoffMs?: number
   sleep: (ms: number) => Promise<void>
+}
+
+export interface WebhookOptions extends RetryOptions {
+  name: string
+  url: string
+  /** HMAC key (from secret_file), or null: unsigned. */
+  secret: string | null
 }
 
 export const sign = (secret: string, body: string): string => 'sha256=' + createHmac('sha256', secret).update(body, 'utf8').digest('hex')
@@ -47,30 +51,30 @@ export async function postWithRetries(
   url: string,
   body: string,
   headers: Record<string, string>,
-  o: { timeout: number; retries: number; backoff: number; sleep: (ms: number) => Promise<void> },
-): Promise<{ error: unknown; permanent: boolean } | null> {
+  o: RetryOptions,
+): Promise<{ error: unknown; permanent: boolean; attempts: number } | null> {
+  const timeout = o.timeoutMs ?? 10_000
+  const retries = o.retries ?? 3
+  const backoff = o.backoffMs ?? 1000
   let last: unknown = null
-  for (let attempt = 0; attempt <= o.retries; attempt++) {
-    if (attempt > 0) await o.sleep(o.backoff * 2 ** (attempt - 1))
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    if (attempt > 0) await o.sleep(backoff * 2 ** (attempt - 1))
     try {
-      const r = await request(url, { method: 'POST', body, headers, headersTimeout: o.timeout, bodyTimeout: o.timeout })
+      const r = await request(url, { method: 'POST', body, headers, headersTimeout: timeout, bodyTimeout: timeout })
       await r.body.dump().catch(() => {})
       if (r.statusCode >= 200 && r.statusCode < 300) return null
       last = new Error(`HTTP ${r.statusCode}`)
-      if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) return { error: last, permanent: true }
+      if (r.statusCode !== 408 && r.statusCode !== 429 && r.statusCode < 500) return { error: last, permanent: true, attempts: attempt + 1 }
     } catch (e) {
       last = e
     }
   }
-  return { error: last, permanent: false }
+  return { error: last, permanent: false, attempts: retries + 1 }
 }
 
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+export const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 export function webhookChannel(o: WebhookOptions): Channel {
-  const timeout = o.timeoutMs ?? 10_000
-  const retries = o.retries ?? 3
-  const backoff = o.backoffMs ?? 1000
   return {
     name: o.name,
     kind: 'webhook',
@@ -79,11 +83,9 @@ export function webhookChannel(o: WebhookOptions): Channel {
       const body = JSON.stringify(payloadOf(m))
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'wgpmp', 'x-wgpmp-event': typeOf(m) }
       if (o.secret !== null) headers[SIGNATURE_HEADER] = sign(o.secret, body)
-      const r = await postWithRetries(o.url, body, headers, { timeout, retries, backoff, sleep: o.sleep })
+      const r = await postWithRetries(o.url, body, headers, o)
       if (r === null) return
-      if (r.permanent) throw new PermanentError(errText(r.error))
-      const last = r.error
-      throw new Error(`gave up after ${retries + 1} attempts: ${errText(last)}`)
+      throw r.permanent ? new PermanentError(errText(r.error)) : new Error(`gave up after ${r.attempts} attempts: ${errText(r.error)}`)
     },
   }
 }
