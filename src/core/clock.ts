@@ -25,6 +25,28 @@ export const systemClock: Clock = {
   },
 }
 
+/**
+ * Runs task every ms: the first run ms from now, each next one ms after the previous run ended
+ * (never two at once, so a slow run delays the next instead of piling up), until the returned
+ * Cancel is called. A run that rejects is not retried sooner.
+ */
+export function repeat(clock: Clock, ms: number, task: () => Promise<unknown>): Cancel {
+  let stopped = false
+  let cancel: Cancel = () => {}
+  const tick = (): void => {
+    if (stopped) return
+    const again = (): void => {
+      if (!stopped) cancel = clock.setTimer(ms, tick)
+    }
+    task().then(again, again)
+  }
+  cancel = clock.setTimer(ms, tick)
+  return () => {
+    stopped = true
+    cancel()
+  }
+}
+
 /** A clock that moves only when told to; timers fire inside advance(), in deadline order. */
 export class FakeClock implements Clock {
   private timers: { at: number; fn: () => void; id: number }[] = []

@@ -24,7 +24,7 @@
 import type { Readable } from 'node:stream'
 import { systemSpawn, type Exec, type ExecResult } from '../core/exec.js'
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import { repeat, type Cancel, type Clock } from '../core/clock.js'
 import type { LostReason, TableWatcher } from './driver.js'
 import { nftErrorCode, TABLE_FAMILY, TABLE_NAME } from './nft-batch.js'
 
@@ -239,11 +239,7 @@ export class TableWatch implements TableWatcher {
   }
 
   private armPeriodic(): void {
-    if (!this.running) return
-    this.periodic = this.d.clock.setTimer(this.o.intervalMs, () => {
-      this.periodic = null
-      void this.check(this.child !== null).finally(() => this.armPeriodic())
-    })
+    if (this.running) this.periodic = repeat(this.d.clock, this.o.intervalMs, () => this.check(this.child !== null))
   }
 
   private startMonitor(): void {

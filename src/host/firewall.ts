@@ -16,7 +16,7 @@
 import { Gauge, type Registry } from 'prom-client'
 import type { Exec } from '../core/exec.js'
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import { repeat, type Cancel, type Clock } from '../core/clock.js'
 
 /** The comment on the accept rule host_firewall_accept inserts. */
 export const ACCEPT_COMMENT = 'wgpmp-host-firewall-accept'
@@ -496,13 +496,7 @@ export class HostFirewall {
   }
 
   start(): void {
-    const tick = (): void => {
-      if (this.stopped) return
-      void this.check().then(() => {
-        if (!this.stopped) this.timer = this.o.clock.setTimer(this.o.intervalMs ?? DEFAULT_FIREWALL_CHECK_MS, tick)
-      })
-    }
-    this.timer = this.o.clock.setTimer(this.o.intervalMs ?? DEFAULT_FIREWALL_CHECK_MS, tick)
+    this.timer = repeat(this.o.clock, this.o.intervalMs ?? DEFAULT_FIREWALL_CHECK_MS, () => this.check())
   }
 
   /** Stops the checks and removes the accept rules it inserted. Never rejects. */

@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Protocol } from '../core/forward.js'
 import type { Exec } from '../core/exec.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import { repeat, type Cancel, type Clock } from '../core/clock.js'
 
 /** TCP_LISTEN in include/net/tcp_states.h; /proc/net/tcp prints it as "0A". */
 export const TCP_STATE_LISTEN = 0x0a
@@ -216,13 +216,7 @@ export class ListeningPortsCache {
 
   /** Rereads every intervalMs in the background (so an idle daemon's first request is not answered from an old read). */
   startBackground(intervalMs: number, onError?: (err: unknown) => void): void {
-    const tick = (): void => {
-      void this.refresh(true).then((err) => {
-        if (err) onError?.(err)
-        if (this.timer) this.timer = this.clock.setTimer(intervalMs, tick)
-      })
-    }
-    this.timer = this.clock.setTimer(intervalMs, tick)
+    this.timer = repeat(this.clock, intervalMs, () => this.refresh(true).then((err) => err && onError?.(err)))
   }
 
   stop(): void {

@@ -3,7 +3,7 @@
  * hands the resulting events to the daemon. One refresh at a time; concurrent callers share it.
  */
 import type { Logger } from '../log.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import { repeat, type Cancel, type Clock } from '../core/clock.js'
 import type { PeerEvent, PeerSource, PeerTracker } from './peers.js'
 
 /** An unknown source may trigger an immediate refresh at most this often. */
@@ -44,13 +44,7 @@ export class PeerSync {
   }
 
   start(): void {
-    const tick = (): void => {
-      if (this.stopped) return
-      void this.refresh().then(() => {
-        if (!this.stopped) this.timer = this.o.clock.setTimer(this.o.intervalMs, tick)
-      })
-    }
-    this.timer = this.o.clock.setTimer(this.o.intervalMs, tick)
+    if (!this.stopped) this.timer = repeat(this.o.clock, this.o.intervalMs, () => this.refresh())
   }
 
   stop(): void {
